@@ -1,0 +1,244 @@
+//! The per-query function: query bytes in, response bytes out.
+//!
+//! One parse, one case-folded lookup in a stack buffer, and copies of pre-encoded sections:
+//! no allocation (the caller's output buffer is reused), no logging, no error boxes. Every
+//! outcome is an RCODE.
+
+use std::sync::Arc;
+
+use crate::compile::CompiledRrset;
+use crate::store::{Lookup, Store};
+use crate::wire::{
+    self, CLASS_IN, Edns, HEADER_LEN, MIN_UDP_PAYLOAD, OPT_LEN, Parsed, Query, flags, qtype, rcode,
+};
+use crate::zones::{Zone, ZoneTable};
+
+/// How the query arrived: it decides the response size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Limits and TTLs the responder applies.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponderSettings {
+    /// Largest UDP payload this server sends or advertises (EDNS), `--max-udp-size`.
+    pub max_udp_size: u16,
+    /// TTL (and SOA MINIMUM) of negative answers.
+    pub negative_ttl: u32,
+}
+
+/// Answers queries from the store.
+#[derive(Debug, Clone)]
+pub struct Responder {
+    store: Arc<Store>,
+    zones: Arc<ZoneTable>,
+    settings: ResponderSettings,
+}
+
+/// The body chosen for a response before it is assembled.
+enum Body<'a> {
+    Positive(&'a CompiledRrset),
+    /// NXDOMAIN or NODATA: the zone's SOA goes in the authority section.
+    Negative {
+        rcode: u16,
+    },
+    /// An error without records (REFUSED, SERVFAIL).
+    Bare {
+        rcode: u16,
+        authoritative: bool,
+    },
+}
+
+impl Responder {
+    pub fn new(store: Arc<Store>, zones: Arc<ZoneTable>, settings: ResponderSettings) -> Self {
+        Self {
+            store,
+            zones,
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Writes the response to `query` into `out` (cleared first) and returns its RCODE, or
+    /// `None` when the message gets no response.
+    pub fn respond(&self, query: &[u8], transport: Transport, out: &mut Vec<u8>) -> Option<u16> {
+        out.clear();
+        match wire::parse(query) {
+            Parsed::Drop => None,
+            Parsed::Error {
+                id,
+                flags: query_flags,
+                rcode,
+                question,
+                edns,
+            } => {
+                let response_flags = flags::QR
+                    | (query_flags & (flags::OPCODE_MASK | flags::RD | flags::CD))
+                    | (rcode & 0x0F);
+                let qdcount = u16::from(question.is_some());
+                let arcount = u16::from(edns.is_some());
+                wire::write_header(out, id, response_flags, [qdcount, 0, 0, arcount]);
+                if let Some(q) = &question {
+                    out.extend_from_slice(q.raw_name);
+                    out.extend_from_slice(&q.qtype.to_be_bytes());
+                    out.extend_from_slice(&q.qclass.to_be_bytes());
+                }
+                if let Some(e) = edns {
+                    wire::write_opt(
+                        out,
+                        self.settings.max_udp_size,
+                        (rcode >> 4) as u8,
+                        e.dnssec_ok,
+                    );
+                }
+                Some(rcode)
+            }
+            Parsed::Query(q) => Some(self.answer(&q, query, transport, out)),
+        }
+    }
+
+    fn size_limit(&self, edns: Option<Edns>, transport: Transport) -> usize {
+        match (transport, edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => usize::from(MIN_UDP_PAYLOAD),
+            (Transport::Udp, Some(e)) => usize::from(e.udp_size.clamp(
+                MIN_UDP_PAYLOAD,
+                self.settings.max_udp_size.max(MIN_UDP_PAYLOAD),
+            )),
+        }
+    }
+
+    fn answer(&self, q: &Query<'_>, msg: &[u8], transport: Transport, out: &mut Vec<u8>) -> u16 {
+        let question = &q.question;
+        let refused = Body::Bare {
+            rcode: rcode::REFUSED,
+            authoritative: false,
+        };
+        let Some((zone, start)) = self.zones.find(&question.name) else {
+            return self.assemble(q, msg, transport, None, refused, out);
+        };
+        let in_zone = Some((zone, start));
+        if question.qclass != CLASS_IN
+            // No zone transfers: the records come from the cluster, not from a primary.
+            || question.qtype == qtype::AXFR
+            || question.qtype == qtype::IXFR
+        {
+            return self.assemble(q, msg, transport, in_zone, refused, out);
+        }
+        if !self.store.is_ready() {
+            let servfail = Body::Bare {
+                rcode: rcode::SERVFAIL,
+                authoritative: false,
+            };
+            return self.assemble(q, msg, transport, in_zone, servfail, out);
+        }
+        // The store key: zone kind, then the lowercase name up to the zone.
+        let mut key_buf = [0u8; 256];
+        let relative = &question.name.lower()[..start];
+        key_buf[0] = zone.kind as u8;
+        key_buf[1..=relative.len()].copy_from_slice(relative);
+        let key = &key_buf[..=relative.len()];
+        self.store.lookup(key, |lookup| {
+            let body = match lookup {
+                Lookup::NoName => Body::Negative {
+                    rcode: rcode::NXDOMAIN,
+                },
+                Lookup::EmptyNonTerminal => Body::Negative {
+                    rcode: rcode::NOERROR,
+                },
+                Lookup::Name(answers) => {
+                    let rrset = if question.qtype == qtype::ANY {
+                        answers.first(zone.index)
+                    } else {
+                        answers.find(question.qtype, zone.index)
+                    };
+                    match rrset {
+                        Some(rrset) => Body::Positive(rrset),
+                        None => Body::Negative {
+                            rcode: rcode::NOERROR,
+                        },
+                    }
+                }
+            };
+            self.assemble(q, msg, transport, in_zone, body, out)
+        })
+    }
+
+    /// Writes the response: header, the question as asked, the chosen body within the size
+    /// limit, OPT.
+    fn assemble(
+        &self,
+        q: &Query<'_>,
+        msg: &[u8],
+        transport: Transport,
+        zone: Option<(&Zone, usize)>,
+        body: Body<'_>,
+        out: &mut Vec<u8>,
+    ) -> u16 {
+        let question_end = HEADER_LEN + q.question.wire_len();
+        let (rcode, authoritative) = match &body {
+            Body::Positive(_) => (rcode::NOERROR, true),
+            Body::Negative { rcode } => (*rcode, true),
+            Body::Bare {
+                rcode,
+                authoritative,
+            } => (*rcode, *authoritative),
+        };
+        let mut response_flags = flags::QR | (q.flags & (flags::RD | flags::CD)) | rcode;
+        if authoritative {
+            response_flags |= flags::AA;
+        }
+        wire::write_header(out, q.id, response_flags, [1, 0, 0, 0]);
+        out.extend_from_slice(&msg[HEADER_LEN..question_end]);
+
+        let limit = self.size_limit(q.edns, transport);
+        let opt_len = if q.edns.is_some() { OPT_LEN } else { 0 };
+        let (mut ancount, mut nscount, mut arcount) = (0u16, 0u16, 0u16);
+        match body {
+            Body::Positive(rrset) => {
+                let answer = rrset.answer();
+                if out.len() + answer.len() + opt_len > limit {
+                    // Does not fit: an empty answer with TC, so the client asks over TCP.
+                    response_flags |= flags::TC;
+                } else {
+                    out.extend_from_slice(answer);
+                    ancount = rrset.ancount;
+                    // The additional section is optional: leave it out rather than set TC
+                    // (RFC 2181 9).
+                    let additional = rrset.additional();
+                    if out.len() + additional.len() + opt_len <= limit {
+                        out.extend_from_slice(additional);
+                        arcount = rrset.arcount;
+                    }
+                }
+            }
+            Body::Negative { .. } => {
+                if let Some((zone, start)) = zone {
+                    // The zone starts within the question, which starts at the header's end.
+                    let zone_at = (HEADER_LEN + start) as u16;
+                    let before = out.len();
+                    self.zones
+                        .write_negative_soa(out, zone, zone_at, self.settings.negative_ttl);
+                    nscount = 1;
+                    if out.len() + opt_len > limit {
+                        out.truncate(before);
+                        nscount = 0;
+                        response_flags |= flags::TC;
+                    }
+                }
+            }
+            Body::Bare { .. } => {}
+        }
+        if let Some(e) = q.edns {
+            wire::write_opt(out, self.settings.max_udp_size, 0, e.dnssec_ok);
+            arcount += 1;
+        }
+        wire::patch_header(out, response_flags, [1, ancount, nscount, arcount]);
+        rcode
+    }
+}

@@ -1,0 +1,332 @@
+//! Records into wire-format answer sections, ready to copy into a response.
+//!
+//! This is where the per-query work goes instead: every answer is encoded once, when its
+//! records change, against the layout of the response it will be sent in. A response starts
+//! with the 12-byte header and the question, and the question name is the owner of every
+//! answer record, so the owner is always the pointer `0xC00C`. The question name is the
+//! relative name followed by the zone that was asked; the relative part has a fixed length,
+//! so the zone starts at a fixed offset too, and names in record data can point into the
+//! question whichever zone was asked. Only SRV targets, which RFC 2782 forbids compressing,
+//! depend on the zone: they are encoded once per configured zone.
+
+use crate::name::RelativeName;
+use crate::records::{NameRecords, RData, RrSet, Target, rtype};
+use crate::wire::{CLASS_IN, HEADER_LEN};
+
+/// A compiled record set that serves every zone alike.
+pub const ANY_ZONE: u8 = u8::MAX;
+
+/// One record set, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledRrset {
+    /// The record type it answers.
+    pub rtype: u16,
+    /// The index of the forward zone it was encoded for, or [`ANY_ZONE`].
+    pub zone: u8,
+    /// Records in the answer section.
+    pub ancount: u16,
+    /// Records in the additional section.
+    pub arcount: u16,
+    /// Length of the answer section at the front of `bytes`; the additional section follows.
+    pub answer_len: u16,
+    pub bytes: Box<[u8]>,
+}
+
+impl CompiledRrset {
+    pub fn answer(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.answer_len)]
+    }
+
+    pub fn additional(&self) -> &[u8] {
+        &self.bytes[usize::from(self.answer_len)..]
+    }
+}
+
+/// Everything a name answers. No record sets: the name exists without data (NODATA).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameAnswers {
+    pub rrsets: Box<[CompiledRrset]>,
+}
+
+impl NameAnswers {
+    /// The record set for `qtype` asked in forward zone `zone` (or a reverse zone:
+    /// [`ANY_ZONE`]), or the CNAME when the name is an alias (RFC 1034 3.6.2).
+    pub fn find(&self, qtype: u16, zone: u8) -> Option<&CompiledRrset> {
+        let matches = |r: &&CompiledRrset| r.zone == ANY_ZONE || r.zone == zone;
+        self.rrsets
+            .iter()
+            .filter(matches)
+            .find(|r| r.rtype == qtype)
+            .or_else(|| {
+                self.rrsets
+                    .iter()
+                    .filter(matches)
+                    .find(|r| r.rtype == rtype::CNAME)
+            })
+    }
+
+    /// Any one record set, for a QTYPE=ANY query (RFC 8482: answer with one RRset).
+    pub fn first(&self, zone: u8) -> Option<&CompiledRrset> {
+        self.rrsets
+            .iter()
+            .find(|r| r.zone == ANY_ZONE || r.zone == zone)
+    }
+}
+
+/// What encoding needs to know beyond the records.
+#[derive(Debug, Clone)]
+pub struct CompileContext {
+    /// TTL of every positive record.
+    pub ttl: u32,
+    /// Every forward zone in wire form (lowercase, root label included), by zone index.
+    pub forward_zones: Vec<Box<[u8]>>,
+    /// The primary zone, for names in reverse answers.
+    pub primary_zone: Box<[u8]>,
+}
+
+/// Encodes every record set of one name.
+pub fn compile_name(records: &NameRecords, ctx: &CompileContext) -> NameAnswers {
+    let mut rrsets = Vec::with_capacity(records.rrsets.len());
+    for rrset in &records.rrsets {
+        if rrset.rtype == rtype::SRV {
+            for (index, zone) in ctx.forward_zones.iter().enumerate() {
+                let index = u8::try_from(index).unwrap_or(ANY_ZONE - 1);
+                rrsets.push(compile_rrset(&records.name, rrset, Some(zone), index, ctx));
+            }
+        } else {
+            rrsets.push(compile_rrset(&records.name, rrset, None, ANY_ZONE, ctx));
+        }
+    }
+    NameAnswers {
+        rrsets: rrsets.into_boxed_slice(),
+    }
+}
+
+fn compile_rrset(
+    owner: &RelativeName,
+    rrset: &RrSet,
+    zone: Option<&[u8]>,
+    zone_index: u8,
+    ctx: &CompileContext,
+) -> CompiledRrset {
+    let question = QuestionLayout::new(owner);
+    let mut bytes = Vec::new();
+    for record in &rrset.records {
+        write_record(&mut bytes, &[0xC0, 0x0C], record, ctx, &question, zone);
+    }
+    let answer_len = bytes.len();
+    for (name, record) in &rrset.additional {
+        let mut owner_bytes = Vec::new();
+        question.write_name(&mut owner_bytes, name);
+        write_record(&mut bytes, &owner_bytes, record, ctx, &question, zone);
+    }
+    CompiledRrset {
+        rtype: rrset.rtype,
+        zone: zone_index,
+        ancount: clamp_u16(rrset.records.len()),
+        arcount: clamp_u16(rrset.additional.len()),
+        answer_len: clamp_u16(answer_len),
+        bytes: bytes.into_boxed_slice(),
+    }
+}
+
+fn clamp_u16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+/// Where each label of the question name sits in a response, for compression pointers.
+struct QuestionLayout<'a> {
+    owner: &'a RelativeName,
+    /// Offset of each owner label, most specific first.
+    label_offsets: Vec<u16>,
+    /// Offset of the zone's first label (or of the root label at the apex of the root).
+    zone_offset: u16,
+}
+
+impl<'a> QuestionLayout<'a> {
+    fn new(owner: &'a RelativeName) -> Self {
+        let mut offset = HEADER_LEN as u16;
+        let mut label_offsets = Vec::new();
+        for label in owner.labels() {
+            label_offsets.push(offset);
+            offset += 1 + label.len() as u16;
+        }
+        Self {
+            owner,
+            label_offsets,
+            zone_offset: offset,
+        }
+    }
+
+    /// Writes `name` (in the asked zone) as its labels not shared with the question name,
+    /// then a pointer to the longest suffix the question shares, at worst the zone.
+    fn write_name(&self, out: &mut Vec<u8>, name: &RelativeName) {
+        let target: Vec<&[u8]> = name.labels().collect();
+        let owner: Vec<&[u8]> = self.owner.labels().collect();
+        let shared = target
+            .iter()
+            .rev()
+            .zip(owner.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        for label in &target[..target.len() - shared] {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label);
+        }
+        let pointer = if shared == 0 {
+            self.zone_offset
+        } else {
+            self.label_offsets[owner.len() - shared]
+        };
+        out.extend_from_slice(&(0xC000 | pointer).to_be_bytes());
+    }
+}
+
+fn write_target(
+    out: &mut Vec<u8>,
+    target: &Target,
+    question: &QuestionLayout,
+    ctx: &CompileContext,
+) {
+    match target {
+        Target::InZone(name) => question.write_name(out, name),
+        Target::Primary(name) => {
+            out.extend_from_slice(name.wire());
+            out.extend_from_slice(&ctx.primary_zone);
+        }
+    }
+}
+
+fn write_record(
+    out: &mut Vec<u8>,
+    owner: &[u8],
+    record: &RData,
+    ctx: &CompileContext,
+    question: &QuestionLayout,
+    zone: Option<&[u8]>,
+) {
+    out.extend_from_slice(owner);
+    out.extend_from_slice(&record.rtype().to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&ctx.ttl.to_be_bytes());
+    let rdlen_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    match record {
+        RData::A(ip) => out.extend_from_slice(&ip.octets()),
+        RData::Aaaa(ip) => out.extend_from_slice(&ip.octets()),
+        RData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => {
+            out.extend_from_slice(&priority.to_be_bytes());
+            out.extend_from_slice(&weight.to_be_bytes());
+            out.extend_from_slice(&port.to_be_bytes());
+            out.extend_from_slice(target.wire());
+            // Uncompressed (RFC 2782): the zone's own labels. Compiled per zone, so a
+            // missing zone cannot happen; the root label keeps the name well formed anyway.
+            out.extend_from_slice(zone.unwrap_or(&[0]));
+        }
+        RData::Ptr(target) | RData::Ns(target) => write_target(out, target, question, ctx),
+        RData::Cname(text) => write_text_name(out, text),
+        RData::Txt(text) => {
+            for chunk in text.as_bytes().chunks(255) {
+                out.push(chunk.len() as u8);
+                out.extend_from_slice(chunk);
+            }
+        }
+        RData::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => {
+            write_target(out, mname, question, ctx);
+            write_target(out, rname, question, ctx);
+            for value in [serial, refresh, retry, expire, minimum] {
+                out.extend_from_slice(&value.to_be_bytes());
+            }
+        }
+    }
+    let rdlen = clamp_u16(out.len() - rdlen_at - 2);
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+}
+
+/// A dotted name (validated by the converter) in wire form.
+fn write_text_name(out: &mut Vec<u8>, text: &str) {
+    for label in text
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        let label = &label.as_bytes()[..label.len().min(63)];
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+}
+
+/// A zone name in wire form, lowercase, root label included.
+pub fn zone_wire(zone: &RelativeName) -> Box<[u8]> {
+    let mut wire = zone.wire().to_vec();
+    wire.push(0);
+    wire.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> RelativeName {
+        RelativeName::from_labels(s.split('.')).unwrap()
+    }
+
+    fn ctx() -> CompileContext {
+        CompileContext {
+            ttl: 5,
+            forward_zones: vec![zone_wire(&name("cluster.local"))],
+            primary_zone: zone_wire(&name("cluster.local")),
+        }
+    }
+
+    #[test]
+    fn names_point_into_the_question() {
+        // Question: _web._tcp.nginx.demo.svc.<zone>; labels at 12, 17, 22, 28, 33; zone 37.
+        let layout_owner = name("_web._tcp.nginx.demo.svc");
+        let layout = QuestionLayout::new(&layout_owner);
+        assert_eq!(layout.zone_offset, 37);
+        fn check(layout: &QuestionLayout, target: &str, expected: &[u8]) {
+            let mut out = Vec::new();
+            layout.write_name(&mut out, &name(target));
+            assert_eq!(out, expected, "{target}");
+        }
+        check(&layout, "web-0.nginx.demo.svc", b"\x05web-0\xC0\x16");
+        check(&layout, "dns-version", b"\x0bdns-version\xC0\x25");
+        check(&layout, "_web._tcp.nginx.demo.svc", b"\xC0\x0C");
+        check(&layout, "other.svc", b"\x05other\xC0\x21");
+    }
+
+    #[test]
+    fn a_record_wire() {
+        let records = NameRecords {
+            name: name("web-0.nginx.demo.svc"),
+            rrsets: vec![RrSet {
+                rtype: rtype::A,
+                records: vec![RData::A("10.244.1.5".parse().unwrap())],
+                additional: vec![],
+            }],
+        };
+        let compiled = compile_name(&records, &ctx());
+        let rr = compiled.find(rtype::A, 0).unwrap();
+        assert_eq!(
+            rr.answer(),
+            b"\xC0\x0C\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04\x0a\xf4\x01\x05"
+        );
+        assert_eq!((rr.ancount, rr.arcount), (1, 0));
+        assert!(compiled.find(rtype::AAAA, 0).is_none());
+    }
+}

@@ -1,0 +1,183 @@
+//! The server's configuration: one type, filled from flags and environment by `cli` or built
+//! directly by an embedding program, and checked in one place.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::name::RelativeName;
+
+/// Everything the server needs besides its record source.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to serve on, UDP and TCP each. Port 0 picks a free port (the same for UDP
+    /// and TCP); `ServerHandle` reports what was bound.
+    pub listen: Vec<SocketAddr>,
+    /// Forward zones, lowercase; the first is the primary (reverse answers name into it).
+    pub zones: Vec<RelativeName>,
+    /// TTL of positive answers, in seconds (CoreDNS's default is 5).
+    pub ttl: u32,
+    /// TTL and SOA MINIMUM of negative answers (NXDOMAIN, NODATA), in seconds.
+    pub negative_ttl: u32,
+    /// Largest UDP response, and the payload size advertised in EDNS. 1232 is the DNS flag
+    /// day 2020 value: it fits the IPv6 minimum MTU, so no answer is fragmented.
+    pub max_udp_size: u16,
+    /// A TCP connection with no complete query for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// TCP connections open at once; new ones beyond are closed at once, old ones served.
+    pub max_tcp_connections: usize,
+    /// How often the manifests folder is checked for changes even without a file event.
+    pub reload_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
+            zones: vec![parse_zone("cluster.local").unwrap_or_else(|_| RelativeName::apex())],
+            ttl: 5,
+            negative_ttl: 5,
+            max_udp_size: 1232,
+            tcp_idle_timeout: Duration::from_secs(10),
+            max_tcp_connections: 1024,
+            reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration that cannot work, with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Longest TTL RFC 2181 8 allows.
+pub const MAX_TTL: u32 = 0x7FFF_FFFF;
+
+impl Config {
+    /// Checks the values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        if self.listen.is_empty() {
+            return fail("--listen: give at least one ADDR:PORT".into());
+        }
+        if self.zones.is_empty() {
+            return fail("--zone: give at least one zone, e.g. cluster.local".into());
+        }
+        for (i, zone) in self.zones.iter().enumerate() {
+            if zone.is_apex() {
+                return fail(
+                    "--zone: the root zone cannot be served; give e.g. cluster.local".into(),
+                );
+            }
+            if self.zones[..i].contains(zone) {
+                return fail(format!("--zone {zone} is given twice"));
+            }
+            if zone.labels().last() == Some(b"arpa") {
+                return fail(format!(
+                    "--zone {zone}: reverse zones (in-addr.arpa, ip6.arpa) are served already"
+                ));
+            }
+        }
+        if self.zones.len() > 200 {
+            return fail("--zone: at most 200 zones".into());
+        }
+        if self.ttl > MAX_TTL || self.negative_ttl > MAX_TTL {
+            return fail(format!(
+                "--ttl and --negative-ttl: at most {MAX_TTL} seconds"
+            ));
+        }
+        if !(512..=65535).contains(&self.max_udp_size) {
+            return fail(format!(
+                "--max-udp-size {}: use 512 to 65535 (1232 avoids fragmentation)",
+                self.max_udp_size
+            ));
+        }
+        if self.max_tcp_connections == 0 {
+            return fail("--max-tcp-connections: at least 1".into());
+        }
+        if self.tcp_idle_timeout.is_zero() || self.reload_interval.is_zero() {
+            return fail("--tcp-idle-timeout and --reload-interval must be longer than 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// A zone name such as `cluster.local` or `sts.example.internal.`: a valid domain name,
+/// case-folded.
+pub fn parse_zone(text: &str) -> Result<RelativeName, String> {
+    let trimmed = text.trim_end_matches('.');
+    let name = hickory_proto::rr::Name::from_ascii(trimmed)
+        .map_err(|e| format!("{text:?} is not a domain name ({e}); e.g. cluster.local"))?;
+    if trimmed.is_empty() || name.num_labels() == 0 {
+        return Err(format!(
+            "{text:?}: the root zone cannot be served; e.g. cluster.local"
+        ));
+    }
+    let labels: Vec<String> = trimmed.split('.').map(str::to_owned).collect();
+    RelativeName::from_labels(labels.iter().map(String::as_str))
+        .map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// A duration such as `10s`, `500ms`, `2m` or `10` (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; e.g. 10s, 500ms, 2m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "ms" => Ok(Duration::from_millis(value)),
+        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        _ => Err(format!("{text:?}: unit {unit:?} is not one of ms, s, m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones() {
+        fn check(text: &str, expected: Result<&str, ()>) {
+            let got = parse_zone(text).map(|z| z.to_string()).map_err(|_| ());
+            assert_eq!(got.as_deref().map_err(|_| ()), expected, "{text}");
+        }
+        check("cluster.local", Ok("cluster.local"));
+        check("Cluster.Local.", Ok("cluster.local"));
+        check("sts.example.internal", Ok("sts.example.internal"));
+        check(".", Err(()));
+        check("", Err(()));
+        check("a..b", Err(()));
+        check(&format!("{}.local", "x".repeat(64)), Err(()));
+    }
+
+    #[test]
+    fn durations() {
+        fn check(text: &str, expected: Option<Duration>) {
+            assert_eq!(parse_duration(text).ok(), expected, "{text}");
+        }
+        check("10", Some(Duration::from_secs(10)));
+        check("10s", Some(Duration::from_secs(10)));
+        check("250ms", Some(Duration::from_millis(250)));
+        check("2m", Some(Duration::from_secs(120)));
+        check("ten", None);
+        check("5h", None);
+        check("-1", None);
+    }
+
+    #[test]
+    fn validation() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let mut twice = Config::default();
+        twice.zones.push(twice.zones[0].clone());
+        assert!(twice.validate().unwrap_err().0.contains("given twice"));
+        let small = Config {
+            max_udp_size: 100,
+            ..Config::default()
+        };
+        assert!(small.validate().unwrap_err().0.contains("--max-udp-size"));
+    }
+}

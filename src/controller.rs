@@ -1,0 +1,523 @@
+//! The controller: the store's single writer.
+//!
+//! It owns the joined state of every source (Services x EndpointSlices x StatefulSets), and
+//! when any input of a Service changes it recomputes that Service's records, compiles them
+//! and publishes the Service to the store whole. Reverse names and empty non-terminals,
+//! which several Services share, are kept by reference counts. It does not know where the
+//! objects come from: the manifests folder, an embedding operator and the API watch all send
+//! the same [`Change`]s.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::compile::{CompileContext, NameAnswers, compile_name};
+use crate::model::{EndpointSlice, Kind, Object, ObjectKey, Service, StatefulSet};
+use crate::name::{MAX_NAME_LEN, RelativeName, reverse_name};
+use crate::records::{self, NameRecords, PtrSource, RData, RrSet, Target, rtype};
+use crate::store::{self, Route, ServiceAnswers, ServiceSlot, Store, ZoneKind};
+use crate::zones;
+
+/// A change from a source.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The complete set of objects (a manifests load): whatever is not in it is gone. Marks
+    /// the store ready.
+    ReplaceAll(Vec<Object>),
+    /// An object was created or updated.
+    Apply(Object),
+    /// An object was deleted.
+    Delete(Kind, ObjectKey),
+    /// The source has delivered its initial state: start answering.
+    Synced,
+}
+
+/// What the controller publishes, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub services: usize,
+    pub names: usize,
+}
+
+/// What one Service has in the store, so the next publish can remove what disappeared.
+struct Published {
+    slot: Arc<ServiceSlot>,
+    keys: BTreeSet<Box<[u8]>>,
+    reverse: Vec<(IpAddr, PtrSource)>,
+}
+
+pub struct Controller {
+    store: Arc<Store>,
+    compile: CompileContext,
+    /// Longest forward zone, root label included: names longer than 255 octets with it are
+    /// not published.
+    longest_zone: usize,
+    services: BTreeMap<ObjectKey, Service>,
+    slices: HashMap<ObjectKey, EndpointSlice>,
+    /// Slice keys by Service, in slice-name order (merge order is part of determinism).
+    slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Legacy Endpoints, by Service; used only while a Service has no EndpointSlice.
+    legacy_endpoints: BTreeMap<ObjectKey, Vec<EndpointSlice>>,
+    stateful_sets: BTreeMap<ObjectKey, StatefulSet>,
+    published: HashMap<ObjectKey, Published>,
+    /// Who claims each address for reverse lookups, by Service.
+    reverse: BTreeMap<IpAddr, BTreeMap<ObjectKey, Vec<PtrSource>>>,
+    /// Addresses whose reverse name is in the store.
+    reverse_published: BTreeSet<IpAddr>,
+    /// Empty non-terminals and how many names hold each up.
+    ent_refs: HashMap<Box<[u8]>, u32>,
+}
+
+impl Controller {
+    /// A controller publishing into `store`, which it fills with the zones' fixed names.
+    pub fn new(store: Arc<Store>, compile: CompileContext, negative_ttl: u32) -> Self {
+        let longest_zone = compile
+            .forward_zones
+            .iter()
+            .map(|z| z.len())
+            .max()
+            .unwrap_or(1);
+        let controller = Self {
+            store,
+            compile,
+            longest_zone,
+            services: BTreeMap::new(),
+            slices: HashMap::new(),
+            slices_by_service: BTreeMap::new(),
+            legacy_endpoints: BTreeMap::new(),
+            stateful_sets: BTreeMap::new(),
+            published: HashMap::new(),
+            reverse: BTreeMap::new(),
+            reverse_published: BTreeSet::new(),
+            ent_refs: HashMap::new(),
+        };
+        for records in zones::forward_static_records(negative_ttl) {
+            controller.set_static(ZoneKind::Forward, &records);
+        }
+        let reverse_apex = zones::reverse_apex_records(negative_ttl);
+        controller.set_static(ZoneKind::ReverseV4, &reverse_apex);
+        controller.set_static(ZoneKind::ReverseV6, &reverse_apex);
+        controller
+    }
+
+    fn set_static(&self, kind: ZoneKind, records: &NameRecords) {
+        let key = store::key(kind, &records.name);
+        let route = if records.rrsets.is_empty() {
+            Route::EmptyNonTerminal
+        } else {
+            Route::Name(Arc::new(compile_name(records, &self.compile)))
+        };
+        self.store.set_route(key, route);
+    }
+
+    /// Applies a batch of changes, then republishes every Service they touched, each once.
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Stats {
+        let mut dirty = BTreeSet::new();
+        let mut synced = false;
+        for change in changes {
+            match change {
+                Change::ReplaceAll(objects) => {
+                    self.replace_all(objects, &mut dirty);
+                    synced = true;
+                }
+                Change::Apply(object) => self.upsert(object, &mut dirty),
+                Change::Delete(kind, key) => self.delete(kind, &key, &mut dirty),
+                Change::Synced => synced = true,
+            }
+        }
+        for service in &dirty {
+            self.republish(service);
+        }
+        if synced {
+            self.store.mark_ready();
+        }
+        self.stats()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            services: self.services.len(),
+            names: self.store.len(),
+        }
+    }
+
+    fn replace_all(&mut self, objects: Vec<Object>, dirty: &mut BTreeSet<ObjectKey>) {
+        let mut seen: BTreeSet<(Kind, ObjectKey)> = BTreeSet::new();
+        for object in objects {
+            seen.insert((object.kind(), object.key().clone()));
+            self.upsert(object, dirty);
+        }
+        let existing: Vec<(Kind, ObjectKey)> = self
+            .services
+            .keys()
+            .map(|k| (Kind::Service, k.clone()))
+            .chain(self.slices.keys().map(|k| (Kind::EndpointSlice, k.clone())))
+            .chain(
+                self.legacy_endpoints
+                    .keys()
+                    .map(|k| (Kind::Endpoints, k.clone())),
+            )
+            .chain(
+                self.stateful_sets
+                    .keys()
+                    .map(|k| (Kind::StatefulSet, k.clone())),
+            )
+            .collect();
+        for (kind, key) in existing {
+            if !seen.contains(&(kind, key.clone())) {
+                self.delete(kind, &key, dirty);
+            }
+        }
+    }
+
+    fn upsert(&mut self, object: Object, dirty: &mut BTreeSet<ObjectKey>) {
+        match object {
+            Object::Service(service) => {
+                if self.services.get(&service.key) != Some(&service) {
+                    dirty.insert(service.key.clone());
+                    self.services.insert(service.key.clone(), service);
+                }
+            }
+            Object::EndpointSlice(slice) => {
+                if self.slices.get(&slice.key) == Some(&slice) {
+                    return;
+                }
+                dirty.insert(slice.service.clone());
+                self.slices_by_service
+                    .entry(slice.service.clone())
+                    .or_default()
+                    .insert(slice.key.clone());
+                if let Some(old) = self.slices.insert(slice.key.clone(), slice.clone())
+                    && old.service != slice.service
+                {
+                    self.unlink_slice(&old);
+                    dirty.insert(old.service);
+                }
+            }
+            Object::Endpoints { service, subsets } => {
+                if self.legacy_endpoints.get(&service) != Some(&subsets) {
+                    dirty.insert(service.clone());
+                    self.legacy_endpoints.insert(service, subsets);
+                }
+            }
+            Object::StatefulSet(sts) => {
+                if self.stateful_sets.get(&sts.key) == Some(&sts) {
+                    return;
+                }
+                dirty.insert(ObjectKey::new(&sts.key.namespace, &sts.service_name));
+                if let Some(old) = self.stateful_sets.insert(sts.key.clone(), sts) {
+                    dirty.insert(ObjectKey::new(&old.key.namespace, &old.service_name));
+                }
+            }
+        }
+    }
+
+    fn delete(&mut self, kind: Kind, key: &ObjectKey, dirty: &mut BTreeSet<ObjectKey>) {
+        match kind {
+            Kind::Service => {
+                if self.services.remove(key).is_some() {
+                    dirty.insert(key.clone());
+                }
+            }
+            Kind::EndpointSlice => {
+                if let Some(old) = self.slices.remove(key) {
+                    self.unlink_slice(&old);
+                    dirty.insert(old.service);
+                }
+            }
+            Kind::Endpoints => {
+                if self.legacy_endpoints.remove(key).is_some() {
+                    dirty.insert(key.clone());
+                }
+            }
+            Kind::StatefulSet => {
+                if let Some(old) = self.stateful_sets.remove(key) {
+                    dirty.insert(ObjectKey::new(&old.key.namespace, &old.service_name));
+                }
+            }
+        }
+    }
+
+    fn unlink_slice(&mut self, slice: &EndpointSlice) {
+        if let Some(keys) = self.slices_by_service.get_mut(&slice.service) {
+            keys.remove(&slice.key);
+            if keys.is_empty() {
+                self.slices_by_service.remove(&slice.service);
+            }
+        }
+    }
+
+    /// The endpoint groups of a Service: its EndpointSlices in name order, else its legacy
+    /// Endpoints subsets.
+    fn endpoint_groups(&self, service: &ObjectKey) -> Vec<&EndpointSlice> {
+        match self.slices_by_service.get(service) {
+            Some(keys) if !keys.is_empty() => {
+                keys.iter().filter_map(|k| self.slices.get(k)).collect()
+            }
+            _ => self
+                .legacy_endpoints
+                .get(service)
+                .map(|subsets| subsets.iter().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Recomputes one Service's records and publishes them whole.
+    fn republish(&mut self, key: &ObjectKey) {
+        let records = match self.services.get(key) {
+            None => records::ServiceRecords::default(),
+            Some(service) => match records::service_records(service, &self.endpoint_groups(key)) {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(service = %key, %error, "Service not published: a name is invalid");
+                    records::ServiceRecords::default()
+                }
+            },
+        };
+        let mut answers: ServiceAnswers = HashMap::with_capacity(records.names.len());
+        for name in &records.names {
+            if name.name.wire().len() + self.longest_zone > MAX_NAME_LEN {
+                tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");
+                continue;
+            }
+            answers.insert(
+                store::key(ZoneKind::Forward, &name.name),
+                compile_name(name, &self.compile),
+            );
+        }
+        let old = self.published.remove(key);
+        let old_keys = old.as_ref().map(|o| o.keys.clone()).unwrap_or_default();
+        let new_keys: BTreeSet<Box<[u8]>> = answers.keys().cloned().collect();
+        let slot = old
+            .as_ref()
+            .map(|o| o.slot.clone())
+            .unwrap_or_else(|| Arc::new(ServiceSlot::default()));
+        // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
+        // swap the snapshot, then drop routes of names that are gone.
+        for k in new_keys.difference(&old_keys) {
+            self.store
+                .set_route(k.clone(), Route::Service(slot.clone()));
+        }
+        slot.publish(answers);
+        for k in old_keys.difference(&new_keys) {
+            self.store.remove(k);
+        }
+        let namespace_ent = RelativeName::from_labels([key.namespace.as_str(), "svc"]);
+        if let Ok(ent) = namespace_ent {
+            match (old_keys.is_empty(), new_keys.is_empty()) {
+                // `svc` above it is always there (a static name).
+                (true, false) => self.ent_ref(ZoneKind::Forward, &ent, false),
+                (false, true) => self.ent_unref(ZoneKind::Forward, &ent, false),
+                _ => {}
+            }
+        }
+        let old_reverse = old.map(|o| o.reverse).unwrap_or_default();
+        if old_reverse != records.reverse {
+            self.update_reverse(key, &old_reverse, &records.reverse);
+        }
+        if !new_keys.is_empty() || !records.reverse.is_empty() {
+            self.published.insert(
+                key.clone(),
+                Published {
+                    slot,
+                    keys: new_keys,
+                    reverse: records.reverse,
+                },
+            );
+        }
+    }
+
+    fn update_reverse(
+        &mut self,
+        service: &ObjectKey,
+        old: &[(IpAddr, PtrSource)],
+        new: &[(IpAddr, PtrSource)],
+    ) {
+        let mut affected: BTreeSet<IpAddr> = old.iter().map(|(ip, _)| *ip).collect();
+        for (ip, _) in old {
+            if let Some(by_service) = self.reverse.get_mut(ip) {
+                by_service.remove(service);
+            }
+        }
+        for (ip, source) in new {
+            affected.insert(*ip);
+            self.reverse
+                .entry(*ip)
+                .or_default()
+                .entry(service.clone())
+                .or_default()
+                .push(source.clone());
+        }
+        for ip in affected {
+            self.republish_reverse(ip);
+        }
+    }
+
+    /// Publishes the PTR answer of one address from every Service that claims it.
+    fn republish_reverse(&mut self, ip: IpAddr) {
+        let kind = if ip.is_ipv4() {
+            ZoneKind::ReverseV4
+        } else {
+            ZoneKind::ReverseV6
+        };
+        let name = reverse_name(ip);
+        let key = store::key(kind, &name);
+        let sources: Vec<&PtrSource> = self
+            .reverse
+            .get(&ip)
+            .map(|by_service| by_service.values().flatten().collect())
+            .unwrap_or_default();
+        let was_published = self.reverse_published.contains(&ip);
+        if sources.is_empty() {
+            self.reverse.remove(&ip);
+            if was_published {
+                self.store.remove(&key);
+                self.reverse_published.remove(&ip);
+                if let Some(parent) = name.parent() {
+                    self.ent_unref(kind, &parent, true);
+                }
+            }
+            return;
+        }
+        let targets = records::ptr_answer(sources.into_iter());
+        let records = NameRecords {
+            name: name.clone(),
+            rrsets: vec![RrSet {
+                rtype: rtype::PTR,
+                records: targets
+                    .into_iter()
+                    .map(|t| RData::Ptr(Target::Primary(t)))
+                    .collect(),
+                additional: vec![],
+            }],
+        };
+        let answers: NameAnswers = compile_name(&records, &self.compile);
+        self.store
+            .set_route(key.clone(), Route::Name(Arc::new(answers)));
+        if !was_published {
+            self.reverse_published.insert(ip);
+            if let Some(parent) = name.parent() {
+                self.ent_ref(kind, &parent, true);
+            }
+        }
+    }
+
+    /// One more name below `name`, and with `ancestors` below each of its ancestors short
+    /// of the apex too.
+    fn ent_ref(&mut self, kind: ZoneKind, name: &RelativeName, ancestors: bool) {
+        let mut current = Some(name.clone());
+        while let Some(n) = current.filter(|n| !n.is_apex()) {
+            let key = store::key(kind, &n);
+            let count = self.ent_refs.entry(key.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.store.set_route(key, Route::EmptyNonTerminal);
+            }
+            current = if ancestors { n.parent() } else { None };
+        }
+    }
+
+    fn ent_unref(&mut self, kind: ZoneKind, name: &RelativeName, ancestors: bool) {
+        let mut current = Some(name.clone());
+        while let Some(n) = current.filter(|n| !n.is_apex()) {
+            let key = store::key(kind, &n);
+            if let Some(count) = self.ent_refs.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.ent_refs.remove(&key);
+                    self.store.remove(&key);
+                }
+            }
+            current = if ancestors { n.parent() } else { None };
+        }
+    }
+
+    /// Runs until every sender is gone, applying each burst of changes as one batch: a burst
+    /// (a rolling restart) costs one publish per Service, and a lone change is applied at
+    /// once.
+    pub async fn run(
+        mut self,
+        mut changes: mpsc::UnboundedReceiver<Change>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                first = changes.recv() => match first {
+                    Some(change) => change,
+                    None => return,
+                },
+            };
+            let mut batch = vec![first];
+            while let Ok(next) = changes.try_recv() {
+                batch.push(next);
+            }
+            let started = std::time::Instant::now();
+            let size = batch.len();
+            let stats = self.apply(batch);
+            tracing::debug!(
+                changes = size,
+                services = stats.services,
+                names = stats.names,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "records published"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::zone_wire;
+    use crate::store::Lookup;
+
+    fn controller() -> (Arc<Store>, Controller) {
+        let zone = RelativeName::from_labels(["cluster", "local"]).unwrap();
+        let store = Arc::new(Store::new());
+        let ctx = CompileContext {
+            ttl: 5,
+            forward_zones: vec![zone_wire(&zone)],
+            primary_zone: zone_wire(&zone),
+        };
+        (store.clone(), Controller::new(store, ctx, 5))
+    }
+
+    fn types_at(store: &Store, kind: ZoneKind, name: &str) -> Option<Vec<u16>> {
+        let name = if name.is_empty() {
+            RelativeName::apex()
+        } else {
+            RelativeName::from_labels(name.split('.')).unwrap()
+        };
+        store.lookup(&store::key(kind, &name), |l| match l {
+            Lookup::NoName => None,
+            Lookup::EmptyNonTerminal => Some(vec![]),
+            Lookup::Name(a) => Some(a.rrsets.iter().map(|r| r.rtype).collect()),
+        })
+    }
+
+    #[test]
+    fn static_names() {
+        let (store, mut controller) = controller();
+        let mut manifests =
+            crate::manifests::ManifestSet::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        manifests.reload().unwrap();
+        controller.apply([Change::ReplaceAll(manifests.objects())]);
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, ""),
+            Some(vec![rtype::SOA, rtype::NS])
+        );
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "dns-version"),
+            Some(vec![rtype::TXT])
+        );
+        assert_eq!(types_at(&store, ZoneKind::Forward, "svc"), Some(vec![]));
+        assert_eq!(
+            types_at(&store, ZoneKind::ReverseV4, ""),
+            Some(vec![rtype::SOA, rtype::NS])
+        );
+    }
+}

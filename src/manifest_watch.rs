@@ -1,0 +1,104 @@
+//! Keeps the manifests source current: reloads on file events (inotify, through `notify`)
+//! and on a periodic check, the fallback for file systems that send no events (network
+//! mounts, some ConfigMap volume updates).
+
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use crate::controller::Change;
+use crate::manifests::ManifestSet;
+
+/// Events arriving this close together are one reload: an editor's save is several events.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// Runs until shutdown, sending the full object set to the controller whenever it changes.
+pub async fn run(
+    mut manifests: ManifestSet,
+    changes: mpsc::UnboundedSender<Change>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
+    // The watcher lives as long as this task; dropping it stops the events.
+    let _watcher = start_watcher(&manifests, event_tx);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate; the initial load is done already
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            Some(()) = events.recv() => {
+                tokio::time::sleep(SETTLE).await;
+                while events.try_recv().is_ok() {}
+            }
+            _ = ticker.tick() => {}
+        }
+        // Parsing a large folder is blocking work: keep it off the query workers.
+        let reloaded = tokio::task::spawn_blocking(move || {
+            let result = manifests.reload();
+            (manifests, result)
+        })
+        .await;
+        let Ok((returned, result)) = reloaded else {
+            tracing::error!("manifest reload panicked; the watch stops, records stay as they are");
+            return;
+        };
+        manifests = returned;
+        match result {
+            Ok(true) => {
+                tracing::info!(path = %manifests.root().display(), "manifests changed; publishing");
+                if changes
+                    .send(Change::ReplaceAll(manifests.objects()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, "manifests unreadable; serving the last good records");
+            }
+        }
+    }
+}
+
+fn start_watcher(
+    manifests: &ManifestSet,
+    events: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let root = manifests.root();
+    // Watch the folder (or the file's folder): editors and ConfigMap volumes replace files
+    // by renaming, which a watch on the file itself would lose.
+    let target = if root.is_file() {
+        root.parent()
+            .map(|p| p.to_owned())
+            .unwrap_or_else(|| root.to_owned())
+    } else {
+        root.to_owned()
+    };
+    let target = if target.as_os_str().is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        target
+    };
+    let mut watcher =
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = events.send(());
+            }
+        }) {
+            Ok(w) => w,
+            Err(error) => {
+                tracing::warn!(%error, "file events unavailable; relying on the periodic check");
+                return None;
+            }
+        };
+    if let Err(error) = watcher.watch(&target, RecursiveMode::Recursive) {
+        tracing::warn!(path = %target.display(), %error, "cannot watch; relying on the periodic check");
+        return None;
+    }
+    Some(watcher)
+}

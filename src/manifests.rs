@@ -1,0 +1,445 @@
+//! The embedded default source: a folder (or file) of Kubernetes manifests, as
+//! `kubectl get -o yaml` prints them.
+//!
+//! Each file is read whole; YAML files may hold several documents (`---`) and any document
+//! may be a `kind: List`. A bad document is logged with its file and index and skipped. A
+//! file that becomes invalid after it once loaded keeps its last good objects until it is
+//! fixed, so that a half-saved edit never takes names away.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::convert;
+use crate::model::{Kind, Object, ObjectKey};
+
+/// Why the manifests could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("--manifests {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--manifests {path}: no .yaml, .yml or .json file found")]
+    Empty { path: PathBuf },
+}
+
+/// One document that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentError {
+    /// 1-based index of the document in its file.
+    pub document: usize,
+    /// `Kind namespace/name` when it could be read, for the log.
+    pub object: Option<String>,
+    pub reason: String,
+}
+
+/// When a file last changed, to skip re-parsing files that did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone)]
+struct LoadedFile {
+    stamp: FileStamp,
+    objects: Vec<Object>,
+}
+
+/// The manifests under one path and what was last loaded from each file.
+#[derive(Debug)]
+pub struct ManifestSet {
+    root: PathBuf,
+    files: BTreeMap<PathBuf, LoadedFile>,
+}
+
+impl ManifestSet {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Re-reads what changed. `Ok(true)` when the objects changed. When the path cannot be
+    /// read at all (deleted, unreadable), everything loaded so far is kept.
+    pub fn reload(&mut self) -> Result<bool, ManifestError> {
+        let paths = list_files(&self.root).map_err(|source| ManifestError::Unreadable {
+            path: self.root.clone(),
+            source,
+        })?;
+        if paths.is_empty() && self.files.is_empty() {
+            return Err(ManifestError::Empty {
+                path: self.root.clone(),
+            });
+        }
+        let mut changed = false;
+        let before = self.files.len();
+        self.files.retain(|path, _| {
+            let keep = paths.contains(path);
+            if !keep {
+                tracing::info!(file = %path.display(), "manifest file removed: its objects are gone");
+            }
+            keep
+        });
+        changed |= self.files.len() != before;
+        for path in paths {
+            changed |= self.reload_file(&path);
+        }
+        Ok(changed)
+    }
+
+    /// Re-reads one file if its stamp moved; returns whether its objects changed.
+    fn reload_file(&mut self, path: &Path) -> bool {
+        let stamp = match std::fs::metadata(path) {
+            Ok(meta) => FileStamp {
+                len: meta.len(),
+                modified: meta.modified().ok(),
+            },
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot read manifest file; keeping its last good objects");
+                return false;
+            }
+        };
+        let previous = self.files.get(path);
+        if previous.is_some_and(|f| f.stamp == stamp) {
+            return false;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot read manifest file; keeping its last good objects");
+                return false;
+            }
+        };
+        let (objects, errors) = parse_file(path, &text);
+        for e in &errors {
+            tracing::warn!(
+                file = %path.display(),
+                document = e.document,
+                object = e.object.as_deref().unwrap_or("?"),
+                reason = %e.reason,
+                "bad manifest document skipped"
+            );
+        }
+        match previous {
+            Some(previous) if !errors.is_empty() => {
+                tracing::warn!(
+                    file = %path.display(),
+                    errors = errors.len(),
+                    "manifest file is invalid; keeping its last good objects until it is fixed"
+                );
+                let objects = previous.objects.clone();
+                // Remember the stamp so the same broken file is not re-parsed every tick.
+                self.files
+                    .insert(path.to_owned(), LoadedFile { stamp, objects });
+                false
+            }
+            _ => {
+                let changed = previous.is_none_or(|p| p.objects != objects);
+                self.files
+                    .insert(path.to_owned(), LoadedFile { stamp, objects });
+                changed
+            }
+        }
+    }
+
+    /// Every object, each once: when two files define the same object, the later file (in
+    /// path order) wins.
+    pub fn objects(&self) -> Vec<Object> {
+        let mut by_key: BTreeMap<(Kind, ObjectKey), (&Path, &Object)> = BTreeMap::new();
+        for (path, file) in &self.files {
+            for object in &file.objects {
+                let id = (object.kind(), object.key().clone());
+                if let Some((earlier, _)) = by_key.insert(id, (path, object)) {
+                    tracing::warn!(
+                        kind = object.kind().as_str(),
+                        object = %object.key(),
+                        earlier = %earlier.display(),
+                        later = %path.display(),
+                        "object defined twice; the later file wins"
+                    );
+                }
+            }
+        }
+        by_key.into_values().map(|(_, o)| o.clone()).collect()
+    }
+}
+
+/// Manifest files under `root` (itself, when it is a file), in path order. Hidden files
+/// (editor swap files such as `.x.swp`) are skipped.
+fn list_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(root)?;
+    if meta.is_file() {
+        return Ok(vec![root.to_owned()]);
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                dirs.push(path);
+            } else if is_manifest(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Parses one file's text into objects and the errors of the documents that were skipped.
+pub fn parse_file(path: &Path, text: &str) -> (Vec<Object>, Vec<DocumentError>) {
+    let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
+    let documents: Vec<Result<Value, String>> = if is_json {
+        vec![serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))]
+    } else {
+        split_yaml(text)
+            .into_iter()
+            .map(|doc| {
+                serde_saphyr::from_str::<Value>(doc).map_err(|e| format!("invalid YAML: {e}"))
+            })
+            .collect()
+    };
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (i, document) in documents.into_iter().enumerate() {
+        let error = |object, reason| DocumentError {
+            document: i + 1,
+            object,
+            reason,
+        };
+        match document {
+            Err(reason) => errors.push(error(None, reason)),
+            Ok(Value::Null) => {}
+            Ok(value) => {
+                for result in objects_of(value) {
+                    match result {
+                        Ok(Some(object)) => objects.push(object),
+                        Ok(None) => {}
+                        Err((object, reason)) => errors.push(error(object, reason)),
+                    }
+                }
+            }
+        }
+    }
+    (objects, errors)
+}
+
+/// Splits a YAML stream at its document markers (`---` lines; `...` ends a document), as
+/// kubectl's reader does, so that one broken document does not take its neighbours down.
+fn split_yaml(text: &str) -> Vec<&str> {
+    let mut documents = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        let is_marker = trimmed == "---"
+            || trimmed.starts_with("--- ")
+            || trimmed.starts_with("---\t")
+            || trimmed == "...";
+        if is_marker {
+            documents.push(&text[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    documents.push(&text[start..]);
+    documents
+        .into_iter()
+        .filter(|doc| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+type ObjectResult = Result<Option<Object>, (Option<String>, String)>;
+
+/// The objects of one document: itself, or the items of a List.
+fn objects_of(value: Value) -> Vec<ObjectResult> {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
+        let Some(Value::Array(items)) = value.get("items").cloned() else {
+            return vec![Err((Some(kind.to_owned()), "items is not a list".into()))];
+        };
+        return items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                object_of(item)
+                    .map_err(|(object, reason)| (object, format!("items[{i}]: {reason}")))
+            })
+            .collect();
+    }
+    vec![object_of(value)]
+}
+
+fn object_of(value: Value) -> ObjectResult {
+    let text = |field: &str| value.get(field).and_then(Value::as_str).map(str::to_owned);
+    let kind = text("kind").unwrap_or_default();
+    let api_version = text("apiVersion").unwrap_or_default();
+    let meta = value.get("metadata");
+    let meta_text = |field: &str| meta.and_then(|m| m.get(field)).and_then(Value::as_str);
+    let label = format!(
+        "{} {}/{}",
+        if kind.is_empty() { "?" } else { &kind },
+        meta_text("namespace").unwrap_or("default"),
+        meta_text("name").unwrap_or("?")
+    );
+    let fail = |reason: String| Err((Some(label.clone()), reason));
+    if kind.is_empty() || api_version.is_empty() {
+        return fail("apiVersion and kind are required".into());
+    }
+    let wants = |expected: &str| -> Result<(), (Option<String>, String)> {
+        if api_version == expected {
+            Ok(())
+        } else {
+            Err((
+                Some(label.clone()),
+                format!("apiVersion {api_version:?} is not supported for {kind}; use {expected}"),
+            ))
+        }
+    };
+    let converted = match kind.as_str() {
+        "Service" => {
+            wants("v1")?;
+            typed::<Service>(value)
+                .and_then(|s| convert::service(&s).map_err(|e| e.0))
+                .map(|s| Some(Object::Service(s)))
+        }
+        "EndpointSlice" => {
+            wants("discovery.k8s.io/v1")?;
+            typed::<EndpointSlice>(value)
+                .and_then(|s| convert::endpoint_slice(&s).map_err(|e| e.0))
+                .map(|s| s.map(Object::EndpointSlice))
+        }
+        "Endpoints" => {
+            wants("v1")?;
+            typed::<Endpoints>(value)
+                .and_then(|e| convert::endpoints(&e).map_err(|e| e.0))
+                .map(Some)
+        }
+        "StatefulSet" => {
+            wants("apps/v1")?;
+            typed::<StatefulSet>(value)
+                .and_then(|s| convert::stateful_set(&s).map_err(|e| e.0))
+                .map(|s| Some(Object::StatefulSet(s)))
+        }
+        _ => {
+            tracing::debug!(object = %label, "kind not used for DNS; skipped");
+            Ok(None)
+        }
+    };
+    converted.or_else(fail)
+}
+
+/// Deserializes into a k8s-openapi type, naming the path of a bad field.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_documents_split_at_markers() {
+        fn check(text: &str, expected: usize) {
+            assert_eq!(split_yaml(text).len(), expected, "{text:?}");
+        }
+        check("a: 1\n", 1);
+        check("---\na: 1\n---\nb: 2\n", 2);
+        check("a: 1\n---\n# only a comment\n---\n", 1);
+        check("a: |\n  ---not a marker\n", 1);
+        check("a: 1\n...\n---\nb: 2", 2);
+    }
+
+    #[test]
+    fn bad_documents_are_reported_and_skipped() {
+        let text = "\
+apiVersion: v1
+kind: Service
+metadata: {name: good, namespace: demo}
+spec: {clusterIP: None}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bad, namespace: demo}
+spec: {clusterIP: None, ports: [{port: not-a-number}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ignored}
+---
+kind: [unclosed
+---
+apiVersion: discovery.k8s.io/v1beta1
+kind: EndpointSlice
+metadata: {name: old}
+";
+        let (objects, errors) = parse_file(Path::new("x.yaml"), text);
+        assert_eq!(objects.len(), 1);
+        let summary: Vec<(usize, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.document, e.object.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (2, Some("Service demo/bad")),
+                (4, None),
+                (5, Some("EndpointSlice default/old"))
+            ]
+        );
+        assert!(
+            errors[0].reason.contains("spec.ports[0].port"),
+            "{:?}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn lists_and_json() {
+        let json = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"clusterIP":"None"}},
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"b"},"spec":{"clusterIP":"bad"}}]}"#;
+        let (objects, errors) = parse_file(Path::new("x.json"), json);
+        assert_eq!(objects.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].reason.starts_with("items[1]"), "{:?}", errors[0]);
+    }
+}

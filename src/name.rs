@@ -1,0 +1,273 @@
+//! Domain names as the record store keys them, and the naming rules of the Kubernetes DNS
+//! specification (dashed IPs, reverse names, StatefulSet ordinals).
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Longest label the wire format allows (RFC 1035 2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
+/// Longest name on the wire, root label included (RFC 1035 2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A name relative to the zone it is served in, in wire form without the zone and without
+/// the root label: each lowercase label prefixed by its length. `web-0.nginx.demo.svc` under
+/// `cluster.local` is `\x05web-0\x05nginx\x04demo\x03svc`.
+///
+/// Wire form, because that is what a query carries: a lookup lowercases the question into a
+/// stack buffer and compares bytes, with no parsing into labels and no allocation.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelativeName(Box<[u8]>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("empty label in {0:?}")]
+    EmptyLabel(String),
+    #[error("label {0:?} is longer than 63 octets")]
+    LabelTooLong(String),
+    #[error("name {0:?} is longer than 255 octets")]
+    NameTooLong(String),
+}
+
+impl RelativeName {
+    /// The zone apex itself.
+    pub fn apex() -> Self {
+        Self(Box::new([]))
+    }
+
+    /// Builds a name from labels, most specific first; labels are lowercased.
+    pub fn from_labels<'a>(labels: impl IntoIterator<Item = &'a str>) -> Result<Self, NameError> {
+        let mut wire = Vec::new();
+        for label in labels {
+            push_label(&mut wire, label)?;
+        }
+        if wire.len() >= MAX_NAME_LEN {
+            return Err(NameError::NameTooLong(format_wire(&wire)));
+        }
+        Ok(Self(wire.into_boxed_slice()))
+    }
+
+    /// This name with `label` in front: `web-0` + `nginx.demo.svc`.
+    pub fn child(&self, label: &str) -> Result<Self, NameError> {
+        let mut wire = Vec::with_capacity(self.0.len() + label.len() + 1);
+        push_label(&mut wire, label)?;
+        wire.extend_from_slice(&self.0);
+        if wire.len() >= MAX_NAME_LEN {
+            return Err(NameError::NameTooLong(format_wire(&wire)));
+        }
+        Ok(Self(wire.into_boxed_slice()))
+    }
+
+    /// The wire bytes: length-prefixed labels, no root label.
+    pub fn wire(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Labels, most specific first.
+    pub fn labels(&self) -> Labels<'_> {
+        Labels { rest: &self.0 }
+    }
+
+    pub fn label_count(&self) -> usize {
+        self.labels().count()
+    }
+
+    /// The enclosing name (`nginx.demo.svc` for `web-0.nginx.demo.svc`); `None` at the apex.
+    pub fn parent(&self) -> Option<Self> {
+        let first = *self.0.first()? as usize;
+        Some(Self(self.0[1 + first..].into()))
+    }
+
+    pub fn is_apex(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Iterator over the labels of a wire name.
+pub struct Labels<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (&len, tail) = self.rest.split_first()?;
+        let len = usize::from(len);
+        // A RelativeName is built only by push_label, so every length byte is followed by
+        // that many bytes; `get` keeps this total even so.
+        let label = tail.get(..len)?;
+        self.rest = &tail[len..];
+        Some(label)
+    }
+}
+
+fn push_label(wire: &mut Vec<u8>, label: &str) -> Result<(), NameError> {
+    if label.is_empty() {
+        return Err(NameError::EmptyLabel(label.to_owned()));
+    }
+    if label.len() > MAX_LABEL_LEN {
+        return Err(NameError::LabelTooLong(label.to_owned()));
+    }
+    // Checked just above: 1..=63 fits a u8.
+    wire.push(label.len() as u8);
+    wire.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    Ok(())
+}
+
+fn format_wire(wire: &[u8]) -> String {
+    let labels = Labels { rest: wire };
+    let mut out = String::new();
+    for label in labels {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(&String::from_utf8_lossy(label));
+    }
+    out
+}
+
+impl fmt::Display for RelativeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_apex() {
+            return f.write_str("@");
+        }
+        f.write_str(&format_wire(&self.0))
+    }
+}
+
+impl fmt::Debug for RelativeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RelativeName({self})")
+    }
+}
+
+/// The label CoreDNS gives an endpoint that has no hostname: `10-244-0-7`, or for IPv6 the
+/// address with `:` replaced by `-` (`fd00--7`).
+pub fn dashed_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
+}
+
+/// The reverse-lookup name of `ip` relative to `in-addr.arpa` (IPv4: `7.0.244.10`) or
+/// `ip6.arpa` (IPv6: 32 nibbles, least significant first).
+pub fn reverse_name(ip: IpAddr) -> RelativeName {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut wire = Vec::with_capacity(64);
+    match ip {
+        IpAddr::V4(v4) => {
+            for octet in v4.octets().iter().rev() {
+                let text = octet.to_string();
+                wire.push(text.len() as u8);
+                wire.extend_from_slice(text.as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            for byte in v6.octets().iter().rev() {
+                for nibble in [byte & 0x0f, byte >> 4] {
+                    wire.push(1);
+                    wire.push(HEX[usize::from(nibble)]);
+                }
+            }
+        }
+    }
+    RelativeName(wire.into_boxed_slice())
+}
+
+/// The StatefulSet ordinal of a pod hostname: `web-10` is (`web`, 10). Only canonical decimal
+/// numbers count (`web-01` has no ordinal), so that the order is exact and unambiguous.
+pub fn ordinal(hostname: &str) -> Option<(&str, u32)> {
+    let (prefix, digits) = hostname.rsplit_once('-')?;
+    if prefix.is_empty() || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return None;
+    }
+    Some((prefix, digits.parse().ok()?))
+}
+
+/// A DNS-1123 label as Kubernetes validates names and hostnames: 1-63 of `[a-z0-9-]`,
+/// starting and ending with an alphanumeric.
+pub fn is_dns1123_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_LABEL_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals() {
+        fn check(hostname: &str, expected: Option<(&str, u32)>) {
+            assert_eq!(ordinal(hostname), expected, "{hostname}");
+        }
+        check("web-0", Some(("web", 0)));
+        check("web-10", Some(("web", 10)));
+        check("my-db-7", Some(("my-db", 7)));
+        check("web-01", None);
+        check("web", None);
+        check("web-", None);
+        check("-3", None);
+        check("web-x1", None);
+        check("web-99999999999", None);
+    }
+
+    #[test]
+    fn dashed_ips() {
+        fn check(ip: &str, expected: &str) {
+            assert_eq!(dashed_ip(ip.parse().unwrap()), expected);
+        }
+        check("10.244.0.7", "10-244-0-7");
+        check("fd00::7", "fd00--7");
+        check("2001:db8:0:1::a", "2001-db8-0-1--a");
+    }
+
+    #[test]
+    fn reverse_names() {
+        fn check(ip: &str, expected: &str) {
+            assert_eq!(reverse_name(ip.parse().unwrap()).to_string(), expected);
+        }
+        check("10.244.0.7", "7.0.244.10");
+        check(
+            "fd00::7",
+            "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f",
+        );
+    }
+
+    #[test]
+    fn relative_names() {
+        let svc = RelativeName::from_labels(["Nginx", "demo", "svc"]).unwrap();
+        assert_eq!(svc.wire(), b"\x05nginx\x04demo\x03svc");
+        let pod = svc.child("web-0").unwrap();
+        assert_eq!(pod.to_string(), "web-0.nginx.demo.svc");
+        assert_eq!(pod.parent(), Some(svc.clone()));
+        assert_eq!(pod.label_count(), 4);
+        assert_eq!(RelativeName::apex().parent(), None);
+        assert!(RelativeName::from_labels(["a", ""]).is_err());
+        assert!(RelativeName::from_labels([&*"x".repeat(64)]).is_err());
+    }
+
+    #[test]
+    fn dns1123_labels() {
+        fn check(s: &str, expected: bool) {
+            assert_eq!(is_dns1123_label(s), expected, "{s}");
+        }
+        check("web-0", true);
+        check("0abc", true);
+        check("Web", false);
+        check("-a", false);
+        check("a-", false);
+        check("", false);
+        check("a_b", false);
+        check(&"a".repeat(64), false);
+    }
+}

@@ -1,0 +1,517 @@
+//! The records of one Service, as the Kubernetes DNS specification 1.1.0 defines them, in
+//! ordinal order. Pure functions of the model: the same inputs give the same records on every
+//! replica, which is what makes answers byte-identical across replicas.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::model::{EndpointSlice, Port, Service, ServiceKind};
+use crate::name::{NameError, RelativeName, dashed_ip, ordinal};
+
+/// Record types this server stores (RFC 1035, 2782, 3596).
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const PTR: u16 = 12;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+    pub const SRV: u16 = 33;
+}
+
+/// The version of the Kubernetes DNS specification served at `dns-version.<zone>`.
+pub const SPEC_VERSION: &str = "1.1.0";
+
+/// Where a name in record data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// In the zone that was asked (`web-0.nginx.demo.svc` + the question's zone).
+    InZone(RelativeName),
+    /// In the primary (first) cluster zone: the targets of reverse lookups, which carry no
+    /// forward zone of their own.
+    Primary(RelativeName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    /// RFC 2782; the target is never compressed on the wire.
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: RelativeName,
+    },
+    Ptr(Target),
+    /// An ExternalName target: lowercase, dot-terminated.
+    Cname(String),
+    Txt(String),
+    Ns(Target),
+    Soa {
+        mname: Target,
+        rname: Target,
+        serial: u32,
+        refresh: u32,
+        retry: u32,
+        expire: u32,
+        minimum: u32,
+    },
+}
+
+impl RData {
+    pub fn rtype(&self) -> u16 {
+        match self {
+            RData::A(_) => rtype::A,
+            RData::Aaaa(_) => rtype::AAAA,
+            RData::Srv { .. } => rtype::SRV,
+            RData::Ptr(_) => rtype::PTR,
+            RData::Cname(_) => rtype::CNAME,
+            RData::Txt(_) => rtype::TXT,
+            RData::Ns(_) => rtype::NS,
+            RData::Soa { .. } => rtype::SOA,
+        }
+    }
+
+    fn address(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => RData::A(v4),
+            IpAddr::V6(v6) => RData::Aaaa(v6),
+        }
+    }
+}
+
+/// All records of one type at one name, in answer order, with the records that go in the
+/// additional section alongside them (the addresses of SRV targets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RrSet {
+    pub rtype: u16,
+    pub records: Vec<RData>,
+    pub additional: Vec<(RelativeName, RData)>,
+}
+
+/// One name and its record sets. No record sets: an empty non-terminal (NODATA).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRecords {
+    pub name: RelativeName,
+    pub rrsets: Vec<RrSet>,
+}
+
+/// A name that a reverse lookup of an address may return.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PtrSource {
+    /// Whether the name comes from an endpoint hostname (a StatefulSet pod's stable name):
+    /// such names win over dashed-IP and Service names (spec 2.4).
+    pub from_hostname: bool,
+    /// Forward name, relative to the primary zone.
+    pub target: RelativeName,
+}
+
+/// Everything one Service publishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRecords {
+    /// Every name under `<svc>.<ns>.svc`, in name order.
+    pub names: Vec<NameRecords>,
+    /// The reverse names this Service contributes.
+    pub reverse: Vec<(IpAddr, PtrSource)>,
+}
+
+/// `<svc>.<ns>.svc`, relative to the cluster zone.
+pub fn service_name(service: &Service) -> Result<RelativeName, NameError> {
+    RelativeName::from_labels([
+        service.key.name.as_str(),
+        service.key.namespace.as_str(),
+        "svc",
+    ])
+}
+
+/// One endpoint address after merging all slices of a Service.
+#[derive(Debug, Clone)]
+struct MergedEndpoint {
+    ip: IpAddr,
+    hostname: Option<String>,
+    ready: bool,
+    ports: BTreeSet<Port>,
+}
+
+impl MergedEndpoint {
+    /// The label of its per-endpoint name: the hostname, else the dashed IP.
+    fn label(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| dashed_ip(self.ip))
+    }
+}
+
+/// Merges slices (already in slice-name order) by address: an address listed twice is one
+/// endpoint, ready if any copy is, named by the smallest hostname any copy has. The result
+/// depends only on the set of slices, not on the order they arrived in.
+fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
+    let mut by_ip: BTreeMap<IpAddr, MergedEndpoint> = BTreeMap::new();
+    for slice in slices {
+        for ep in &slice.endpoints {
+            let merged = by_ip.entry(ep.ip).or_insert_with(|| MergedEndpoint {
+                ip: ep.ip,
+                hostname: None,
+                ready: false,
+                ports: BTreeSet::new(),
+            });
+            merged.ready |= ep.ready;
+            merged.hostname = match (merged.hostname.take(), &ep.hostname) {
+                (Some(a), Some(b)) => Some(a.min(b.clone())),
+                (a, b) => a.or_else(|| b.clone()),
+            };
+            merged.ports.extend(slice.ports.iter().cloned());
+        }
+    }
+    by_ip.into_values().collect()
+}
+
+/// StatefulSet ordinal order: `web-0, web-1, ..., web-10` (numerically, grouped by
+/// StatefulSet name), then endpoints without an ordinal by IP.
+fn ordinal_order(a: &MergedEndpoint, b: &MergedEndpoint) -> std::cmp::Ordering {
+    let key = |e: &MergedEndpoint| match e.hostname.as_deref().and_then(ordinal) {
+        Some((prefix, n)) => (0u8, prefix.to_owned(), n),
+        None => (1u8, String::new(), 0),
+    };
+    key(a).cmp(&key(b)).then(a.ip.cmp(&b.ip))
+}
+
+/// SRV weight: the share of each of `n` targets, as CoreDNS computes it, never 0 (which
+/// RFC 2782 reserves for "almost never").
+fn srv_weight(n: usize) -> u16 {
+    u16::try_from((100 / n.max(1)).max(1)).unwrap_or(1)
+}
+
+/// Builds every record of one Service from its merged endpoint slices (in slice-name order).
+pub fn service_records(
+    service: &Service,
+    slices: &[&EndpointSlice],
+) -> Result<ServiceRecords, NameError> {
+    let base = service_name(service)?;
+    let mut names: BTreeMap<RelativeName, Vec<RrSet>> = BTreeMap::new();
+    let mut reverse = Vec::new();
+    match &service.kind {
+        ServiceKind::ExternalName(target) => {
+            add(&mut names, &base, RData::Cname(target.clone()), &[]);
+        }
+        ServiceKind::ClusterIp(ips) => {
+            let addresses: Vec<RData> = ips.iter().map(|ip| RData::address(*ip)).collect();
+            for address in &addresses {
+                add(&mut names, &base, address.clone(), &[]);
+            }
+            for ip in ips {
+                reverse.push((
+                    *ip,
+                    PtrSource {
+                        from_hostname: false,
+                        target: base.clone(),
+                    },
+                ));
+            }
+            let additional: Vec<(RelativeName, RData)> = addresses
+                .iter()
+                .map(|a| (base.clone(), a.clone()))
+                .collect();
+            for port in service.ports.iter().filter(|p| !p.name.is_empty()) {
+                let srv_name = base
+                    .child(&format!("_{}", port.protocol.srv_label()))?
+                    .child(&format!("_{}", port.name))?;
+                let record = RData::Srv {
+                    priority: 0,
+                    weight: 100,
+                    port: port.port,
+                    target: base.clone(),
+                };
+                add(&mut names, &srv_name, record, &additional);
+            }
+        }
+        ServiceKind::Headless => {
+            let mut endpoints: Vec<MergedEndpoint> = merge_endpoints(slices)
+                .into_iter()
+                .filter(|e| e.ready || service.publish_not_ready)
+                .collect();
+            endpoints.sort_by(ordinal_order);
+            // Per-endpoint names first: SRV records point at them.
+            let mut endpoint_names = Vec::with_capacity(endpoints.len());
+            for ep in &endpoints {
+                let name = base.child(&ep.label())?;
+                add(&mut names, &base, RData::address(ep.ip), &[]);
+                add(&mut names, &name, RData::address(ep.ip), &[]);
+                reverse.push((
+                    ep.ip,
+                    PtrSource {
+                        from_hostname: ep.hostname.is_some(),
+                        target: name.clone(),
+                    },
+                ));
+                endpoint_names.push(name);
+            }
+            // One SRV name per named port, targets in ordinal order.
+            let mut by_port: BTreeMap<(String, &'static str), Vec<(usize, u16)>> = BTreeMap::new();
+            for (i, ep) in endpoints.iter().enumerate() {
+                for port in ep.ports.iter().filter(|p| !p.name.is_empty()) {
+                    by_port
+                        .entry((port.name.clone(), port.protocol.srv_label()))
+                        .or_default()
+                        .push((i, port.port));
+                }
+            }
+            for ((port_name, proto), targets) in by_port {
+                let srv_name = base
+                    .child(&format!("_{proto}"))?
+                    .child(&format!("_{port_name}"))?;
+                let weight = srv_weight(targets.len());
+                let mut additional = Vec::new();
+                let mut seen = BTreeSet::new();
+                for &(i, _) in &targets {
+                    if seen.insert(i) {
+                        let target = &endpoint_names[i];
+                        additional.push((target.clone(), RData::address(endpoints[i].ip)));
+                    }
+                }
+                for (n, &(i, port)) in targets.iter().enumerate() {
+                    let record = RData::Srv {
+                        priority: 0,
+                        weight,
+                        port,
+                        target: endpoint_names[i].clone(),
+                    };
+                    // The additional section rides on the first record only.
+                    let extra: &[(RelativeName, RData)] = if n == 0 { &additional } else { &[] };
+                    add(&mut names, &srv_name, record, extra);
+                }
+            }
+        }
+    }
+    // Empty non-terminals between SRV names and the Service name (`_tcp.<svc>...`).
+    let mut ents = Vec::new();
+    for name in names.keys().filter(|n| **n != base) {
+        // Every other name is below `base`, so this walk ends there.
+        let mut parent = name.parent();
+        while let Some(p) = parent {
+            if p == base || names.contains_key(&p) {
+                break;
+            }
+            parent = p.parent();
+            ents.push(p);
+        }
+    }
+    for ent in ents {
+        names.entry(ent).or_default();
+    }
+    Ok(ServiceRecords {
+        names: names
+            .into_iter()
+            .map(|(name, rrsets)| NameRecords { name, rrsets })
+            .collect(),
+        reverse,
+    })
+}
+
+/// Appends `record` (and its additional records) to the record set of its type at `name`.
+fn add(
+    names: &mut BTreeMap<RelativeName, Vec<RrSet>>,
+    name: &RelativeName,
+    record: RData,
+    additional: &[(RelativeName, RData)],
+) {
+    let rrsets = names.entry(name.clone()).or_default();
+    let rtype = record.rtype();
+    let rrset = match rrsets.iter_mut().position(|r| r.rtype == rtype) {
+        Some(i) => &mut rrsets[i],
+        None => {
+            rrsets.push(RrSet {
+                rtype,
+                records: Vec::new(),
+                additional: Vec::new(),
+            });
+            let last = rrsets.len() - 1;
+            &mut rrsets[last]
+        }
+    };
+    if !rrset.records.contains(&record) {
+        rrset.records.push(record);
+    }
+    rrset.additional.extend_from_slice(additional);
+}
+
+/// The reverse answer for one address from every name that claims it: hostname names only
+/// when any exists (a StatefulSet pod reverses to its stable name), else all of them.
+pub fn ptr_answer<'a>(sources: impl Iterator<Item = &'a PtrSource> + Clone) -> Vec<RelativeName> {
+    let any_hostname = sources.clone().any(|s| s.from_hostname);
+    let mut targets: Vec<RelativeName> = sources
+        .filter(|s| s.from_hostname || !any_hostname)
+        .map(|s| s.target.clone())
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Endpoint, ObjectKey, Protocol};
+
+    fn headless(publish_not_ready: bool) -> Service {
+        Service {
+            key: ObjectKey::new("demo", "nginx"),
+            kind: ServiceKind::Headless,
+            ports: vec![],
+            publish_not_ready,
+        }
+    }
+
+    fn slice(name: &str, eps: &[(&str, Option<&str>, bool)]) -> EndpointSlice {
+        EndpointSlice {
+            key: ObjectKey::new("demo", name),
+            service: ObjectKey::new("demo", "nginx"),
+            endpoints: eps
+                .iter()
+                .map(|(ip, host, ready)| Endpoint {
+                    ip: ip.parse().unwrap(),
+                    hostname: host.map(str::to_owned),
+                    ready: *ready,
+                })
+                .collect(),
+            ports: vec![Port {
+                name: "web".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+            }],
+        }
+    }
+
+    fn names_of(records: &ServiceRecords) -> Vec<String> {
+        records.names.iter().map(|n| n.name.to_string()).collect()
+    }
+
+    fn a_records(records: &ServiceRecords, name: &str) -> Vec<String> {
+        records
+            .names
+            .iter()
+            .find(|n| n.name.to_string() == name)
+            .map(|n| {
+                n.rrsets
+                    .iter()
+                    .flat_map(|r| &r.records)
+                    .map(|r| match r {
+                        RData::A(ip) => ip.to_string(),
+                        RData::Aaaa(ip) => ip.to_string(),
+                        RData::Srv { target, .. } => target.to_string(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn ordinal_order_is_numeric_then_by_ip() {
+        let s = slice(
+            "a",
+            &[
+                ("10.0.0.10", Some("web-10"), true),
+                ("10.0.0.9", None, true),
+                ("10.0.0.2", Some("web-2"), true),
+                ("10.0.0.1", Some("web-1"), true),
+                ("10.0.0.3", None, true),
+            ],
+        );
+        let records = service_records(&headless(false), &[&s]).unwrap();
+        assert_eq!(
+            a_records(&records, "nginx.demo.svc"),
+            ["10.0.0.1", "10.0.0.2", "10.0.0.10", "10.0.0.3", "10.0.0.9"]
+        );
+        assert_eq!(
+            a_records(&records, "_web._tcp.nginx.demo.svc"),
+            [
+                "web-1.nginx.demo.svc",
+                "web-2.nginx.demo.svc",
+                "web-10.nginx.demo.svc",
+                "10-0-0-3.nginx.demo.svc",
+                "10-0-0-9.nginx.demo.svc"
+            ]
+        );
+        let names = names_of(&records);
+        assert!(names.contains(&"_tcp.nginx.demo.svc".to_string()));
+        // Nothing above the Service: those names belong to the namespace and the zone.
+        assert!(
+            names.iter().all(|n| n.ends_with("nginx.demo.svc")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn not_ready_endpoints_need_publish_not_ready() {
+        let s = slice(
+            "a",
+            &[
+                ("10.0.0.1", Some("web-0"), true),
+                ("10.0.0.2", Some("web-1"), false),
+            ],
+        );
+        let strict = service_records(&headless(false), &[&s]).unwrap();
+        assert_eq!(a_records(&strict, "nginx.demo.svc"), ["10.0.0.1"]);
+        assert!(!names_of(&strict).contains(&"web-1.nginx.demo.svc".to_string()));
+        let loose = service_records(&headless(true), &[&s]).unwrap();
+        assert_eq!(
+            a_records(&loose, "nginx.demo.svc"),
+            ["10.0.0.1", "10.0.0.2"]
+        );
+    }
+
+    #[test]
+    fn no_ready_endpoint_means_no_names() {
+        let s = slice("a", &[("10.0.0.1", Some("web-0"), false)]);
+        let records = service_records(&headless(false), &[&s]).unwrap();
+        assert!(records.names.is_empty());
+    }
+
+    #[test]
+    fn slices_merge_without_duplicates_whatever_their_order() {
+        let a = slice("a", &[("10.0.0.1", Some("web-0"), true)]);
+        let b = slice(
+            "b",
+            &[
+                ("10.0.0.1", Some("web-0"), true),
+                ("10.0.0.2", Some("web-1"), true),
+            ],
+        );
+        let ab = service_records(&headless(false), &[&a, &b]).unwrap();
+        let ba = service_records(&headless(false), &[&b, &a]).unwrap();
+        assert_eq!(ab, ba);
+        assert_eq!(a_records(&ab, "nginx.demo.svc"), ["10.0.0.1", "10.0.0.2"]);
+    }
+
+    #[test]
+    fn ptr_prefers_hostnames() {
+        let name = |s: &str| RelativeName::from_labels(s.split('.')).unwrap();
+        let sources = [
+            PtrSource {
+                from_hostname: false,
+                target: name("10-0-0-1.other.demo.svc"),
+            },
+            PtrSource {
+                from_hostname: true,
+                target: name("web-0.nginx.demo.svc"),
+            },
+        ];
+        assert_eq!(ptr_answer(sources.iter()), [name("web-0.nginx.demo.svc")]);
+        assert_eq!(
+            ptr_answer(sources[..1].iter()),
+            [name("10-0-0-1.other.demo.svc")]
+        );
+    }
+
+    #[test]
+    fn srv_weights() {
+        fn check(n: usize, expected: u16) {
+            assert_eq!(srv_weight(n), expected, "{n}");
+        }
+        check(1, 100);
+        check(3, 33);
+        check(100, 1);
+        check(250, 1);
+    }
+}

@@ -1,0 +1,189 @@
+//! Sockets: UDP and TCP on every listen address, each loop calling the responder.
+//!
+//! One task per UDP socket answers inline (no task per packet); one task per TCP connection
+//! answers its queries in order, so pipelined queries are answered in the order sent. Every
+//! loop watches the shutdown signal; a TCP connection finishes the query it is answering.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::answer::{Responder, Transport};
+
+/// Largest DNS message (the TCP length prefix is 16 bits).
+const MAX_MESSAGE: usize = 65535;
+/// A client that does not take its response in this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sockets of one listen address.
+pub struct Listener {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+}
+
+/// Binds UDP and TCP on `addr`. With port 0 both get the same free port, so a client can
+/// retry a truncated answer over TCP on the port it used for UDP.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<Listener> {
+    if addr.port() != 0 {
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(addr).await?;
+        return Ok(Listener { udp, tcp });
+    }
+    let mut last_error = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok(Listener { udp, tcp }),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no free port")))
+}
+
+/// TCP limits.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSettings {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Starts the loops of one listener on `tasks`.
+pub fn spawn(
+    listener: Listener,
+    responder: Responder,
+    tcp: TcpSettings,
+    shutdown: watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) {
+    let udp = Arc::new(listener.udp);
+    tasks.spawn(serve_udp(udp, responder.clone(), shutdown.clone()));
+    let connections = Arc::new(Semaphore::new(tcp.max_connections));
+    tasks.spawn(serve_tcp(
+        listener.tcp,
+        responder,
+        tcp,
+        connections,
+        shutdown,
+    ));
+}
+
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    responder: Responder,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut query = vec![0u8; MAX_MESSAGE];
+    let mut response = Vec::with_capacity(MAX_MESSAGE);
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            received = socket.recv_from(&mut query) => received,
+        };
+        let (len, peer) = match received {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::debug!(%error, "UDP receive failed");
+                continue;
+            }
+        };
+        if responder
+            .respond(&query[..len], Transport::Udp, &mut response)
+            .is_some()
+            && let Err(error) = socket.send_to(&response, peer).await
+        {
+            tracing::debug!(%peer, %error, "UDP send failed");
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    responder: Responder,
+    settings: TcpSettings,
+    connections: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut open = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(error) => {
+                // EMFILE and friends: back off a little instead of spinning.
+                tracing::warn!(%error, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "TCP connection refused: --max-tcp-connections reached");
+            drop(stream);
+            continue;
+        };
+        let responder = responder.clone();
+        let shutdown = shutdown.clone();
+        open.spawn(async move {
+            serve_connection(stream, responder, settings.idle_timeout, shutdown).await;
+            drop(permit);
+        });
+    }
+    // Let every open connection finish the query it is on; each sees the same signal.
+    while open.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    responder: Responder,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut query = vec![0u8; MAX_MESSAGE];
+    let mut response = Vec::with_capacity(MAX_MESSAGE);
+    let mut framed = Vec::with_capacity(MAX_MESSAGE + 2);
+    loop {
+        let mut prefix = [0u8; 2];
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            read = tokio::time::timeout(idle_timeout, stream.read_exact(&mut prefix)) => read,
+        };
+        if !matches!(read, Ok(Ok(_))) {
+            return; // idle, closed or broken
+        }
+        let len = usize::from(u16::from_be_bytes(prefix));
+        // The body must follow within the idle timeout too: a slow sender holds no
+        // connection slot for longer than that.
+        let body = tokio::time::timeout(idle_timeout, stream.read_exact(&mut query[..len])).await;
+        if !matches!(body, Ok(Ok(_))) {
+            return;
+        }
+        if responder
+            .respond(&query[..len], Transport::Tcp, &mut response)
+            .is_none()
+        {
+            continue;
+        }
+        // One write per response (length prefix and message together), buffers reused.
+        let out_len = u16::try_from(response.len()).unwrap_or(u16::MAX);
+        framed.clear();
+        framed.extend_from_slice(&out_len.to_be_bytes());
+        framed.extend_from_slice(&response);
+        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}

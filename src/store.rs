@@ -1,0 +1,187 @@
+//! The record store: the one bridge between the controller (its single writer) and the query
+//! path (its many readers).
+//!
+//! An index maps each name to a [`Route`]. The names of one Service all route to that
+//! Service's slot, which holds an immutable snapshot of all its compiled answers; publishing
+//! a Service swaps the snapshot in one atomic store, so a reader sees all of the old Service
+//! or all of the new one, never half an update. Names that no Service owns alone (reverse
+//! names, the zone apex) route to their own answers directly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+
+use crate::compile::NameAnswers;
+use crate::name::RelativeName;
+
+/// Which tree of names a key belongs to: every forward zone serves the same records, the
+/// reverse zones their own. The first byte of every key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ZoneKind {
+    /// The cluster zone(s): `cluster.local` and any extra `--zone`.
+    Forward = 0,
+    /// `in-addr.arpa`.
+    ReverseV4 = 1,
+    /// `ip6.arpa`.
+    ReverseV6 = 2,
+}
+
+/// A store key: the zone kind, then the lowercase relative name in wire form.
+pub fn key(kind: ZoneKind, name: &RelativeName) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(1 + name.wire().len());
+    key.push(kind as u8);
+    key.extend_from_slice(name.wire());
+    key.into_boxed_slice()
+}
+
+/// The compiled answers of every name of one Service, swapped in whole.
+pub type ServiceAnswers = HashMap<Box<[u8]>, NameAnswers>;
+
+/// Where the answers of one name live.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// The name exists only because names below it do (`demo.svc`): NODATA for every type.
+    EmptyNonTerminal,
+    /// A name with answers of its own (the apex, a reverse name).
+    Name(Arc<NameAnswers>),
+    /// A name of a Service: look it up in the Service's current snapshot.
+    Service(Arc<ServiceSlot>),
+}
+
+/// The current snapshot of one Service's answers.
+#[derive(Debug, Default)]
+pub struct ServiceSlot {
+    answers: ArcSwap<ServiceAnswers>,
+}
+
+impl ServiceSlot {
+    /// Makes `answers` the Service's answers, atomically for every reader.
+    pub fn publish(&self, answers: ServiceAnswers) {
+        self.answers.store(Arc::new(answers));
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// No such name: NXDOMAIN.
+    NoName,
+    /// The name exists only because names below it do: NODATA for every type.
+    EmptyNonTerminal,
+    /// The name and its answers.
+    Name(&'a NameAnswers),
+}
+
+/// The name index shared by the controller and every query worker.
+#[derive(Debug, Default)]
+pub struct Store {
+    index: DashMap<Box<[u8]>, Route>,
+    /// Set once the first complete set of records is published. Before that, in-zone queries
+    /// get SERVFAIL: a resolver caches an NXDOMAIN, and would cache a false one.
+    ready: AtomicBool,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Looks `key` up and hands what it found to `f`, without allocating.
+    pub fn lookup<R>(&self, key: &[u8], f: impl FnOnce(Lookup<'_>) -> R) -> R {
+        let Some(route) = self.index.get(key) else {
+            return f(Lookup::NoName);
+        };
+        match route.value() {
+            Route::EmptyNonTerminal => f(Lookup::EmptyNonTerminal),
+            Route::Name(answers) => f(Lookup::Name(answers)),
+            Route::Service(slot) => {
+                let snapshot = slot.answers.load();
+                match snapshot.get(key) {
+                    Some(answers) => f(Lookup::Name(answers)),
+                    None => f(Lookup::NoName),
+                }
+            }
+        }
+    }
+
+    /// Routes `key`; replaces whatever route it had.
+    pub fn set_route(&self, key: Box<[u8]>, route: Route) {
+        self.index.insert(key, route);
+    }
+
+    pub fn remove(&self, key: &[u8]) {
+        self.index.remove(key);
+    }
+
+    /// Number of names in the index.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{ANY_ZONE, CompiledRrset};
+
+    fn answers(tag: u8) -> NameAnswers {
+        NameAnswers {
+            rrsets: Box::new([CompiledRrset {
+                rtype: 1,
+                zone: ANY_ZONE,
+                ancount: 1,
+                arcount: 0,
+                answer_len: 1,
+                bytes: Box::new([tag]),
+            }]),
+        }
+    }
+
+    fn found(store: &Store, key: &[u8]) -> Option<u8> {
+        store.lookup(key, |l| match l {
+            Lookup::NoName => None,
+            Lookup::EmptyNonTerminal => Some(0),
+            Lookup::Name(a) => Some(a.rrsets.first().map_or(0, |r| r.bytes[0])),
+        })
+    }
+
+    #[test]
+    fn a_service_snapshot_swaps_whole() {
+        let store = Store::new();
+        let slot = Arc::new(ServiceSlot::default());
+        let a: Box<[u8]> = Box::new(*b"\0a");
+        let b: Box<[u8]> = Box::new(*b"\0b");
+        store.set_route(a.clone(), Route::Service(slot.clone()));
+        store.set_route(b.clone(), Route::Service(slot.clone()));
+        assert_eq!(found(&store, &a), None, "routed but not yet published");
+        slot.publish(HashMap::from([
+            (a.clone(), answers(1)),
+            (b.clone(), answers(1)),
+        ]));
+        assert_eq!((found(&store, &a), found(&store, &b)), (Some(1), Some(1)));
+        slot.publish(HashMap::from([
+            (a.clone(), answers(2)),
+            (b.clone(), answers(2)),
+        ]));
+        assert_eq!((found(&store, &a), found(&store, &b)), (Some(2), Some(2)));
+        store.set_route(b"\0ent".to_vec().into(), Route::EmptyNonTerminal);
+        assert_eq!(found(&store, b"\0ent"), Some(0));
+        assert_eq!(found(&store, b"\0missing"), None);
+    }
+}

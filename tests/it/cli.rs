@@ -1,0 +1,99 @@
+//! The binary: flags, environment, errors that say what to change, and a clean stop.
+
+use hickory_net::proto::rr::RecordType;
+
+use crate::support::{Binary, ask, data, demo_manifests};
+
+fn run_to_exit(args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_headless-dns"))
+        .args(args)
+        .env_remove("HEADLESS_DNS_MANIFESTS")
+        .output()
+        .expect("binary runs");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn bad_flags_exit_with_what_to_change() {
+    let demo = demo_manifests();
+    let demo = demo.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--manifests", demo, "--max-udp-size", "100"],
+            "--max-udp-size",
+        ),
+        (&["--manifests", demo, "--zone", "a..b"], "--zone"),
+        (&["--manifests", demo, "--listen", "localhost"], "--listen"),
+        (
+            &[
+                "--manifests",
+                demo,
+                "--zone",
+                "cluster.local",
+                "--zone",
+                "Cluster.Local",
+            ],
+            "given twice",
+        ),
+        (
+            &["--manifests", demo, "--zone", "10.in-addr.arpa"],
+            "reverse zones",
+        ),
+        (
+            &["--manifests", demo, "--tcp-idle-timeout", "forever"],
+            "--tcp-idle-timeout",
+        ),
+        (&[], "--manifests"),
+    ];
+    for (args, needle) in cases {
+        let (code, stderr) = run_to_exit(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn unreadable_manifests_and_busy_ports_are_reported() {
+    let (code, stderr) = run_to_exit(&["--manifests", "/nonexistent/manifests"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("--manifests /nonexistent/manifests"),
+        "{stderr}"
+    );
+
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    let demo = demo_manifests();
+    let (code, stderr) = run_to_exit(&["--manifests", demo.to_str().unwrap(), "--listen", &port]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(&format!("cannot listen on {port}")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn serves_from_flags_and_environment_then_stops_on_sigterm() {
+    let demo = demo_manifests();
+    let binary = Binary::start(
+        &[
+            "--manifests",
+            demo.to_str().unwrap(),
+            "--zone",
+            "cluster.local,sts.example.internal",
+        ],
+        &[("HEADLESS_DNS_TTL", "30")],
+    )
+    .await;
+    let response = ask(
+        binary.addr,
+        "web-2.nginx.demo.svc.sts.example.internal.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(data(&response), ["10.244.3.12"]);
+    assert_eq!(response.answers[0].ttl, 30, "TTL from HEADLESS_DNS_TTL");
+    let (code, _log) = binary.terminate().await;
+    assert_eq!(code, Some(0), "SIGTERM is a clean exit");
+}

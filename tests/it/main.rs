@@ -1,0 +1,13 @@
+//! Integration tests: the real server on loopback, asked by real clients (hickory's client,
+//! `dig`, busybox `nslookup`, unbound as a forwarding resolver). One test binary, so the
+//! crate links once.
+
+mod support;
+
+mod cli;
+mod clients;
+mod embed;
+mod protocol;
+mod records;
+mod reload;
+mod stub_domain;
