@@ -76,6 +76,12 @@ pub struct Args {
           default_value = "5s", value_parser = parse_duration)]
     pub reload_interval: Duration,
 
+    /// Threads answering queries: the runtime's worker threads, and UDP sockets per listen
+    /// address (SO_REUSEPORT). Default: the CPUs this process may run on.
+    #[arg(long, env = "HEADLESS_DNS_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
     /// `info,headless_dns=debug`.
     #[arg(
@@ -88,6 +94,15 @@ pub struct Args {
 }
 
 impl Args {
+    /// `--threads`, else the CPUs available to this process (its affinity mask, so
+    /// `taskset -c 0` means one).
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
     /// The configuration these flags describe, checked.
     pub fn config(&self) -> Result<Config, ConfigError> {
         let config = Config {
@@ -99,6 +114,7 @@ impl Args {
             tcp_idle_timeout: self.tcp_idle_timeout,
             max_tcp_connections: self.max_tcp_connections as usize,
             reload_interval: self.reload_interval,
+            udp_workers: self.threads(),
         };
         config.validate()?;
         Ok(config)

@@ -27,6 +27,9 @@ pub struct Config {
     pub max_tcp_connections: usize,
     /// How often the manifests folder is checked for changes even without a file event.
     pub reload_interval: Duration,
+    /// UDP sockets per listen address (`SO_REUSEPORT`), each served by its own task; match
+    /// the runtime's worker threads.
+    pub udp_workers: usize,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             tcp_idle_timeout: Duration::from_secs(10),
             max_tcp_connections: 1024,
             reload_interval: Duration::from_secs(5),
+            udp_workers: 1,
         }
     }
 }
@@ -90,6 +94,9 @@ impl Config {
                 "--max-udp-size {}: use 512 to 65535 (1232 avoids fragmentation)",
                 self.max_udp_size
             ));
+        }
+        if !(1..=1024).contains(&self.udp_workers) {
+            return fail(format!("--threads {}: use 1 to 1024", self.udp_workers));
         }
         if self.max_tcp_connections == 0 {
             return fail("--max-tcp-connections: at least 1".into());

@@ -276,7 +276,8 @@ impl Controller {
                 }
             },
         };
-        let mut answers: ServiceAnswers = HashMap::with_capacity(records.names.len());
+        let mut answers =
+            ServiceAnswers::with_capacity_and_hasher(records.names.len(), Default::default());
         for name in &records.names {
             if name.name.wire().len() + self.longest_zone > MAX_NAME_LEN {
                 tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");

@@ -279,11 +279,13 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     let mut addrs = Vec::new();
     let mut listeners = Vec::new();
     for addr in &config.listen {
-        let listener = server::bind(*addr).await.map_err(|source| Error::Bind {
-            addr: *addr,
-            source,
-        })?;
-        let bound = listener.udp.local_addr().map_err(|source| Error::Bind {
+        let listener = server::bind(*addr, config.udp_workers)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: *addr,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| Error::Bind {
             addr: *addr,
             source,
         })?;
@@ -294,6 +296,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         server::spawn(
             listener,
             responder.clone(),
+            usize::from(config.max_udp_size),
             tcp,
             shutdown_rx.clone(),
             &mut tasks,

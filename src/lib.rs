@@ -20,7 +20,7 @@
 //!   here); [`compile`] encodes records into wire-format answers once, when they change.
 //! - [`store`]: the name index shared by the controller and the query path.
 //! - [`wire`] reads queries; [`answer`] turns one query into one response; [`zones`] knows
-//!   the zones and their SOA; [`server`] runs the sockets.
+//!   the zones and their SOA; [`server`] runs the sockets, [`udp`] the batched UDP workers.
 //! - [`config`] and [`cli`]: one configuration type and the flags that fill it; [`embed`]:
 //!   the embedding API ([`start`], [`Feed`], [`ServerHandle`]).
 //!
@@ -44,6 +44,7 @@ pub mod name;
 pub mod records;
 pub mod server;
 pub mod store;
+pub mod udp;
 pub mod wire;
 pub mod zones;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::controller::Change;
@@ -86,7 +86,18 @@ fn start_watcher(
     };
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Only changes: reading the files (which a reload does) raises access events,
+            // and reloading on those would loop.
+            let is_change = event.is_ok_and(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Create(_)
+                        | EventKind::Modify(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Any
+                )
+            });
+            if is_change {
                 let _ = events.send(());
             }
         }) {

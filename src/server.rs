@@ -1,6 +1,6 @@
 //! Sockets: UDP and TCP on every listen address, each loop calling the responder.
 //!
-//! One task per UDP socket answers inline (no task per packet); one task per TCP connection
+//! UDP is served by `udp` (one worker per socket, batched); one task per TCP connection
 //! answers its queries in order, so pipelined queries are answered in the order sent. Every
 //! loop watches the shutdown signal; a TCP connection finishes the query it is answering.
 
@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::answer::{Responder, Transport};
+use crate::udp;
 
 /// Largest DNS message (the TCP length prefix is 16 bits).
 const MAX_MESSAGE: usize = 65535;
@@ -22,26 +23,38 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sockets of one listen address.
 pub struct Listener {
-    pub udp: UdpSocket,
+    /// One UDP socket per worker, all on the same address (`SO_REUSEPORT`).
+    pub udp: Vec<std::net::UdpSocket>,
     pub tcp: TcpListener,
 }
 
-/// Binds UDP and TCP on `addr`. With port 0 both get the same free port, so a client can
-/// retry a truncated answer over TCP on the port it used for UDP.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<Listener> {
-    if addr.port() != 0 {
-        let udp = UdpSocket::bind(addr).await?;
-        let tcp = TcpListener::bind(addr).await?;
-        return Ok(Listener { udp, tcp });
+impl Listener {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
     }
+}
+
+/// Binds `workers` UDP sockets and one TCP listener on `addr`. With port 0 they all get the
+/// same free port, so a client retries a truncated answer over TCP where it asked over UDP.
+pub async fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Listener> {
     let mut last_error = None;
+    // With port 0, another process may take the UDP port's TCP twin: try a few ports.
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr).await?;
-        let bound = udp.local_addr()?;
-        match TcpListener::bind(bound).await {
-            Ok(tcp) => return Ok(Listener { udp, tcp }),
-            Err(e) => last_error = Some(e),
+        let first = udp::reuseport_socket(addr)?;
+        let bound = first.local_addr()?;
+        let tcp = match TcpListener::bind(bound).await {
+            Ok(tcp) => tcp,
+            Err(e) if addr.port() == 0 => {
+                last_error = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut sockets = vec![first];
+        for _ in 1..workers.max(1) {
+            sockets.push(udp::reuseport_socket(bound)?);
         }
+        return Ok(Listener { udp: sockets, tcp });
     }
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
@@ -53,16 +66,23 @@ pub struct TcpSettings {
     pub max_connections: usize,
 }
 
-/// Starts the loops of one listener on `tasks`.
+/// Starts the loops of one listener on `tasks`. `max_response` is the largest UDP answer.
 pub fn spawn(
     listener: Listener,
     responder: Responder,
+    max_response: usize,
     tcp: TcpSettings,
     shutdown: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) {
-    let udp = Arc::new(listener.udp);
-    tasks.spawn(serve_udp(udp, responder.clone(), shutdown.clone()));
+    for socket in listener.udp {
+        tasks.spawn(udp::serve(
+            socket,
+            responder.clone(),
+            max_response,
+            shutdown.clone(),
+        ));
+    }
     let connections = Arc::new(Semaphore::new(tcp.max_connections));
     tasks.spawn(serve_tcp(
         listener.tcp,
@@ -71,36 +91,6 @@ pub fn spawn(
         connections,
         shutdown,
     ));
-}
-
-async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    responder: Responder,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut query = vec![0u8; MAX_MESSAGE];
-    let mut response = Vec::with_capacity(MAX_MESSAGE);
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            received = socket.recv_from(&mut query) => received,
-        };
-        let (len, peer) = match received {
-            Ok(r) => r,
-            Err(error) => {
-                tracing::debug!(%error, "UDP receive failed");
-                continue;
-            }
-        };
-        if responder
-            .respond(&query[..len], Transport::Udp, &mut response)
-            .is_some()
-            && let Err(error) = socket.send_to(&response, peer).await
-        {
-            tracing::debug!(%peer, %error, "UDP send failed");
-        }
-    }
 }
 
 async fn serve_tcp(

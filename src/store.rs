@@ -38,8 +38,12 @@ pub fn key(kind: ZoneKind, name: &RelativeName) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// The hasher of every map on the query path: foldhash is several times faster than the
+/// default SipHash on short keys and still seeded per process.
+pub type FastHash = foldhash::fast::RandomState;
+
 /// The compiled answers of every name of one Service, swapped in whole.
-pub type ServiceAnswers = HashMap<Box<[u8]>, NameAnswers>;
+pub type ServiceAnswers = HashMap<Box<[u8]>, NameAnswers, FastHash>;
 
 /// Where the answers of one name live.
 #[derive(Debug, Clone)]
@@ -79,7 +83,7 @@ pub enum Lookup<'a> {
 /// The name index shared by the controller and every query worker.
 #[derive(Debug, Default)]
 pub struct Store {
-    index: DashMap<Box<[u8]>, Route>,
+    index: DashMap<Box<[u8]>, Route, FastHash>,
     /// Set once the first complete set of records is published. Before that, in-zone queries
     /// get SERVFAIL: a resolver caches an NXDOMAIN, and would cache a false one.
     ready: AtomicBool,
@@ -170,15 +174,11 @@ mod tests {
         store.set_route(a.clone(), Route::Service(slot.clone()));
         store.set_route(b.clone(), Route::Service(slot.clone()));
         assert_eq!(found(&store, &a), None, "routed but not yet published");
-        slot.publish(HashMap::from([
-            (a.clone(), answers(1)),
-            (b.clone(), answers(1)),
-        ]));
+        let snapshot =
+            |tag| ServiceAnswers::from_iter([(a.clone(), answers(tag)), (b.clone(), answers(tag))]);
+        slot.publish(snapshot(1));
         assert_eq!((found(&store, &a), found(&store, &b)), (Some(1), Some(1)));
-        slot.publish(HashMap::from([
-            (a.clone(), answers(2)),
-            (b.clone(), answers(2)),
-        ]));
+        slot.publish(snapshot(2));
         assert_eq!((found(&store, &a), found(&store, &b)), (Some(2), Some(2)));
         store.set_route(b"\0ent".to_vec().into(), Route::EmptyNonTerminal);
         assert_eq!(found(&store, b"\0ent"), Some(0));

@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
         .init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

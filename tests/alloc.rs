@@ -1,0 +1,132 @@
+//! The UDP hot path allocates nothing per query, for positive and negative answers alike.
+//!
+//! Its own test binary, because it replaces the global allocator with one that counts.
+//! The real server runs in-process on loopback, on a runtime whose threads are the only ones
+//! counted; queries go over real UDP sockets from the test's own thread. (The file watcher's
+//! thread is not counted: it allocates for file events, not for queries.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use headless_dns::{Config, Source, start};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Set on the server runtime's threads.
+    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn count() {
+    if COUNTED.with(|c| c.get()) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards to the system allocator; the counter has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A query for `name` (dotted) and `qtype`, with or without EDNS, into `out`.
+fn encode_query(out: &mut Vec<u8>, id: u16, name: &str, qtype: u16, edns: bool) {
+    out.clear();
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.extend_from_slice(&[0, (qtype >> 8) as u8, qtype as u8, 0, 1]);
+    if edns {
+        out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    }
+}
+
+#[test]
+fn answering_allocates_nothing() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(|| COUNTED.with(|c| c.set(true)))
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        udp_workers: 2,
+        ..Config::default()
+    };
+    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let server = runtime
+        .block_on(start(config, Source::Manifests(manifests)))
+        .unwrap();
+    let addr = server.local_addrs()[0];
+
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut query = Vec::with_capacity(512);
+    let mut response = vec![0u8; 65535];
+    let cases: &[(&str, u16, bool, u8)] = &[
+        ("web-0.nginx.demo.svc.cluster.local", 1, false, 0), // pod A
+        ("nginx.demo.svc.cluster.local", 1, true, 0),        // multi-A, EDNS
+        ("db.demo.svc.cluster.local", 1, true, 0),           // 100 A: truncated
+        ("_web._tcp.nginx.demo.svc.cluster.local", 33, true, 0), // SRV + additional
+        ("web-0.nginx.demo.svc.cluster.local", 28, false, 0), // NODATA
+        ("web-9.nginx.demo.svc.cluster.local", 1, true, 3),  // NXDOMAIN
+        ("11.2.244.10.in-addr.arpa", 12, false, 0),          // PTR
+        ("example.com", 1, false, 5),                        // REFUSED
+    ];
+    let mut ask = |name: &str, qtype: u16, edns: bool, id: u16| -> u8 {
+        encode_query(&mut query, id, name, qtype, edns);
+        client.send_to(&query, addr).unwrap();
+        let (len, _) = client.recv_from(&mut response).unwrap();
+        assert!(len >= 12 && response[..2] == id.to_be_bytes(), "{name}");
+        response[3] & 0x0f
+    };
+    // Warm up: each worker's thread-local state (arc-swap's debt list, the runtime's)
+    // is set up on first use; from different source ports to reach both workers.
+    for round in 0..50u16 {
+        for &(name, qtype, edns, _) in cases {
+            ask(name, qtype, edns, round);
+        }
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    // The counter is live on the server's threads: setting up the workers allocated.
+    assert!(
+        before > 0,
+        "no allocation counted on the server runtime at all"
+    );
+    let mut answered = 0;
+    for round in 0..200u16 {
+        for &(name, qtype, edns, rcode) in cases {
+            assert_eq!(ask(name, qtype, edns, round), rcode, "{name} {qtype}");
+            answered += 1;
+        }
+    }
+    let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    assert_eq!(during, 0, "{during} allocations over {answered} queries");
+    runtime.block_on(server.shutdown());
+}
