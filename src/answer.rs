@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::compile::CompiledRrset;
 use crate::store::{Lookup, Store};
+use crate::wire::QuestionName;
 use crate::wire::{
     self, CLASS_IN, Edns, HEADER_LEN, MIN_UDP_PAYLOAD, OPT_LEN, Parsed, Query, flags, qtype, rcode,
 };
@@ -68,7 +69,8 @@ impl Responder {
     /// `None` when the message gets no response.
     pub fn respond(&self, query: &[u8], transport: Transport, out: &mut Vec<u8>) -> Option<u16> {
         out.clear();
-        match wire::parse(query) {
+        let mut name = QuestionName::new();
+        match wire::parse(query, &mut name) {
             Parsed::Drop => None,
             Parsed::Error {
                 id,
@@ -98,7 +100,7 @@ impl Responder {
                 }
                 Some(rcode)
             }
-            Parsed::Query(q) => Some(self.answer(&q, query, transport, out)),
+            Parsed::Query(q) => Some(self.answer(&q, &mut name, query, transport, out)),
         }
     }
 
@@ -113,13 +115,20 @@ impl Responder {
         }
     }
 
-    fn answer(&self, q: &Query<'_>, msg: &[u8], transport: Transport, out: &mut Vec<u8>) -> u16 {
+    fn answer(
+        &self,
+        q: &Query<'_>,
+        name: &mut QuestionName,
+        msg: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> u16 {
         let question = &q.question;
         let refused = Body::Bare {
             rcode: rcode::REFUSED,
             authoritative: false,
         };
-        let Some((zone, start)) = self.zones.find(&question.name) else {
+        let Some((zone, start)) = self.zones.find(name) else {
             return self.assemble(q, msg, transport, None, refused, out);
         };
         let in_zone = Some((zone, start));
@@ -138,11 +147,7 @@ impl Responder {
             return self.assemble(q, msg, transport, in_zone, servfail, out);
         }
         // The store key: zone kind, then the lowercase name up to the zone.
-        let mut key_buf = [0u8; 256];
-        let relative = &question.name.lower()[..start];
-        key_buf[0] = zone.kind as u8;
-        key_buf[1..=relative.len()].copy_from_slice(relative);
-        let key = &key_buf[..=relative.len()];
+        let key = name.key(zone.kind as u8, start);
         self.store.lookup(key, |lookup| {
             let body = match lookup {
                 Lookup::NoName => Body::Negative {

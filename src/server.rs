@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -75,14 +76,28 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) {
-    for socket in listener.udp {
-        tasks.spawn(udp::serve(
-            socket,
-            responder.clone(),
-            max_response,
-            shutdown.clone(),
-        ));
+    let stop = Arc::new(AtomicBool::new(false));
+    for (i, socket) in listener.udp.into_iter().enumerate() {
+        let (responder, stop) = (responder.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || udp::serve(socket, responder, max_response, stop));
+        match thread {
+            // Joined off the runtime once the worker has seen the stop flag.
+            Ok(handle) => {
+                tasks.spawn(async move {
+                    let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+                });
+            }
+            Err(error) => tracing::error!(%error, "cannot start a UDP worker thread"),
+        }
     }
+    // The workers poll this flag; the signal arrives on the runtime.
+    let mut udp_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let _ = udp_shutdown.changed().await;
+        stop.store(true, Ordering::Relaxed);
+    });
     let connections = Arc::new(Semaphore::new(tcp.max_connections));
     tasks.spawn(serve_tcp(
         listener.tcp,

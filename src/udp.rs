@@ -3,21 +3,27 @@
 //! `recvmmsg` and answered with one `sendmmsg` per batch (Linux). Each worker owns its
 //! buffers, allocated once: answering a batch allocates nothing.
 //!
-//! The sockets are driven by the caller's tokio runtime through `AsyncFd`: a worker sleeps
-//! until its socket is readable, then reads until the queue is empty.
+//! Each worker is a dedicated thread blocked in `recvmmsg`, as in Knot DNS and NSD: an
+//! async runtime would add a readiness poll and a wake-up per batch, which measurably costs
+//! CPU per query (see bench/). The threads wake every [`POLL`] to check for shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::watch;
 
-use crate::answer::Responder;
+use crate::answer::{Responder, Transport};
+
+/// How often an idle worker checks whether it should stop.
+pub const POLL: Duration = Duration::from_millis(100);
 
 /// Receive buffer the kernel keeps per socket; absorbs bursts while a batch is answered.
 /// Linux caps it at `net.core.rmem_max` without complaint.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Opens a non-blocking UDP socket on `addr` that other workers can share.
+/// Opens a UDP socket on `addr` that other workers can share.
 pub fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -26,54 +32,60 @@ pub fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    socket.set_nonblocking(true)?;
+    socket.set_read_timeout(Some(POLL))?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
 
-/// Answers on `socket` until shutdown.
-pub async fn serve(
+/// Answers on `socket` until `stop` is set: the body of a worker thread.
+pub fn serve(
     socket: std::net::UdpSocket,
     responder: Responder,
     max_response: usize,
-    shutdown: watch::Receiver<bool>,
+    stop: Arc<AtomicBool>,
 ) {
     #[cfg(target_os = "linux")]
-    batched::serve(socket, responder, max_response, shutdown).await;
+    batched::serve(socket, responder, max_response, stop);
     #[cfg(not(target_os = "linux"))]
-    portable::serve(socket, responder, max_response, shutdown).await;
+    portable::serve(socket, responder, max_response, stop);
+}
+
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
 }
 
 #[cfg(not(target_os = "linux"))]
 mod portable {
     //! One datagram at a time, for systems without `recvmmsg`.
     use super::*;
-    use crate::answer::Transport;
 
-    pub async fn serve(
+    pub fn serve(
         socket: std::net::UdpSocket,
         responder: Responder,
         max_response: usize,
-        mut shutdown: watch::Receiver<bool>,
+        stop: Arc<AtomicBool>,
     ) {
-        let Ok(socket) = tokio::net::UdpSocket::from_std(socket) else {
-            tracing::error!("cannot register the UDP socket with the runtime");
-            return;
-        };
         let mut query = vec![0u8; 65535];
         let mut response = Vec::with_capacity(max_response);
-        loop {
-            let received = tokio::select! {
-                biased;
-                _ = shutdown.changed() => return,
-                received = socket.recv_from(&mut query) => received,
+        while !stop.load(Ordering::Relaxed) {
+            let (len, peer) = match socket.recv_from(&mut query) {
+                Ok(r) => r,
+                Err(e) if is_timeout(&e) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, "UDP receive error");
+                    continue;
+                }
             };
-            let Ok((len, peer)) = received else { continue };
             if responder
                 .respond(&query[..len], Transport::Udp, &mut response)
                 .is_some()
             {
-                let _ = socket.send_to(&response, peer).await;
+                let _ = socket.send_to(&response, peer);
             }
         }
     }
@@ -84,11 +96,7 @@ mod batched {
     use std::io;
     use std::os::fd::AsRawFd;
 
-    use tokio::io::Interest;
-    use tokio::io::unix::AsyncFd;
-
     use super::*;
-    use crate::answer::Transport;
 
     /// Datagrams read or written per system call.
     const BATCH: usize = 64;
@@ -107,10 +115,6 @@ mod batched {
         send_iov: Box<[libc::iovec]>,
         send_msgs: Box<[libc::mmsghdr]>,
     }
-
-    // SAFETY: the raw pointers in the headers point into the batch's own boxed buffers,
-    // which move with it; nothing else holds them.
-    unsafe impl Send for Batch {}
 
     fn zeroed<T>() -> T {
         // SAFETY: used only for plain C structs (iovec, mmsghdr, sockaddr_storage), for
@@ -156,54 +160,25 @@ mod batched {
         }
     }
 
-    pub async fn serve(
+    pub fn serve(
         socket: std::net::UdpSocket,
         responder: Responder,
         max_response: usize,
-        mut shutdown: watch::Receiver<bool>,
+        stop: Arc<AtomicBool>,
     ) {
-        // SAFETY: the std socket owns its descriptor and moves into the AsyncFd, so the
-        // descriptor stays open and the same for the AsyncFd's whole life.
-        let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
-        let socket = match registered {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::error!(error = %error, "cannot register the UDP socket with the runtime");
-                return;
-            }
-        };
         let mut batch = Batch::new(max_response);
-        loop {
-            let mut ready = tokio::select! {
-                biased;
-                _ = shutdown.changed() => return,
-                ready = socket.readable() => match ready {
-                    Ok(r) => r,
-                    Err(error) => {
-                        tracing::error!(%error, "UDP socket failed; this worker stops");
-                        return;
-                    }
-                },
-            };
-            // Drain the queue: read batches until the kernel has nothing more.
-            loop {
-                match receive_and_answer(socket.get_ref(), &mut batch, &responder) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ready.clear_ready();
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => {
-                        // ICMP errors from earlier sends surface here (ECONNREFUSED); they
-                        // concern one client, not the socket.
-                        tracing::debug!(%error, "UDP receive error");
-                    }
+        while !stop.load(Ordering::Relaxed) {
+            match receive_and_answer(&socket, &mut batch, &responder) {
+                Ok(()) => {}
+                Err(e) if is_timeout(&e) => {}
+                Err(error) => {
+                    // ICMP errors from earlier sends surface here (ECONNREFUSED); they
+                    // concern one client, not the socket.
+                    tracing::debug!(%error, "UDP receive error");
                 }
             }
         }
     }
-
     /// One `recvmmsg`, the answers, one `sendmmsg` (repeated on partial sends).
     fn receive_and_answer(
         socket: &std::net::UdpSocket,
@@ -219,7 +194,9 @@ mod batched {
                 fd,
                 batch.recv_msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                // Block for the first datagram (up to the socket's read timeout), then take
+                // whatever else is queued without waiting.
+                libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
         };

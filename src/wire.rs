@@ -40,20 +40,28 @@ pub mod flags {
     pub const CD: u16 = 0x0010;
 }
 
-/// The question name, lowercased into a stack buffer, with where each label starts.
+/// The question name, lowercased into a buffer the caller owns (on its stack), with where
+/// each label starts. Byte 0 is left free for the store key's zone-kind byte, so that the
+/// key is built in place: no copy, no allocation.
 pub struct QuestionName {
-    /// The name in wire form, root label included, lowercase.
-    lower: [u8; 255],
+    /// `[key kind][name in wire form, root label included, lowercase]`.
+    buf: [u8; 1 + 255],
     len: usize,
     /// Offset of each label within the name; a name has at most 127 labels.
     label_starts: [u8; 128],
     labels: usize,
 }
 
+impl Default for QuestionName {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl QuestionName {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
-            lower: [0; 255],
+            buf: [0; 256],
             len: 0,
             label_starts: [0; 128],
             labels: 0,
@@ -62,20 +70,26 @@ impl QuestionName {
 
     /// The lowercase wire name, root label included.
     pub fn lower(&self) -> &[u8] {
-        &self.lower[..self.len]
+        &self.buf[1..1 + self.len]
     }
 
     /// Offsets of the labels within the name, most specific first (the root label excluded).
     pub fn label_starts(&self) -> &[u8] {
         &self.label_starts[..self.labels]
     }
+
+    /// The store key of the name's first `relative_len` bytes (the part before its zone):
+    /// `kind`, then those bytes.
+    pub fn key(&mut self, kind: u8, relative_len: usize) -> &[u8] {
+        self.buf[0] = kind;
+        &self.buf[..1 + relative_len.min(self.len)]
+    }
 }
 
-/// The question of a query.
+/// The question of a query. Its lowercase name is in the caller's [`QuestionName`].
 pub struct Question<'a> {
     /// The name exactly as asked (case preserved, for the echo).
     pub raw_name: &'a [u8],
-    pub name: QuestionName,
     pub qtype: u16,
     pub qclass: u16,
 }
@@ -131,17 +145,19 @@ fn u32_at(msg: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-/// Reads the question name at `start`. Compression pointers are refused: the question is
-/// the first name in the message, so a pointer could only point at the header or loop.
-fn read_question_name(msg: &[u8], start: usize) -> Option<(QuestionName, usize)> {
-    let mut name = QuestionName::new();
+/// Reads the question name at `start` into `name`; returns where it ends. Compression
+/// pointers are refused: the question is the first name in the message, so a pointer could
+/// only point at the header or loop.
+fn read_question_name(msg: &[u8], start: usize, name: &mut QuestionName) -> Option<usize> {
+    name.len = 0;
+    name.labels = 0;
     let mut at = start;
     loop {
         let len = usize::from(*msg.get(at)?);
         if len == 0 {
-            *name.lower.get_mut(name.len)? = 0;
+            *name.buf.get_mut(1 + name.len)? = 0;
             name.len += 1;
-            return Some((name, at + 1));
+            return Some(at + 1);
         }
         // 0x40 and 0x80 prefixes (pointers, extended labels) have no place in a question.
         if len > 63 || name.len + 1 + len >= 255 || name.labels == name.label_starts.len() {
@@ -150,12 +166,10 @@ fn read_question_name(msg: &[u8], start: usize) -> Option<(QuestionName, usize)>
         let label = msg.get(at + 1..at + 1 + len)?;
         name.label_starts[name.labels] = name.len as u8;
         name.labels += 1;
-        name.lower[name.len] = len as u8;
-        for (dst, src) in name.lower[name.len + 1..name.len + 1 + len]
-            .iter_mut()
-            .zip(label)
-        {
-            *dst = src.to_ascii_lowercase();
+        let dst = 1 + name.len;
+        name.buf[dst] = len as u8;
+        for (d, s) in name.buf[dst + 1..dst + 1 + len].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
         }
         name.len += 1 + len;
         at += 1 + len;
@@ -217,8 +231,8 @@ fn read_additional(msg: &[u8], mut at: usize, count: u16) -> Result<Option<Edns>
     Ok(edns)
 }
 
-/// Parses a query.
-pub fn parse(msg: &[u8]) -> Parsed<'_> {
+/// Parses a query; the question's lowercase name goes into `name`.
+pub fn parse<'a>(msg: &'a [u8], name: &mut QuestionName) -> Parsed<'a> {
     let (Some(id), Some(flags)) = (u16_at(msg, 0), u16_at(msg, 2)) else {
         return Parsed::Drop;
     };
@@ -229,12 +243,11 @@ pub fn parse(msg: &[u8]) -> Parsed<'_> {
     let count = |at| u16_at(msg, at).unwrap_or(0);
     let (qdcount, ancount, nscount, arcount) = (count(4), count(6), count(8), count(10));
     let question = if qdcount == 1 {
-        read_question_name(msg, HEADER_LEN).and_then(|(name, end)| {
+        read_question_name(msg, HEADER_LEN, name).and_then(|end| {
             let qtype = u16_at(msg, end)?;
             let qclass = u16_at(msg, end + 2)?;
             Some(Question {
                 raw_name: &msg[HEADER_LEN..end],
-                name,
                 qtype,
                 qclass,
             })
@@ -330,12 +343,13 @@ mod tests {
     }
 
     fn outcome(msg: &[u8]) -> String {
-        match parse(msg) {
+        let mut name = QuestionName::new();
+        match parse(msg, &mut name) {
             Parsed::Drop => "drop".into(),
             Parsed::Error { rcode, .. } => format!("rcode {rcode}"),
             Parsed::Query(q) => format!(
                 "query {} {} edns={:?}",
-                String::from_utf8_lossy(q.question.name.lower()),
+                String::from_utf8_lossy(name.lower()),
                 q.question.qtype,
                 q.edns.map(|e| e.udp_size)
             ),

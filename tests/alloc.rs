@@ -1,29 +1,58 @@
 //! The UDP hot path allocates nothing per query, for positive and negative answers alike.
 //!
 //! Its own test binary, because it replaces the global allocator with one that counts.
-//! The real server runs in-process on loopback, on a runtime whose threads are the only ones
-//! counted; queries go over real UDP sockets from the test's own thread. (The file watcher's
-//! thread is not counted: it allocates for file events, not for queries.)
+//! The real server runs in-process on loopback, fed its records through the embedding API;
+//! queries go over real UDP sockets from the test's own thread, the one thread not counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::UdpSocket;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use headless_dns::{Config, Source, start};
+use headless_dns::{Config, Feed, Manifest, start};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// The demo's nginx (3 pods) and db (100 pods) Services.
+fn demo() -> Vec<Manifest> {
+    let mut objects = Vec::new();
+    for (name, size, net) in [("nginx", 3u32, 2), ("db", 100, 20)] {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}
+        }))
+        .unwrap();
+        let endpoints: Vec<serde_json::Value> = (0..size)
+            .map(|i| {
+                let host = if name == "nginx" { format!("web-{i}") } else { format!("db-{i}") };
+                serde_json::json!({"addresses": [format!("10.244.{}.{}", net + i / 200, 10 + i % 200)], "hostname": host})
+            })
+            .collect();
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{name}-x"), "namespace": "demo",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "web", "port": 80}]
+        }))
+        .unwrap();
+        objects.push(service.into());
+        objects.push(slice.into());
+    }
+    objects
+}
 
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// Set on the server runtime's threads.
-    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set on the test's own thread, the client.
+    static EXEMPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn count() {
-    if COUNTED.with(|c| c.get()) {
+    if !EXEMPT.with(|c| c.get()) {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -68,7 +97,6 @@ fn encode_query(out: &mut Vec<u8>, id: u16, name: &str, qtype: u16, edns: bool) 
 fn answering_allocates_nothing() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .on_thread_start(|| COUNTED.with(|c| c.set(true)))
         .enable_all()
         .build()
         .unwrap();
@@ -77,12 +105,12 @@ fn answering_allocates_nothing() {
         udp_workers: 2,
         ..Config::default()
     };
-    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let server = runtime
-        .block_on(start(config, Source::Manifests(manifests)))
-        .unwrap();
+    let (feed, source) = Feed::new();
+    let server = runtime.block_on(start(config, source)).unwrap();
+    feed.replace_all(demo()).unwrap();
     let addr = server.local_addrs()[0];
 
+    EXEMPT.with(|e| e.set(true));
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -106,6 +134,12 @@ fn answering_allocates_nothing() {
         assert!(len >= 12 && response[..2] == id.to_be_bytes(), "{name}");
         response[3] & 0x0f
     };
+    // The feed is applied by the controller task: wait until it is served.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ask(cases[0].0, 1, false, 0) != 0 {
+        assert!(std::time::Instant::now() < deadline, "records never served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Warm up: each worker's thread-local state (arc-swap's debt list, the runtime's)
     // is set up on first use; from different source ports to reach both workers.
     for round in 0..50u16 {

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Load benchmark: headless-dns against Knot DNS and NSD, with a bare UDP reflector as the
+"limit" row, on loopback, interleaved over several rounds.
+
+Every server is pinned to core 0 and dnsperf to core 1 (taskset). Per run it records
+dnsperf's queries/s, average latency and lost queries, and the server's CPU time
+(user+sys of its whole process tree, from /proc) divided by the queries completed. A
+second pass at a fixed offered load (-Q) with dnsperf -v gives latency percentiles.
+
+Traffic goes to 127.0.0.1 only. Started by bench/run.sh; see --help.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PORTS = {"headless-dns": 15353, "knot": 15354, "nsd": 15355, "limit": 15356}
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def tree_cpu_seconds(pid):
+    """user+sys seconds of pid and all its descendants (NSD forks its server processes)."""
+    children = {}
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid = int(fields[1])
+        children.setdefault(ppid, []).append(int(entry))
+        stats[int(entry)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, 0.0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+def wait_port(port, deadline=60):
+    """Waits until something answers DNS on the port (any response counts)."""
+    query = bytes.fromhex("abcd01000001000000000000") + b"\x07cluster\x05local\x00\x00\x06\x00\x01"
+    end = time.time() + deadline
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.time() < end:
+            try:
+                s.sendto(query, ("127.0.0.1", port))
+                s.recvfrom(4096)
+                return
+            except OSError:
+                time.sleep(0.1)
+    raise SystemExit(f"nothing answers on port {port}")
+
+
+def start_servers(args, data, work):
+    procs = {}
+    pin = ["taskset", "-c", args.server_cpus]
+    if "headless-dns" in args.servers:
+        binary = os.path.join(ROOT, "target", "release", "headless-dns")
+        procs["headless-dns"] = subprocess.Popen(
+            pin + [binary, "--manifests", os.path.join(data, "manifests"),
+                   "--listen", f"127.0.0.1:{PORTS['headless-dns']}",
+                   "--max-udp-size", "4096", "--log", "warn"]
+            + (["--threads", str(args.threads)] if args.threads else []),
+            stdout=subprocess.DEVNULL)
+    if "knot" in args.servers:
+        kdir = os.path.join(work, "knot")
+        os.makedirs(kdir, exist_ok=True)
+        for z in ("cluster.local.zone", "10.in-addr.arpa.zone"):
+            shutil.copy(os.path.join(data, z), kdir)
+        workers = args.threads or 1
+        with open(os.path.join(kdir, "knot.conf"), "w") as f:
+            f.write(f"""server:
+    listen: 127.0.0.1@{PORTS['knot']}
+    rundir: {kdir}
+    udp-workers: {workers}
+    tcp-workers: 1
+    background-workers: 1
+    udp-max-payload: 4096
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: {kdir}/db
+template:
+  - id: default
+    storage: {kdir}
+    semantic-checks: off
+    journal-content: none
+    zonefile-sync: -1
+zone:
+  - domain: cluster.local
+    file: cluster.local.zone
+  - domain: 10.in-addr.arpa
+    file: 10.in-addr.arpa.zone
+""")
+        procs["knot"] = subprocess.Popen(pin + ["knotd", "-c", os.path.join(kdir, "knot.conf")],
+                                         stdout=subprocess.DEVNULL)
+    if "nsd" in args.servers:
+        ndir = os.path.join(work, "nsd")
+        os.makedirs(ndir, exist_ok=True)
+        for z in ("cluster.local.zone", "10.in-addr.arpa.zone"):
+            shutil.copy(os.path.join(data, z), ndir)
+        with open(os.path.join(ndir, "nsd.conf"), "w") as f:
+            f.write(f"""server:
+    ip-address: 127.0.0.1@{PORTS['nsd']}
+    server-count: {args.threads or 1}
+    username: ""
+    chroot: ""
+    zonesdir: "{ndir}"
+    pidfile: "{ndir}/nsd.pid"
+    xfrdfile: "{ndir}/xfrd.state"
+    zonelistfile: "{ndir}/zone.list"
+    database: ""
+    logfile: "{ndir}/nsd.log"
+    ipv4-edns-size: 4096
+    minimal-responses: yes
+    round-robin: no
+    hide-version: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: cluster.local
+    zonefile: cluster.local.zone
+zone:
+    name: 10.in-addr.arpa
+    zonefile: 10.in-addr.arpa.zone
+""")
+        procs["nsd"] = subprocess.Popen(pin + ["nsd", "-d", "-c", os.path.join(ndir, "nsd.conf")],
+                                        stdout=subprocess.DEVNULL)
+    if "limit" in args.servers:
+        reflector = os.path.join(work, "reflector")
+        sh(["cc", "-O2", "-o", reflector, os.path.join(HERE, "reflector.c")])
+        procs["limit"] = subprocess.Popen(pin + [reflector, str(PORTS["limit"])])
+    for name in procs:
+        wait_port(PORTS[name])
+    return procs
+
+
+def dig(port, name, rtype):
+    out = sh(["dig", "@127.0.0.1", "-p", str(port), "+time=2", "+tries=2", "+noall", "+answer",
+              "+comments", name, rtype]).stdout
+    status = out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else "?"
+    answer = [line.split(None, 4)[4] for line in out.splitlines()
+              if line and not line.startswith(";") and len(line.split(None, 4)) == 5]
+    return status, answer
+
+
+def check(name, port, expected, ordered):
+    """Every sample name answers as the dataset says; headless-dns also in ordinal order."""
+    for e in expected:
+        status, answer = dig(port, e["name"], e["type"])
+        want = e["answer"]
+        ok = status == e.get("rcode", "NOERROR") and (
+            answer == want if ordered else sorted(answer) == sorted(want))
+        if not ok:
+            raise SystemExit(f"{name} answers {e['name']} {e['type']} wrongly: {status} {answer[:5]}")
+    print(f"  {name}: {len(expected)} sample answers correct{' (in ordinal order)' if ordered else ''}")
+
+
+def dnsperf(args, port, queries, extra=()):
+    cmd = ["taskset", "-c", args.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
+           "-d", queries, "-l", str(args.seconds), "-c", str(args.clients),
+           "-q", str(args.outstanding), "-e", *extra]
+    return subprocess.run(cmd, text=True, capture_output=True, check=True).stdout
+
+
+def parse_stats(out):
+    stats = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Queries completed:"):
+            stats["completed"] = int(line.split()[2])
+        elif line.startswith("Queries lost:"):
+            stats["lost_pct"] = float(line.split("(")[1].rstrip("%)"))
+        elif line.startswith("Queries per second:"):
+            stats["qps"] = float(line.split()[3])
+        elif line.startswith("Average packet size:"):
+            stats["response_bytes"] = int(line.rsplit(None, 1)[1])
+        elif line.startswith("Average Latency (s):"):
+            stats["avg_ms"] = float(line.split()[3]) * 1000
+    return stats
+
+
+def throughput(args, procs, workloads, data):
+    results = {}
+    for r in range(args.rounds):
+        for workload in workloads:
+            for name in args.servers:
+                queries = os.path.join(data, f"queries-{workload}.txt")
+                before = tree_cpu_seconds(procs[name].pid)
+                stats = parse_stats(dnsperf(args, PORTS[name], queries))
+                cpu = tree_cpu_seconds(procs[name].pid) - before
+                stats["cpu_us"] = cpu / max(stats.get("completed", 1), 1) * 1e6
+                results.setdefault((workload, name), []).append(stats)
+                print(f"  round {r + 1} {workload:12} {name:12} {stats['qps']:>10.0f} q/s "
+                      f"{stats['cpu_us']:6.2f} us/q lost {stats['lost_pct']:.2f}% "
+                      f"response {stats.get('response_bytes', 0)} B", flush=True)
+    return results
+
+
+def latency(args, name, port, queries):
+    """Percentiles at a fixed offered load, from dnsperf's per-query lines."""
+    cmd = ["taskset", "-c", args.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
+           "-d", queries, "-l", str(args.seconds), "-c", str(args.clients), "-e", "-v",
+           "-Q", str(args.latency_qps)]
+    proc = subprocess.Popen(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    samples = []
+    for line in proc.stdout:
+        if line.startswith("> "):
+            try:
+                samples.append(float(line.rsplit(None, 1)[1]))
+            except ValueError:
+                pass  # a timed-out query has no latency
+    proc.wait()
+    samples.sort()
+    if not samples:
+        return {}
+    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] * 1000
+    return {"lat_avg_ms": statistics.fmean(samples) * 1000, "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
+
+
+def report(args, results, lat, workloads):
+    lines = [
+        f"| workload | server | queries/s median (min-max) | avg latency ms | p99 ms @{args.latency_qps} q/s | lost % | server CPU us/query | vs best peer (q/s, CPU) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for workload in workloads:
+        peers = [n for n in ("knot", "nsd") if (workload, n) in results]
+        med = lambda n, k: statistics.median(s[k] for s in results[(workload, n)])
+        for name in args.servers:
+            runs = results[(workload, name)]
+            qps = [s["qps"] for s in runs]
+            l = lat.get((workload, name), {})
+            ratio = ""
+            if name == "headless-dns" and peers:
+                best_qps = max(med(p, "qps") for p in peers)
+                best_cpu = min(med(p, "cpu_us") for p in peers)
+                ratio = f"{med(name, 'qps') / best_qps:.2f}, {med(name, 'cpu_us') / best_cpu:.2f}"
+            lines.append(
+                f"| {workload} | {name} | {statistics.median(qps):,.0f} ({min(qps):,.0f}-{max(qps):,.0f}) "
+                f"| {med(name, 'avg_ms'):.3f} | {l.get('p99_ms', float('nan')):.3f} "
+                f"| {med(name, 'lost_pct'):.2f} | {med(name, 'cpu_us'):.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pods", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=10, help="per dnsperf run")
+    p.add_argument("--workloads", default="pod-a,multi-a-100,mix,multi-a-3,multi-a-10")
+    p.add_argument("--servers", default="headless-dns,knot,nsd,limit")
+    p.add_argument("--clients", type=int, default=8, help="dnsperf -c")
+    p.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
+    p.add_argument("--latency-qps", type=int, default=50_000, help="dnsperf -Q of the latency pass")
+    p.add_argument("--server-cpus", default="0", help="taskset list for the servers")
+    p.add_argument("--client-cpus", default="1", help="taskset list for dnsperf")
+    p.add_argument("--threads", type=int, default=0, help="server worker threads (0: one, or headless-dns's default)")
+    p.add_argument("--work", default=os.path.join(HERE, "out"))
+    p.add_argument("--json", help="write raw results here")
+    args = p.parse_args()
+    args.servers = args.servers.split(",")
+    workloads = args.workloads.split(",")
+
+    data = os.path.join(args.work, f"data-{args.pods}")
+    if not os.path.exists(os.path.join(data, "expected.json")):
+        sh([sys.executable, os.path.join(HERE, "gen_dataset.py"), "--pods", str(args.pods), "--out", data])
+    expected = json.load(open(os.path.join(data, "expected.json")))
+    print(f"dataset {data}; servers on CPUs {args.server_cpus}, dnsperf on {args.client_cpus}; "
+          f"dnsperf -c {args.clients} -q {args.outstanding} -e -l {args.seconds}")
+    procs = start_servers(args, data, args.work)
+    try:
+        for name in args.servers:
+            if name != "limit":
+                check(name, PORTS[name], expected, ordered=name == "headless-dns")
+        results = throughput(args, procs, workloads, data)
+        lat = {}
+        for workload in workloads:
+            for name in args.servers:
+                lat[(workload, name)] = latency(args, name, PORTS[name],
+                                                os.path.join(data, f"queries-{workload}.txt"))
+        table = report(args, results, lat, workloads)
+        print()
+        print(table)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"args": vars(args), "runs": {f"{w}/{n}": r for (w, n), r in results.items()},
+                           "latency": {f"{w}/{n}": r for (w, n), r in lat.items()}}, f, indent=1)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()
