@@ -50,6 +50,7 @@ fn headless(ns: &str, name: &str, size: u32, first: u32) -> Vec<Object> {
                     ip: ip(first + i),
                     hostname: Some(format!("{name}-{i}")),
                     ready: true,
+                    terminating: false,
                 })
                 .collect(),
             ports: vec![port.clone()],
@@ -67,8 +68,9 @@ fn cluster(endpoints: u32) -> (Arc<Store>, Controller, Arc<ZoneTable>) {
         ttl: 5,
         forward_zones: zones.forward_zones(),
         primary_zone: zones.primary().into(),
+        slot_negative_ttl: 1,
     };
-    let mut controller = Controller::new(store.clone(), compile, 5);
+    let mut controller = Controller::new(store.clone(), compile, 5, Default::default());
     let mut objects = Vec::new();
     objects.extend(headless("demo", "nginx", 3, 1));
     objects.extend(headless("demo", "db", 100, 100));

@@ -42,8 +42,10 @@ pub struct Responder {
 enum Body<'a> {
     Positive(&'a CompiledRrset),
     /// NXDOMAIN or NODATA: the zone's SOA goes in the authority section.
+    /// With the name's own negative TTL when it has one (ordinal slots).
     Negative {
         rcode: u16,
+        ttl: Option<u32>,
     },
     /// An error without records (REFUSED, SERVFAIL).
     Bare {
@@ -152,9 +154,11 @@ impl Responder {
             let body = match lookup {
                 Lookup::NoName => Body::Negative {
                     rcode: rcode::NXDOMAIN,
+                    ttl: None,
                 },
                 Lookup::EmptyNonTerminal => Body::Negative {
                     rcode: rcode::NOERROR,
+                    ttl: None,
                 },
                 Lookup::Name(answers) => {
                     let rrset = if question.qtype == qtype::ANY {
@@ -166,6 +170,7 @@ impl Responder {
                         Some(rrset) => Body::Positive(rrset),
                         None => Body::Negative {
                             rcode: rcode::NOERROR,
+                            ttl: answers.negative_ttl,
                         },
                     }
                 }
@@ -188,7 +193,7 @@ impl Responder {
         let question_end = HEADER_LEN + q.question.wire_len();
         let (rcode, authoritative) = match &body {
             Body::Positive(_) => (rcode::NOERROR, true),
-            Body::Negative { rcode } => (*rcode, true),
+            Body::Negative { rcode, .. } => (*rcode, true),
             Body::Bare {
                 rcode,
                 authoritative,
@@ -222,13 +227,13 @@ impl Responder {
                     }
                 }
             }
-            Body::Negative { .. } => {
+            Body::Negative { ttl, .. } => {
                 if let Some((zone, start)) = zone {
                     // The zone starts within the question, which starts at the header's end.
                     let zone_at = (HEADER_LEN + start) as u16;
                     let before = out.len();
-                    self.zones
-                        .write_negative_soa(out, zone, zone_at, self.settings.negative_ttl);
+                    let ttl = ttl.unwrap_or(self.settings.negative_ttl);
+                    self.zones.write_negative_soa(out, zone, zone_at, ttl);
                     nscount = 1;
                     if out.len() + opt_len > limit {
                         out.truncate(before);

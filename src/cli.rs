@@ -55,6 +55,22 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TTL)))]
     pub negative_ttl: u32,
 
+    /// Negative TTL of a StatefulSet pod name whose pod has no address right now (being
+    /// created, restarted, rescheduled): it answers NODATA with this TTL, not NXDOMAIN.
+    #[arg(long, env = "HEADLESS_DNS_SLOT_NEGATIVE_TTL", value_name = "SECONDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TTL)))]
+    pub slot_negative_ttl: u32,
+
+    /// Answer NXDOMAIN, as the specification does, for StatefulSet pods without an address,
+    /// instead of NODATA with --slot-negative-ttl.
+    #[arg(long, env = "HEADLESS_DNS_NO_ORDINAL_SLOTS")]
+    pub no_ordinal_slots: bool,
+
+    /// Resolve a pod's own name as soon as it has an address and is not terminating, ready
+    /// or not; the Service name still lists ready pods only.
+    #[arg(long, env = "HEADLESS_DNS_PUBLISH_UNREADY_POD_NAMES")]
+    pub publish_unready_pod_names: bool,
+
     /// Largest UDP response in bytes, also advertised in EDNS; larger answers set TC so
     /// clients retry over TCP.
     #[arg(long, env = "HEADLESS_DNS_MAX_UDP_SIZE", value_name = "BYTES", default_value_t = 1232,
@@ -115,6 +131,9 @@ impl Args {
             max_tcp_connections: self.max_tcp_connections as usize,
             reload_interval: self.reload_interval,
             udp_workers: self.threads(),
+            slot_negative_ttl: self.slot_negative_ttl,
+            ordinal_slots: !self.no_ordinal_slots,
+            publish_unready_pod_names: self.publish_unready_pod_names,
         };
         config.validate()?;
         Ok(config)

@@ -46,6 +46,8 @@ impl CompiledRrset {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameAnswers {
     pub rrsets: Box<[CompiledRrset]>,
+    /// The TTL of this name's negative answers when it is not the zone's (ordinal slots).
+    pub negative_ttl: Option<u32>,
 }
 
 impl NameAnswers {
@@ -82,6 +84,8 @@ pub struct CompileContext {
     pub forward_zones: Vec<Box<[u8]>>,
     /// The primary zone, for names in reverse answers.
     pub primary_zone: Box<[u8]>,
+    /// Negative TTL of an ordinal slot without a pod address (`--slot-negative-ttl`).
+    pub slot_negative_ttl: u32,
 }
 
 /// Encodes every record set of one name.
@@ -99,6 +103,7 @@ pub fn compile_name(records: &NameRecords, ctx: &CompileContext) -> NameAnswers 
     }
     NameAnswers {
         rrsets: rrsets.into_boxed_slice(),
+        negative_ttl: records.slot.then_some(ctx.slot_negative_ttl),
     }
 }
 
@@ -290,6 +295,7 @@ mod tests {
             ttl: 5,
             forward_zones: vec![zone_wire(&name("cluster.local"))],
             primary_zone: zone_wire(&name("cluster.local")),
+            slot_negative_ttl: 1,
         }
     }
 
@@ -319,6 +325,7 @@ mod tests {
                 records: vec![RData::A("10.244.1.5".parse().unwrap())],
                 additional: vec![],
             }],
+            slot: false,
         };
         let compiled = compile_name(&records, &ctx());
         let rr = compiled.find(rtype::A, 0).unwrap();

@@ -27,6 +27,15 @@ pub struct Config {
     pub max_tcp_connections: usize,
     /// How often the manifests folder is checked for changes even without a file event.
     pub reload_interval: Duration,
+    /// Negative TTL (and SOA MINIMUM) of a StatefulSet ordinal whose pod has no address
+    /// right now: short, so a pod that comes back is found again at once.
+    pub slot_negative_ttl: u32,
+    /// Answer NODATA for the ordinals a StatefulSet owns while their pod has no address,
+    /// instead of NXDOMAIN (kubernetes issue 92559).
+    pub ordinal_slots: bool,
+    /// Name pods as soon as they have an address and are not terminating, ready or not;
+    /// the Service's own answers stay ready-only.
+    pub publish_unready_pod_names: bool,
     /// UDP sockets per listen address (`SO_REUSEPORT`), each served by its own task; match
     /// the runtime's worker threads.
     pub udp_workers: usize,
@@ -44,6 +53,9 @@ impl Default for Config {
             max_tcp_connections: 1024,
             reload_interval: Duration::from_secs(5),
             udp_workers: 1,
+            slot_negative_ttl: 1,
+            ordinal_slots: true,
+            publish_unready_pod_names: false,
         }
     }
 }
@@ -84,9 +96,9 @@ impl Config {
         if self.zones.len() > 200 {
             return fail("--zone: at most 200 zones".into());
         }
-        if self.ttl > MAX_TTL || self.negative_ttl > MAX_TTL {
+        if self.ttl > MAX_TTL || self.negative_ttl > MAX_TTL || self.slot_negative_ttl > MAX_TTL {
             return fail(format!(
-                "--ttl and --negative-ttl: at most {MAX_TTL} seconds"
+                "--ttl, --negative-ttl and --slot-negative-ttl: at most {MAX_TTL} seconds"
             ));
         }
         if !(512..=65535).contains(&self.max_udp_size) {

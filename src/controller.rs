@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::compile::{CompileContext, NameAnswers, compile_name};
 use crate::model::{EndpointSlice, Kind, Object, ObjectKey, Service, StatefulSet};
 use crate::name::{MAX_NAME_LEN, RelativeName, reverse_name};
-use crate::records::{self, NameRecords, PtrSource, RData, RrSet, Target, rtype};
+use crate::records::{self, NameRecords, PtrSource, RData, RecordOptions, RrSet, Target, rtype};
 use crate::store::{self, Route, ServiceAnswers, ServiceSlot, Store, ZoneKind};
 use crate::zones;
 
@@ -43,9 +43,10 @@ pub struct Stats {
 
 /// What one Service has in the store, so the next publish can remove what disappeared.
 struct Published {
+    /// The Service's snapshot; its keys are the names the Service has in the store.
     slot: Arc<ServiceSlot>,
-    keys: BTreeSet<Box<[u8]>>,
-    reverse: Vec<(IpAddr, PtrSource)>,
+    /// The addresses it claims for reverse lookups.
+    reverse_ips: Vec<IpAddr>,
 }
 
 pub struct Controller {
@@ -61,9 +62,14 @@ pub struct Controller {
     /// Legacy Endpoints, by Service; used only while a Service has no EndpointSlice.
     legacy_endpoints: BTreeMap<ObjectKey, Vec<EndpointSlice>>,
     stateful_sets: BTreeMap<ObjectKey, StatefulSet>,
+    /// StatefulSet keys by the Service that governs them (`spec.serviceName`).
+    stateful_sets_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Which records a Service has (ordinal slots, unready pod names).
+    options: RecordOptions,
     published: HashMap<ObjectKey, Published>,
     /// Who claims each address for reverse lookups, by Service.
-    reverse: BTreeMap<IpAddr, BTreeMap<ObjectKey, Vec<PtrSource>>>,
+    /// A flat list per address: an address is claimed by one or two Services, rarely more.
+    reverse: HashMap<IpAddr, Vec<(Arc<ObjectKey>, PtrSource)>>,
     /// Addresses whose reverse name is in the store.
     reverse_published: BTreeSet<IpAddr>,
     /// Empty non-terminals and how many names hold each up.
@@ -72,7 +78,12 @@ pub struct Controller {
 
 impl Controller {
     /// A controller publishing into `store`, which it fills with the zones' fixed names.
-    pub fn new(store: Arc<Store>, compile: CompileContext, negative_ttl: u32) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        compile: CompileContext,
+        negative_ttl: u32,
+        options: RecordOptions,
+    ) -> Self {
         let longest_zone = compile
             .forward_zones
             .iter()
@@ -88,8 +99,10 @@ impl Controller {
             slices_by_service: BTreeMap::new(),
             legacy_endpoints: BTreeMap::new(),
             stateful_sets: BTreeMap::new(),
+            stateful_sets_by_service: BTreeMap::new(),
+            options,
             published: HashMap::new(),
-            reverse: BTreeMap::new(),
+            reverse: HashMap::new(),
             reverse_published: BTreeSet::new(),
             ent_refs: HashMap::new(),
         };
@@ -206,9 +219,17 @@ impl Controller {
                 if self.stateful_sets.get(&sts.key) == Some(&sts) {
                     return;
                 }
-                dirty.insert(ObjectKey::new(&sts.key.namespace, &sts.service_name));
-                if let Some(old) = self.stateful_sets.insert(sts.key.clone(), sts) {
-                    dirty.insert(ObjectKey::new(&old.key.namespace, &old.service_name));
+                let service = governing_service(&sts);
+                self.stateful_sets_by_service
+                    .entry(service.clone())
+                    .or_default()
+                    .insert(sts.key.clone());
+                dirty.insert(service);
+                if let Some(old) = self.stateful_sets.insert(sts.key.clone(), sts.clone())
+                    && old.service_name != sts.service_name
+                {
+                    self.unlink_stateful_set(&old);
+                    dirty.insert(governing_service(&old));
                 }
             }
         }
@@ -234,10 +255,33 @@ impl Controller {
             }
             Kind::StatefulSet => {
                 if let Some(old) = self.stateful_sets.remove(key) {
-                    dirty.insert(ObjectKey::new(&old.key.namespace, &old.service_name));
+                    self.unlink_stateful_set(&old);
+                    dirty.insert(governing_service(&old));
                 }
             }
         }
+    }
+
+    fn unlink_stateful_set(&mut self, sts: &StatefulSet) {
+        let service = governing_service(sts);
+        if let Some(keys) = self.stateful_sets_by_service.get_mut(&service) {
+            keys.remove(&sts.key);
+            if keys.is_empty() {
+                self.stateful_sets_by_service.remove(&service);
+            }
+        }
+    }
+
+    /// The StatefulSets a Service governs, in name order.
+    fn stateful_sets_of(&self, service: &ObjectKey) -> Vec<&StatefulSet> {
+        self.stateful_sets_by_service
+            .get(service)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| self.stateful_sets.get(k))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn unlink_slice(&mut self, slice: &EndpointSlice) {
@@ -268,7 +312,12 @@ impl Controller {
     fn republish(&mut self, key: &ObjectKey) {
         let records = match self.services.get(key) {
             None => records::ServiceRecords::default(),
-            Some(service) => match records::service_records(service, &self.endpoint_groups(key)) {
+            Some(service) => match records::service_records(
+                service,
+                &self.endpoint_groups(key),
+                &self.stateful_sets_of(key),
+                self.options,
+            ) {
                 Ok(records) => records,
                 Err(error) => {
                     tracing::warn!(service = %key, %error, "Service not published: a name is invalid");
@@ -289,71 +338,97 @@ impl Controller {
             );
         }
         let old = self.published.remove(key);
-        let old_keys = old.as_ref().map(|o| o.keys.clone()).unwrap_or_default();
-        let new_keys: BTreeSet<Box<[u8]>> = answers.keys().cloned().collect();
+        let old_keys: BTreeSet<Box<[u8]>> = old
+            .as_ref()
+            .map(|o| o.slot.snapshot().keys().cloned().collect())
+            .unwrap_or_default();
+        let new_keys: BTreeSet<&Box<[u8]>> = answers.keys().collect();
         let slot = old
             .as_ref()
             .map(|o| o.slot.clone())
             .unwrap_or_else(|| Arc::new(ServiceSlot::default()));
         // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
         // swap the snapshot, then drop routes of names that are gone.
-        for k in new_keys.difference(&old_keys) {
-            self.store
-                .set_route(k.clone(), Route::Service(slot.clone()));
+        for k in &new_keys {
+            if !old_keys.contains(*k) {
+                self.store
+                    .set_route((*k).clone(), Route::Service(slot.clone()));
+            }
         }
+        let had_names = !old_keys.is_empty();
+        let has_names = !new_keys.is_empty();
+        let gone: Vec<Box<[u8]>> = old_keys
+            .into_iter()
+            .filter(|k| !answers.contains_key(k))
+            .collect();
         slot.publish(answers);
-        for k in old_keys.difference(&new_keys) {
-            self.store.remove(k);
+        for k in gone {
+            self.store.remove(&k);
         }
         let namespace_ent = RelativeName::from_labels([key.namespace.as_str(), "svc"]);
         if let Ok(ent) = namespace_ent {
-            match (old_keys.is_empty(), new_keys.is_empty()) {
+            match (had_names, has_names) {
                 // `svc` above it is always there (a static name).
-                (true, false) => self.ent_ref(ZoneKind::Forward, &ent, false),
-                (false, true) => self.ent_unref(ZoneKind::Forward, &ent, false),
+                (false, true) => self.ent_ref(ZoneKind::Forward, &ent, false),
+                (true, false) => self.ent_unref(ZoneKind::Forward, &ent, false),
                 _ => {}
             }
         }
-        let old_reverse = old.map(|o| o.reverse).unwrap_or_default();
-        if old_reverse != records.reverse {
-            self.update_reverse(key, &old_reverse, &records.reverse);
-        }
-        if !new_keys.is_empty() || !records.reverse.is_empty() {
-            self.published.insert(
-                key.clone(),
-                Published {
-                    slot,
-                    keys: new_keys,
-                    reverse: records.reverse,
-                },
-            );
+        let old_ips = old.map(|o| o.reverse_ips).unwrap_or_default();
+        let reverse_ips = self.update_reverse(key, old_ips, records.reverse);
+        if has_names || !reverse_ips.is_empty() {
+            self.published
+                .insert(key.clone(), Published { slot, reverse_ips });
         }
     }
 
+    /// Replaces the Service's claims on addresses with `new`, republishes the PTR answers of
+    /// the addresses whose claims changed, and returns the addresses it claims now.
     fn update_reverse(
         &mut self,
         service: &ObjectKey,
-        old: &[(IpAddr, PtrSource)],
-        new: &[(IpAddr, PtrSource)],
-    ) {
-        let mut affected: BTreeSet<IpAddr> = old.iter().map(|(ip, _)| *ip).collect();
-        for (ip, _) in old {
-            if let Some(by_service) = self.reverse.get_mut(ip) {
-                by_service.remove(service);
+        old_ips: Vec<IpAddr>,
+        mut new: Vec<(IpAddr, PtrSource)>,
+    ) -> Vec<IpAddr> {
+        new.sort();
+        let mut old: Vec<(IpAddr, PtrSource)> = Vec::new();
+        for ip in &old_ips {
+            if let Some(claims) = self.reverse.get(ip) {
+                old.extend(
+                    claims
+                        .iter()
+                        .filter(|(owner, _)| **owner == *service)
+                        .map(|(_, source)| (*ip, source.clone())),
+                );
             }
         }
+        old.sort();
+        old.dedup();
+        if old == new {
+            return old_ips;
+        }
+        let owner = Arc::new(service.clone());
+        let mut affected: BTreeSet<IpAddr> = old_ips.iter().copied().collect();
+        for ip in &old_ips {
+            if let Some(claims) = self.reverse.get_mut(ip) {
+                claims.retain(|(o, _)| **o != *service);
+            }
+        }
+        let mut ips = Vec::with_capacity(new.len());
         for (ip, source) in new {
-            affected.insert(*ip);
+            affected.insert(ip);
+            if ips.last() != Some(&ip) {
+                ips.push(ip);
+            }
             self.reverse
-                .entry(*ip)
+                .entry(ip)
                 .or_default()
-                .entry(service.clone())
-                .or_default()
-                .push(source.clone());
+                .push((owner.clone(), source));
         }
         for ip in affected {
             self.republish_reverse(ip);
         }
+        ips
     }
 
     /// Publishes the PTR answer of one address from every Service that claims it.
@@ -368,7 +443,7 @@ impl Controller {
         let sources: Vec<&PtrSource> = self
             .reverse
             .get(&ip)
-            .map(|by_service| by_service.values().flatten().collect())
+            .map(|claims| claims.iter().map(|(_, source)| source).collect())
             .unwrap_or_default();
         let was_published = self.reverse_published.contains(&ip);
         if sources.is_empty() {
@@ -393,6 +468,7 @@ impl Controller {
                     .collect(),
                 additional: vec![],
             }],
+            slot: false,
         };
         let answers: NameAnswers = compile_name(&records, &self.compile);
         self.store
@@ -470,6 +546,11 @@ impl Controller {
     }
 }
 
+/// `namespace/spec.serviceName` of a StatefulSet.
+fn governing_service(sts: &StatefulSet) -> ObjectKey {
+    ObjectKey::new(&sts.key.namespace, &sts.service_name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,8 +564,12 @@ mod tests {
             ttl: 5,
             forward_zones: vec![zone_wire(&zone)],
             primary_zone: zone_wire(&zone),
+            slot_negative_ttl: 1,
         };
-        (store.clone(), Controller::new(store, ctx, 5))
+        (
+            store.clone(),
+            Controller::new(store, ctx, 5, RecordOptions::default()),
+        )
     }
 
     fn types_at(store: &Store, kind: ZoneKind, name: &str) -> Option<Vec<u16>> {
@@ -498,6 +583,82 @@ mod tests {
             Lookup::EmptyNonTerminal => Some(vec![]),
             Lookup::Name(a) => Some(a.rrsets.iter().map(|r| r.rtype).collect()),
         })
+    }
+
+    fn headless(name: &str, pods: &[(&str, &str)]) -> Vec<Change> {
+        use crate::model::{Endpoint, Port, Protocol, Service, ServiceKind};
+        let service = ObjectKey::new("demo", name);
+        vec![
+            Change::Apply(Object::Service(Service {
+                key: service.clone(),
+                kind: ServiceKind::Headless,
+                ports: vec![],
+                publish_not_ready: false,
+            })),
+            Change::Apply(Object::EndpointSlice(EndpointSlice {
+                key: ObjectKey::new("demo", format!("{name}-x")),
+                service,
+                endpoints: pods
+                    .iter()
+                    .map(|(host, ip)| Endpoint {
+                        ip: ip.parse().unwrap(),
+                        hostname: (!host.is_empty()).then(|| host.to_string()),
+                        ready: true,
+                        terminating: false,
+                    })
+                    .collect(),
+                ports: vec![Port {
+                    name: "web".into(),
+                    protocol: Protocol::Tcp,
+                    port: 80,
+                }],
+            })),
+        ]
+    }
+
+    fn ptr(store: &Store, reversed: &str) -> Option<Vec<u16>> {
+        types_at(store, ZoneKind::ReverseV4, reversed)
+    }
+
+    #[test]
+    fn reverse_names_follow_every_claim() {
+        let (store, mut controller) = controller();
+        // One pod in a StatefulSet's Service (hostname) and in a second headless Service.
+        controller.apply(headless("nginx", &[("web-0", "10.0.0.1")]));
+        controller.apply(headless("other", &[("", "10.0.0.1"), ("", "10.0.0.2")]));
+        controller.apply([Change::Synced]);
+        assert_eq!(ptr(&store, "1.0.0.10"), Some(vec![rtype::PTR]));
+        assert_eq!(ptr(&store, "2.0.0.10"), Some(vec![rtype::PTR]));
+        assert_eq!(ptr(&store, "0.0.10"), Some(vec![]), "empty non-terminal");
+        // The pod leaves `other`: its address stays claimed by nginx.
+        controller.apply(headless("other", &[("", "10.0.0.2")]));
+        assert_eq!(ptr(&store, "1.0.0.10"), Some(vec![rtype::PTR]));
+        // Deleting both Services removes every reverse name and the empty non-terminals.
+        controller.apply([
+            Change::Delete(Kind::Service, ObjectKey::new("demo", "nginx")),
+            Change::Delete(Kind::Service, ObjectKey::new("demo", "other")),
+        ]);
+        for name in ["1.0.0.10", "2.0.0.10", "0.0.10", "0.10", "10"] {
+            assert_eq!(ptr(&store, name), None, "{name}");
+        }
+        assert_eq!(types_at(&store, ZoneKind::Forward, "demo.svc"), None);
+        assert_eq!(
+            types_at(&store, ZoneKind::ReverseV4, ""),
+            Some(vec![rtype::SOA, rtype::NS])
+        );
+    }
+
+    #[test]
+    fn a_renamed_pod_moves_its_names() {
+        let (store, mut controller) = controller();
+        controller.apply(headless("nginx", &[("web-0", "10.0.0.1")]));
+        controller.apply(headless("nginx", &[("web-0", "10.0.0.9")]));
+        assert_eq!(ptr(&store, "1.0.0.10"), None);
+        assert_eq!(ptr(&store, "9.0.0.10"), Some(vec![rtype::PTR]));
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "web-0.nginx.demo.svc"),
+            Some(vec![rtype::A])
+        );
     }
 
     #[test]

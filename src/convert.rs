@@ -191,6 +191,11 @@ pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>,
     for (i, ep) in slice.endpoints.iter().enumerate() {
         let hostname = hostname(ep.hostname.as_deref(), &format!("endpoints[{i}].hostname"))?;
         let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+        let terminating = ep
+            .conditions
+            .as_ref()
+            .and_then(|c| c.terminating)
+            .unwrap_or(false);
         for (j, address) in ep.addresses.iter().enumerate() {
             let field = format!("endpoints[{i}].addresses[{j}]");
             let parsed = ip(address, &field)?;
@@ -204,6 +209,7 @@ pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>,
                 ip: parsed,
                 hostname: hostname.clone(),
                 ready,
+                terminating,
             });
         }
     }
@@ -265,6 +271,8 @@ pub fn endpoints(eps: &K8sEndpoints) -> Result<Object, ConvertError> {
                     ip: ip(&address.ip, &format!("{field}.ip"))?,
                     hostname: hostname(address.hostname.as_deref(), &format!("{field}.hostname"))?,
                     ready,
+                    // Legacy Endpoints do not say; a not-ready address may be starting.
+                    terminating: false,
                 });
             }
         }

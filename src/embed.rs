@@ -20,6 +20,7 @@ use crate::controller::{Change, Controller};
 use crate::error::Error;
 use crate::manifests::ManifestSet;
 use crate::model::{Kind, Object, ObjectKey};
+use crate::records::RecordOptions;
 use crate::server::{self, TcpSettings};
 use crate::store::Store;
 use crate::zones::ZoneTable;
@@ -236,8 +237,13 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         ttl: config.ttl,
         forward_zones: zones.forward_zones(),
         primary_zone: zones.primary().into(),
+        slot_negative_ttl: config.slot_negative_ttl,
     };
-    let mut controller = Controller::new(store.clone(), compile, config.negative_ttl);
+    let options = RecordOptions {
+        ordinal_slots: config.ordinal_slots,
+        publish_unready_pod_names: config.publish_unready_pod_names,
+    };
+    let mut controller = Controller::new(store.clone(), compile, config.negative_ttl, options);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 

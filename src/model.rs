@@ -100,6 +100,9 @@ pub struct Endpoint {
     pub hostname: Option<String>,
     /// `conditions.ready`; an absent condition means ready, as the API documents.
     pub ready: bool,
+    /// `conditions.terminating`: the pod is going away. A pod that is neither ready nor
+    /// terminating is starting: `--publish-unready-pod-names` names it already.
+    pub terminating: bool,
 }
 
 /// A StatefulSet: which Service governs its pod names and which ordinals it owns.

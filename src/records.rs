@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::model::{EndpointSlice, Port, Service, ServiceKind};
+use crate::model::{EndpointSlice, Port, Service, ServiceKind, StatefulSet};
 use crate::name::{NameError, RelativeName, dashed_ip, ordinal};
 
 /// Record types this server stores (RFC 1035, 2782, 3596).
@@ -96,7 +96,33 @@ pub struct RrSet {
 pub struct NameRecords {
     pub name: RelativeName,
     pub rrsets: Vec<RrSet>,
+    /// An ordinal slot of a StatefulSet whose pod has no address right now: NODATA with the
+    /// short slot negative TTL, so that nobody caches "does not exist" for a pod that is
+    /// about to come back.
+    pub slot: bool,
 }
+
+/// Choices that change which records a Service has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// Answer NODATA (not NXDOMAIN) for StatefulSet ordinals without a ready pod.
+    pub ordinal_slots: bool,
+    /// Name a pod as soon as it has an address and is not terminating, ready or not; the
+    /// Service's own answers stay ready-only.
+    pub publish_unready_pod_names: bool,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        Self {
+            ordinal_slots: true,
+            publish_unready_pod_names: false,
+        }
+    }
+}
+
+/// Slots named per StatefulSet at most: a `replicas` typo of 2^31 must not take the memory.
+pub const MAX_SLOTS: u32 = 100_000;
 
 /// A name that a reverse lookup of an address may return.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,6 +158,7 @@ struct MergedEndpoint {
     ip: IpAddr,
     hostname: Option<String>,
     ready: bool,
+    terminating: bool,
     ports: BTreeSet<Port>,
 }
 
@@ -143,7 +170,8 @@ impl MergedEndpoint {
 }
 
 /// Merges slices (already in slice-name order) by address: an address listed twice is one
-/// endpoint, ready if any copy is, named by the smallest hostname any copy has. The result
+/// endpoint, ready if any copy is, terminating if every copy is, named by the smallest
+/// hostname any copy has. The result
 /// depends only on the set of slices, not on the order they arrived in.
 fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
     let mut by_ip: BTreeMap<IpAddr, MergedEndpoint> = BTreeMap::new();
@@ -153,9 +181,11 @@ fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
                 ip: ep.ip,
                 hostname: None,
                 ready: false,
+                terminating: true,
                 ports: BTreeSet::new(),
             });
             merged.ready |= ep.ready;
+            merged.terminating &= ep.terminating;
             merged.hostname = match (merged.hostname.take(), &ep.hostname) {
                 (Some(a), Some(b)) => Some(a.min(b.clone())),
                 (a, b) => a.or_else(|| b.clone()),
@@ -182,10 +212,13 @@ fn srv_weight(n: usize) -> u16 {
     u16::try_from((100 / n.max(1)).max(1)).unwrap_or(1)
 }
 
-/// Builds every record of one Service from its merged endpoint slices (in slice-name order).
+/// Builds every record of one Service from its merged endpoint slices (in slice-name order)
+/// and the StatefulSets it governs.
 pub fn service_records(
     service: &Service,
     slices: &[&EndpointSlice],
+    stateful_sets: &[&StatefulSet],
+    options: RecordOptions,
 ) -> Result<ServiceRecords, NameError> {
     let base = service_name(service)?;
     let mut names: BTreeMap<RelativeName, Vec<RrSet>> = BTreeMap::new();
@@ -226,26 +259,33 @@ pub fn service_records(
             }
         }
         ServiceKind::Headless => {
-            let mut endpoints: Vec<MergedEndpoint> = merge_endpoints(slices)
+            let in_service = |e: &MergedEndpoint| e.ready || service.publish_not_ready;
+            let mut named: Vec<MergedEndpoint> = merge_endpoints(slices)
                 .into_iter()
-                .filter(|e| e.ready || service.publish_not_ready)
+                .filter(|e| in_service(e) || (options.publish_unready_pod_names && !e.terminating))
                 .collect();
-            endpoints.sort_by(ordinal_order);
-            // Per-endpoint names first: SRV records point at them.
-            let mut endpoint_names = Vec::with_capacity(endpoints.len());
+            named.sort_by(ordinal_order);
+            // Only endpoints in service are in the Service's own answers and in SRV.
+            let endpoints: Vec<&MergedEndpoint> = named.iter().filter(|e| in_service(e)).collect();
             for ep in &endpoints {
-                let name = base.child(&ep.label())?;
                 add(&mut names, &base, RData::address(ep.ip), &[]);
+            }
+            // Per-endpoint names: SRV records point at them.
+            for ep in &named {
+                let name = base.child(&ep.label())?;
                 add(&mut names, &name, RData::address(ep.ip), &[]);
                 reverse.push((
                     ep.ip,
                     PtrSource {
                         from_hostname: ep.hostname.is_some(),
-                        target: name.clone(),
+                        target: name,
                     },
                 ));
-                endpoint_names.push(name);
             }
+            let endpoint_names: Vec<RelativeName> = endpoints
+                .iter()
+                .map(|ep| base.child(&ep.label()))
+                .collect::<Result<_, _>>()?;
             // One SRV name per named port, targets in ordinal order.
             let mut by_port: BTreeMap<(String, &'static str), Vec<(usize, u16)>> = BTreeMap::new();
             for (i, ep) in endpoints.iter().enumerate() {
@@ -283,6 +323,23 @@ pub fn service_records(
             }
         }
     }
+    // Ordinal slots: every pod name a StatefulSet owns exists, with an address or without.
+    let mut slots = BTreeSet::new();
+    if options.ordinal_slots && service.kind == ServiceKind::Headless {
+        for sts in stateful_sets {
+            let count = sts.replicas.min(MAX_SLOTS);
+            for n in sts.ordinal_start..sts.ordinal_start.saturating_add(count) {
+                // A name too long for DNS (a StatefulSet name near 63 octets) has no slot.
+                let Ok(name) = base.child(&format!("{}-{n}", sts.key.name)) else {
+                    break;
+                };
+                if !names.contains_key(&name) {
+                    names.insert(name.clone(), Vec::new());
+                    slots.insert(name);
+                }
+            }
+        }
+    }
     // Empty non-terminals between SRV names and the Service name (`_tcp.<svc>...`).
     let mut ents = Vec::new();
     for name in names.keys().filter(|n| **n != base) {
@@ -299,10 +356,18 @@ pub fn service_records(
     for ent in ents {
         names.entry(ent).or_default();
     }
+    // A Service whose pods are all away still has its slots below it: it exists (NODATA).
+    if !names.is_empty() {
+        names.entry(base).or_default();
+    }
     Ok(ServiceRecords {
         names: names
             .into_iter()
-            .map(|(name, rrsets)| NameRecords { name, rrsets })
+            .map(|(name, rrsets)| NameRecords {
+                slot: slots.contains(&name),
+                name,
+                rrsets,
+            })
             .collect(),
         reverse,
     })
@@ -372,6 +437,7 @@ mod tests {
                     ip: ip.parse().unwrap(),
                     hostname: host.map(str::to_owned),
                     ready: *ready,
+                    terminating: false,
                 })
                 .collect(),
             ports: vec![Port {
@@ -418,7 +484,8 @@ mod tests {
                 ("10.0.0.3", None, true),
             ],
         );
-        let records = service_records(&headless(false), &[&s]).unwrap();
+        let records =
+            service_records(&headless(false), &[&s], &[], RecordOptions::default()).unwrap();
         assert_eq!(
             a_records(&records, "nginx.demo.svc"),
             ["10.0.0.1", "10.0.0.2", "10.0.0.10", "10.0.0.3", "10.0.0.9"]
@@ -451,10 +518,11 @@ mod tests {
                 ("10.0.0.2", Some("web-1"), false),
             ],
         );
-        let strict = service_records(&headless(false), &[&s]).unwrap();
+        let strict =
+            service_records(&headless(false), &[&s], &[], RecordOptions::default()).unwrap();
         assert_eq!(a_records(&strict, "nginx.demo.svc"), ["10.0.0.1"]);
         assert!(!names_of(&strict).contains(&"web-1.nginx.demo.svc".to_string()));
-        let loose = service_records(&headless(true), &[&s]).unwrap();
+        let loose = service_records(&headless(true), &[&s], &[], RecordOptions::default()).unwrap();
         assert_eq!(
             a_records(&loose, "nginx.demo.svc"),
             ["10.0.0.1", "10.0.0.2"]
@@ -464,7 +532,8 @@ mod tests {
     #[test]
     fn no_ready_endpoint_means_no_names() {
         let s = slice("a", &[("10.0.0.1", Some("web-0"), false)]);
-        let records = service_records(&headless(false), &[&s]).unwrap();
+        let records =
+            service_records(&headless(false), &[&s], &[], RecordOptions::default()).unwrap();
         assert!(records.names.is_empty());
     }
 
@@ -478,8 +547,10 @@ mod tests {
                 ("10.0.0.2", Some("web-1"), true),
             ],
         );
-        let ab = service_records(&headless(false), &[&a, &b]).unwrap();
-        let ba = service_records(&headless(false), &[&b, &a]).unwrap();
+        let ab =
+            service_records(&headless(false), &[&a, &b], &[], RecordOptions::default()).unwrap();
+        let ba =
+            service_records(&headless(false), &[&b, &a], &[], RecordOptions::default()).unwrap();
         assert_eq!(ab, ba);
         assert_eq!(a_records(&ab, "nginx.demo.svc"), ["10.0.0.1", "10.0.0.2"]);
     }

@@ -67,6 +67,11 @@ impl ServiceSlot {
     pub fn publish(&self, answers: ServiceAnswers) {
         self.answers.store(Arc::new(answers));
     }
+
+    /// The current answers (for the writer, to diff against the next ones).
+    pub fn snapshot(&self) -> Arc<ServiceAnswers> {
+        self.answers.load_full()
+    }
 }
 
 /// What a lookup found.
@@ -154,6 +159,7 @@ mod tests {
                 answer_len: 1,
                 bytes: Box::new([tag]),
             }]),
+            negative_ttl: None,
         }
     }
 

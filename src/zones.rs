@@ -160,10 +160,12 @@ pub fn forward_static_records(negative_ttl: u32) -> Vec<NameRecords> {
             records: vec![RData::Txt(SPEC_VERSION.to_owned())],
             additional: vec![],
         }],
+        slot: false,
     };
     let svc = NameRecords {
         name: RelativeName::from_labels(["svc"]).unwrap_or_else(|_| RelativeName::apex()),
         rrsets: vec![],
+        slot: false,
     };
     vec![apex, version, svc]
 }
@@ -206,5 +208,6 @@ fn apex_records(ns: Target, hostmaster: Target, negative_ttl: u32) -> NameRecord
                 additional: vec![],
             },
         ],
+        slot: false,
     }
 }

@@ -10,4 +10,5 @@ mod embed;
 mod protocol;
 mod records;
 mod reload;
+mod slots;
 mod stub_domain;
