@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::manifests::ManifestSet;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::records::RecordOptions;
-use crate::server::{self, TcpSettings};
+use crate::server::{self, TcpSettings, UdpWorkers};
 use crate::store::Store;
 use crate::zones::ZoneTable;
 use crate::{convert, manifest_watch};
@@ -178,6 +178,8 @@ impl Feed {
 /// A running server.
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
+    /// Stopped when the handle is dropped, even without `shutdown`.
+    udp: UdpWorkers,
     store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -198,6 +200,7 @@ impl ServerHandle {
     /// every task has ended.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.udp.stop().await;
         while self.tasks.join_next().await.is_some() {}
     }
 }
@@ -298,7 +301,8 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         addrs.push(bound);
         listeners.push(listener);
     }
-    for listener in listeners {
+    let mut udp = UdpWorkers::default();
+    for (listener, addr) in listeners.into_iter().zip(&config.listen) {
         server::spawn(
             listener,
             responder.clone(),
@@ -306,12 +310,18 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             tcp,
             shutdown_rx.clone(),
             &mut tasks,
-        );
+            &mut udp,
+        )
+        .map_err(|source| Error::Bind {
+            addr: *addr,
+            source,
+        })?;
     }
     tasks.spawn(controller.run(changes, shutdown_rx));
     tracing::info!(addrs = ?addrs, "serving DNS over UDP and TCP");
     Ok(ServerHandle {
         addrs,
+        udp,
         store,
         shutdown,
         tasks,

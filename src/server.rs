@@ -67,7 +67,35 @@ pub struct TcpSettings {
     pub max_connections: usize,
 }
 
-/// Starts the loops of one listener on `tasks`. `max_response` is the largest UDP answer.
+/// The UDP worker threads of a server, stopped by a flag they poll (every `udp::POLL`).
+#[derive(Debug, Default)]
+pub struct UdpWorkers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl UdpWorkers {
+    /// Asks every worker to stop and waits until they have.
+    pub async fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for UdpWorkers {
+    /// A server dropped without a shutdown still stops its threads (without waiting).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts the loops of one listener: its UDP threads into `udp`, its TCP task on `tasks`.
 pub fn spawn(
     listener: Listener,
     responder: Responder,
@@ -75,29 +103,15 @@ pub fn spawn(
     tcp: TcpSettings,
     shutdown: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
-) {
-    let stop = Arc::new(AtomicBool::new(false));
-    for (i, socket) in listener.udp.into_iter().enumerate() {
-        let (responder, stop) = (responder.clone(), stop.clone());
+    udp: &mut UdpWorkers,
+) -> std::io::Result<()> {
+    for socket in listener.udp {
+        let (responder, stop) = (responder.clone(), udp.stop.clone());
         let thread = std::thread::Builder::new()
-            .name(format!("dns-udp-{i}"))
-            .spawn(move || udp::serve(socket, responder, max_response, stop));
-        match thread {
-            // Joined off the runtime once the worker has seen the stop flag.
-            Ok(handle) => {
-                tasks.spawn(async move {
-                    let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-                });
-            }
-            Err(error) => tracing::error!(%error, "cannot start a UDP worker thread"),
-        }
+            .name(format!("dns-udp-{}", udp.threads.len()))
+            .spawn(move || udp::serve(socket, responder, max_response, stop))?;
+        udp.threads.push(thread);
     }
-    // The workers poll this flag; the signal arrives on the runtime.
-    let mut udp_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let _ = udp_shutdown.changed().await;
-        stop.store(true, Ordering::Relaxed);
-    });
     let connections = Arc::new(Semaphore::new(tcp.max_connections));
     tasks.spawn(serve_tcp(
         listener.tcp,
@@ -106,6 +120,7 @@ pub fn spawn(
         connections,
         shutdown,
     ));
+    Ok(())
 }
 
 async fn serve_tcp(

@@ -120,3 +120,37 @@ async fn invalid_objects_are_refused_with_their_name() {
     // After shutdown the feed says so instead of losing objects silently.
     assert!(matches!(feed.synced(), Err(Error::Stopped)));
 }
+
+#[test]
+fn dropping_the_handle_stops_the_server() {
+    // A server dropped without `shutdown` (an embedding program that panicked, say) must
+    // not keep its threads alive and block its runtime from shutting down.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = runtime.block_on(async {
+            let (_feed, source) = Feed::new();
+            let handle = headless_dns::start(loopback_config(), source)
+                .await
+                .unwrap();
+            handle.local_addrs()[0]
+            // `handle` dropped here
+        });
+        drop(runtime);
+        let _ = done_tx.send(addr);
+    });
+    let addr = done_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the runtime shut down within 10 s of the handle being dropped");
+    // The port is free again: the UDP workers are gone.
+    assert!(
+        crate::support::eventually_blocking(std::time::Duration::from_secs(5), || {
+            std::net::UdpSocket::bind(addr).is_ok()
+        }),
+        "{addr} still bound"
+    );
+}

@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod clients;
 mod embed;
+mod hostile;
 mod protocol;
 mod records;
 mod reload;

@@ -284,3 +284,15 @@ pub fn raw_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     msg.extend_from_slice(&1u16.to_be_bytes());
     msg
 }
+
+/// Polls `check` every 20 ms until it holds or `limit` passes, without a runtime.
+pub fn eventually_blocking(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
