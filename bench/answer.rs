@@ -9,18 +9,15 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use headless_dns::answer::{Responder, ResponderSettings, Transport};
-use headless_dns::compile::CompileContext;
-use headless_dns::config::parse_zone;
-use headless_dns::controller::{Change, Controller};
+use headless_dns::Config;
+use headless_dns::answer::Transport;
+use headless_dns::controller::Change;
+use headless_dns::embed::Core;
 use headless_dns::model::{
     Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind,
 };
-use headless_dns::store::Store;
-use headless_dns::zones::ZoneTable;
 
 fn ip(n: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
@@ -60,17 +57,12 @@ fn headless(ns: &str, name: &str, size: u32, first: u32) -> Vec<Object> {
 }
 
 /// A cluster of about `endpoints` pods in Services of 10, and the demo-like Services the
-/// answer benchmarks ask for.
-fn cluster(endpoints: u32) -> (Arc<Store>, Controller, Arc<ZoneTable>) {
-    let zones = Arc::new(ZoneTable::new(&[parse_zone("cluster.local").unwrap()]));
-    let store = Arc::new(Store::new());
-    let compile = CompileContext {
-        ttl: 5,
-        forward_zones: zones.forward_zones(),
-        primary_zone: zones.primary().into(),
-        slot_negative_ttl: 1,
-    };
-    let mut controller = Controller::new(store.clone(), compile, 5, Default::default());
+/// answer benchmarks ask for; UDP answers up to 4096 bytes.
+fn cluster(endpoints: u32) -> Core {
+    let mut core = Core::new(&Config {
+        max_udp_size: 4096,
+        ..Config::default()
+    });
     let mut objects = Vec::new();
     objects.extend(headless("demo", "nginx", 3, 1));
     objects.extend(headless("demo", "db", 100, 100));
@@ -82,8 +74,8 @@ fn cluster(endpoints: u32) -> (Arc<Store>, Controller, Arc<ZoneTable>) {
             1000 + s * 10,
         ));
     }
-    controller.apply([Change::ReplaceAll(objects)]);
-    (store, controller, zones)
+    core.controller.apply([Change::ReplaceAll(objects)]);
+    core
 }
 
 fn query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
@@ -100,15 +92,7 @@ fn query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
 }
 
 fn answer(c: &mut Criterion) {
-    let (store, _controller, zones) = cluster(10_000);
-    let responder = Responder::new(
-        store,
-        zones,
-        ResponderSettings {
-            max_udp_size: 4096,
-            negative_ttl: 5,
-        },
-    );
+    let responder = cluster(10_000).responder;
     let cases = [
         (
             "pod A",
@@ -159,7 +143,7 @@ fn publish(c: &mut Criterion) {
     let mut group = c.benchmark_group("publish");
     group.sample_size(20);
     for loaded in [1_000, large] {
-        let (_store, mut controller, _zones) = cluster(loaded);
+        let mut controller = cluster(loaded).controller;
         for size in [3u32, 100, 1000] {
             // Alternate between two address sets so every apply is a real change.
             let versions = [

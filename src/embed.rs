@@ -175,6 +175,49 @@ impl Feed {
     }
 }
 
+/// The parts of a server before any socket or task: the store, its one writer and its
+/// reader, wired for one configuration. `start` runs them; benchmarks and fuzz targets use
+/// them directly.
+pub struct Core {
+    /// The name index both sides share.
+    pub store: Arc<Store>,
+    /// Its one writer: feed it changes.
+    pub controller: Controller,
+    /// Its reader: turns query bytes into response bytes.
+    pub responder: Responder,
+}
+
+impl Core {
+    pub fn new(config: &Config) -> Self {
+        let zones = Arc::new(ZoneTable::new(&config.zones));
+        let store = Arc::new(Store::new());
+        let compile = CompileContext {
+            ttl: config.ttl,
+            forward_zones: zones.forward_zones(),
+            primary_zone: zones.primary().into(),
+            slot_negative_ttl: config.slot_negative_ttl,
+        };
+        let options = RecordOptions {
+            ordinal_slots: config.ordinal_slots,
+            publish_unready_pod_names: config.publish_unready_pod_names,
+        };
+        let controller = Controller::new(store.clone(), compile, config.negative_ttl, options);
+        let responder = Responder::new(
+            store.clone(),
+            zones,
+            ResponderSettings {
+                max_udp_size: config.max_udp_size,
+                negative_ttl: config.negative_ttl,
+            },
+        );
+        Self {
+            store,
+            controller,
+            responder,
+        }
+    }
+}
+
 /// A running server.
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
@@ -234,19 +277,11 @@ impl ServerHandle {
 /// ```
 pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error> {
     config.validate()?;
-    let zones = Arc::new(ZoneTable::new(&config.zones));
-    let store = Arc::new(Store::new());
-    let compile = CompileContext {
-        ttl: config.ttl,
-        forward_zones: zones.forward_zones(),
-        primary_zone: zones.primary().into(),
-        slot_negative_ttl: config.slot_negative_ttl,
-    };
-    let options = RecordOptions {
-        ordinal_slots: config.ordinal_slots,
-        publish_unready_pod_names: config.publish_unready_pod_names,
-    };
-    let mut controller = Controller::new(store.clone(), compile, config.negative_ttl, options);
+    let Core {
+        store,
+        mut controller,
+        responder,
+    } = Core::new(&config);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
@@ -273,14 +308,6 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         }
     };
 
-    let responder = Responder::new(
-        store.clone(),
-        zones,
-        ResponderSettings {
-            max_udp_size: config.max_udp_size,
-            negative_ttl: config.negative_ttl,
-        },
-    );
     let tcp = TcpSettings {
         idle_timeout: config.tcp_idle_timeout,
         max_connections: config.max_tcp_connections,

@@ -3,15 +3,14 @@
 #![no_main]
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use headless_dns::answer::{Responder, ResponderSettings, Transport};
-use headless_dns::compile::CompileContext;
+use headless_dns::Config;
+use headless_dns::answer::{Responder, Transport};
 use headless_dns::config::parse_zone;
-use headless_dns::controller::{Change, Controller};
+use headless_dns::controller::Change;
+use headless_dns::embed::Core;
 use headless_dns::manifests::ManifestSet;
-use headless_dns::store::Store;
-use headless_dns::zones::ZoneTable;
 use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,30 +19,21 @@ const MAX_UDP: u16 = 1232;
 fn responder() -> &'static Responder {
     static RESPONDER: OnceLock<Responder> = OnceLock::new();
     RESPONDER.get_or_init(|| {
-        let zones = Arc::new(ZoneTable::new(&[
-            parse_zone("cluster.local").unwrap(),
-            parse_zone("sts.example.internal").unwrap(),
-        ]));
-        let store = Arc::new(Store::new());
-        let compile = CompileContext {
-            ttl: 5,
-            forward_zones: zones.forward_zones(),
-            primary_zone: zones.primary().into(),
-            slot_negative_ttl: 1,
+        let config = Config {
+            zones: vec![
+                parse_zone("cluster.local").unwrap(),
+                parse_zone("sts.example.internal").unwrap(),
+            ],
+            max_udp_size: MAX_UDP,
+            ..Config::default()
         };
-        let mut controller = Controller::new(store.clone(), compile, 5, Default::default());
+        let mut core = Core::new(&config);
         let mut manifests =
             ManifestSet::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"));
         manifests.reload().expect("config/ loads");
-        controller.apply([Change::ReplaceAll(manifests.objects())]);
-        Responder::new(
-            store,
-            zones,
-            ResponderSettings {
-                max_udp_size: MAX_UDP,
-                negative_ttl: 5,
-            },
-        )
+        core.controller
+            .apply([Change::ReplaceAll(manifests.objects())]);
+        core.responder
     })
 }
 

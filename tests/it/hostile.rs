@@ -177,11 +177,7 @@ async fn tcp_abuse_is_contained() {
     let mut config = loopback_config();
     config.tcp_idle_timeout = Duration::from_millis(300);
     config.max_tcp_connections = 2;
-    let server = TestServer::start(
-        config,
-        headless_dns::Source::Manifests(crate::support::demo_manifests()),
-    )
-    .await;
+    let server = TestServer::demo_with(config).await;
     let closed = |mut stream: TcpStream| async move {
         let mut buf = [0u8; 64];
         let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await;

@@ -43,11 +43,7 @@ async fn large_answer_truncates_over_udp_and_is_complete_over_tcp() {
 async fn large_udp_server() -> TestServer {
     let mut config = crate::support::loopback_config();
     config.max_udp_size = 8192;
-    TestServer::start(
-        config,
-        headless_dns::Source::Manifests(crate::support::demo_manifests()),
-    )
-    .await
+    TestServer::demo_with(config).await
 }
 
 #[tokio::test]
@@ -158,11 +154,7 @@ async fn pipelined_tcp_queries_are_answered_in_order() {
 async fn idle_tcp_connections_are_closed() {
     let mut config = crate::support::loopback_config();
     config.tcp_idle_timeout = Duration::from_millis(300);
-    let server = TestServer::start(
-        config,
-        headless_dns::Source::Manifests(crate::support::demo_manifests()),
-    )
-    .await;
+    let server = TestServer::demo_with(config).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     tcp_send(
         &mut stream,

@@ -265,11 +265,7 @@ async fn every_zone_serves_the_same_records() {
     config
         .zones
         .push(headless_dns::config::parse_zone("sts.example.internal").unwrap());
-    let server = TestServer::start(
-        config,
-        headless_dns::Source::Manifests(crate::support::demo_manifests()),
-    )
-    .await;
+    let server = TestServer::demo_with(config).await;
     let stub = server
         .ask("web-1.nginx.demo.svc.sts.example.internal.", RecordType::A)
         .await;

@@ -22,11 +22,7 @@ async fn unbound_forwards_stub_zones_to_headless_dns() {
     config
         .zones
         .push(headless_dns::config::parse_zone("sts.example.internal").unwrap());
-    let server = TestServer::start(
-        config,
-        headless_dns::Source::Manifests(crate::support::demo_manifests()),
-    )
-    .await;
+    let server = TestServer::demo_with(config).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let upstream = format!("{}@{}", server.addr.ip(), server.addr.port());

@@ -42,7 +42,12 @@ impl TestServer {
 
     /// The demo cluster with the default configuration.
     pub async fn demo() -> Self {
-        Self::start(loopback_config(), Source::Manifests(demo_manifests())).await
+        Self::demo_with(loopback_config()).await
+    }
+
+    /// The demo cluster with `config`.
+    pub async fn demo_with(config: Config) -> Self {
+        Self::start(config, Source::Manifests(demo_manifests())).await
     }
 
     /// Asks with hickory's client over UDP (with EDNS, as the client does by default).
