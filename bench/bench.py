@@ -69,6 +69,15 @@ def wait_port(port, deadline=60):
     raise SystemExit(f"nothing answers on port {port}")
 
 
+def server_dir(work, name, data):
+    """A working folder for a peer, holding its copy of the zone files."""
+    folder = os.path.join(work, name)
+    os.makedirs(folder, exist_ok=True)
+    for zone in ("cluster.local.zone", "10.in-addr.arpa.zone"):
+        shutil.copy(os.path.join(data, zone), folder)
+    return folder
+
+
 def start_servers(args, data, work):
     procs = {}
     pin = ["taskset", "-c", args.server_cpus]
@@ -81,10 +90,7 @@ def start_servers(args, data, work):
             + (["--threads", str(args.threads)] if args.threads else []),
             stdout=subprocess.DEVNULL)
     if "knot" in args.servers:
-        kdir = os.path.join(work, "knot")
-        os.makedirs(kdir, exist_ok=True)
-        for z in ("cluster.local.zone", "10.in-addr.arpa.zone"):
-            shutil.copy(os.path.join(data, z), kdir)
+        kdir = server_dir(work, "knot", data)
         workers = args.threads or 1
         with open(os.path.join(kdir, "knot.conf"), "w") as f:
             f.write(f"""server:
@@ -114,10 +120,7 @@ zone:
         procs["knot"] = subprocess.Popen(pin + ["knotd", "-c", os.path.join(kdir, "knot.conf")],
                                          stdout=subprocess.DEVNULL)
     if "nsd" in args.servers:
-        ndir = os.path.join(work, "nsd")
-        os.makedirs(ndir, exist_ok=True)
-        for z in ("cluster.local.zone", "10.in-addr.arpa.zone"):
-            shutil.copy(os.path.join(data, z), ndir)
+        ndir = server_dir(work, "nsd", data)
         with open(os.path.join(ndir, "nsd.conf"), "w") as f:
             f.write(f"""server:
     ip-address: 127.0.0.1@{PORTS['nsd']}

@@ -63,10 +63,6 @@ impl Responder {
         }
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     /// Writes the response to `query` into `out` (cleared first) and returns its RCODE, or
     /// `None` when the message gets no response.
     pub fn respond(&self, query: &[u8], transport: Transport, out: &mut Vec<u8>) -> Option<u16> {

@@ -72,18 +72,15 @@ fn start_watcher(
     let root = manifests.root();
     // Watch the folder (or the file's folder): editors and ConfigMap volumes replace files
     // by renaming, which a watch on the file itself would lose.
-    let target = if root.is_file() {
+    let folder = if root.is_file() {
         root.parent()
-            .map(|p| p.to_owned())
-            .unwrap_or_else(|| root.to_owned())
     } else {
-        root.to_owned()
+        Some(root)
     };
-    let target = if target.as_os_str().is_empty() {
-        std::path::PathBuf::from(".")
-    } else {
-        target
-    };
+    let target = folder
+        .filter(|f| !f.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned();
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // Only changes: reading the files (which a reload does) raises access events,

@@ -67,10 +67,6 @@ impl RelativeName {
         Labels { rest: &self.0 }
     }
 
-    pub fn label_count(&self) -> usize {
-        self.labels().count()
-    }
-
     /// The enclosing name (`nginx.demo.svc` for `web-0.nginx.demo.svc`); `None` at the apex.
     pub fn parent(&self) -> Option<Self> {
         let first = *self.0.first()? as usize;
@@ -250,7 +246,7 @@ mod tests {
         let pod = svc.child("web-0").unwrap();
         assert_eq!(pod.to_string(), "web-0.nginx.demo.svc");
         assert_eq!(pod.parent(), Some(svc.clone()));
-        assert_eq!(pod.label_count(), 4);
+        assert_eq!(pod.labels().count(), 4);
         assert_eq!(RelativeName::apex().parent(), None);
         assert!(RelativeName::from_labels(["a", ""]).is_err());
         assert!(RelativeName::from_labels([&*"x".repeat(64)]).is_err());

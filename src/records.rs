@@ -144,7 +144,7 @@ pub struct ServiceRecords {
 }
 
 /// `<svc>.<ns>.svc`, relative to the cluster zone.
-pub fn service_name(service: &Service) -> Result<RelativeName, NameError> {
+fn service_name(service: &Service) -> Result<RelativeName, NameError> {
     RelativeName::from_labels([
         service.key.name.as_str(),
         service.key.namespace.as_str(),

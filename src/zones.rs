@@ -56,9 +56,8 @@ impl ZoneTable {
             (["in-addr", "arpa"], ZoneKind::ReverseV4),
             (["ip6", "arpa"], ZoneKind::ReverseV6),
         ] {
-            let name = RelativeName::from_labels(labels).unwrap_or_else(|_| RelativeName::apex());
             zones.push(Zone {
-                wire: zone_wire(&name),
+                wire: zone_wire(&fixed(&labels)),
                 kind,
                 index: ANY_ZONE,
             });
@@ -142,19 +141,13 @@ impl ZoneTable {
 /// The names every forward zone has whatever the cluster holds: the apex (SOA, NS),
 /// `dns-version` (TXT, spec 2.2) and `svc`.
 pub fn forward_static_records(negative_ttl: u32) -> Vec<NameRecords> {
-    let in_zone = |labels: &[&str]| {
-        Target::InZone(
-            RelativeName::from_labels(labels.iter().copied())
-                .unwrap_or_else(|_| RelativeName::apex()),
-        )
-    };
     let apex = apex_records(
-        in_zone(&["ns", "dns"]),
-        in_zone(&["hostmaster"]),
+        Target::InZone(fixed(&["ns", "dns"])),
+        Target::InZone(fixed(&["hostmaster"])),
         negative_ttl,
     );
     let version = NameRecords {
-        name: RelativeName::from_labels(["dns-version"]).unwrap_or_else(|_| RelativeName::apex()),
+        name: fixed(&["dns-version"]),
         rrsets: vec![RrSet {
             rtype: rtype::TXT,
             records: vec![RData::Txt(SPEC_VERSION.to_owned())],
@@ -163,7 +156,7 @@ pub fn forward_static_records(negative_ttl: u32) -> Vec<NameRecords> {
         slot: false,
     };
     let svc = NameRecords {
-        name: RelativeName::from_labels(["svc"]).unwrap_or_else(|_| RelativeName::apex()),
+        name: fixed(&["svc"]),
         rrsets: vec![],
         slot: false,
     };
@@ -172,17 +165,17 @@ pub fn forward_static_records(negative_ttl: u32) -> Vec<NameRecords> {
 
 /// The apex of a reverse zone.
 pub fn reverse_apex_records(negative_ttl: u32) -> NameRecords {
-    let primary = |labels: &[&str]| {
-        Target::Primary(
-            RelativeName::from_labels(labels.iter().copied())
-                .unwrap_or_else(|_| RelativeName::apex()),
-        )
-    };
     apex_records(
-        primary(&["ns", "dns"]),
-        primary(&["hostmaster"]),
+        Target::Primary(fixed(&["ns", "dns"])),
+        Target::Primary(fixed(&["hostmaster"])),
         negative_ttl,
     )
+}
+
+/// A name spelled out in this file.
+fn fixed(labels: &[&str]) -> RelativeName {
+    // Every caller passes a few short, non-empty labels, which is all `from_labels` checks.
+    RelativeName::from_labels(labels.iter().copied()).expect("fixed names are valid")
 }
 
 fn apex_records(ns: Target, hostmaster: Target, negative_ttl: u32) -> NameRecords {
