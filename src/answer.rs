@@ -21,6 +21,14 @@ pub enum Transport {
     Tcp,
 }
 
+/// What a response said, for the query counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The question's type (0 when there was no readable question).
+    pub qtype: u16,
+    pub rcode: u16,
+}
+
 /// Limits and TTLs the responder applies.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponderSettings {
@@ -63,9 +71,14 @@ impl Responder {
         }
     }
 
-    /// Writes the response to `query` into `out` (cleared first) and returns its RCODE, or
-    /// `None` when the message gets no response.
-    pub fn respond(&self, query: &[u8], transport: Transport, out: &mut Vec<u8>) -> Option<u16> {
+    /// Writes the response to `query` into `out` (cleared first) and returns what it said,
+    /// or `None` when the message gets no response.
+    pub fn respond(
+        &self,
+        query: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
         out.clear();
         let mut name = QuestionName::new();
         match wire::parse(query, &mut name) {
@@ -96,9 +109,15 @@ impl Responder {
                         e.dnssec_ok,
                     );
                 }
-                Some(rcode)
+                Some(Outcome {
+                    qtype: question.as_ref().map_or(0, |q| q.qtype),
+                    rcode,
+                })
             }
-            Parsed::Query(q) => Some(self.answer(&q, &mut name, query, transport, out)),
+            Parsed::Query(q) => Some(Outcome {
+                qtype: q.question.qtype,
+                rcode: self.answer(&q, &mut name, query, transport, out),
+            }),
         }
     }
 

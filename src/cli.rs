@@ -8,20 +8,49 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::{Config, ConfigError, MAX_TTL, parse_duration, parse_zone};
-use crate::name::RelativeName;
+use crate::kube_source::EndpointsApi;
+use crate::name::{RelativeName, is_dns1123_label};
 
 /// Authoritative DNS for Kubernetes headless Services and StatefulSet pods.
 ///
 /// Serves the Kubernetes DNS specification 1.1.0 (A/AAAA, SRV, PTR, CNAME, TXT) for the
-/// objects in a folder of manifests, reloaded when the files change. Answers list
-/// StatefulSet pods in ordinal order.
+/// Services, EndpointSlices and StatefulSets of a cluster (watched through the API) or of
+/// a folder of manifests (reloaded when the files change). Answers list StatefulSet pods in
+/// ordinal order.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "headless-dns", version, about, long_about)]
 pub struct Args {
-    /// A YAML or JSON manifest, or a folder of them (Services, EndpointSlices, Endpoints,
-    /// StatefulSets; multi-document and `kind: List` files too), reloaded on change.
-    #[arg(long, env = "HEADLESS_DNS_MANIFESTS", value_name = "PATH")]
-    pub manifests: PathBuf,
+    /// Serve a YAML or JSON manifest, or a folder of them (Services, EndpointSlices,
+    /// Endpoints, StatefulSets; multi-document and `kind: List` files too), reloaded on
+    /// change, instead of watching a cluster.
+    #[arg(long, env = "HEADLESS_DNS_MANIFESTS", value_name = "PATH",
+          conflicts_with_all = ["kubeconfig", "context", "namespaces", "label_selector", "endpoints_api"])]
+    pub manifests: Option<PathBuf>,
+
+    /// Kubeconfig of the cluster to watch. Default: $KUBECONFIG, then ~/.kube/config, then
+    /// the in-cluster service account.
+    #[arg(long, env = "HEADLESS_DNS_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long, env = "HEADLESS_DNS_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Watch only this namespace. Repeat (or separate with commas) for several; default all.
+    #[arg(long = "namespace", env = "HEADLESS_DNS_NAMESPACE", value_name = "NS",
+          value_delimiter = ',', value_parser = parse_namespace)]
+    pub namespaces: Vec<String>,
+
+    /// Serve only Services matching this label selector (e.g. `app=db,tier!=test`),
+    /// filtered by the API server.
+    #[arg(long, env = "HEADLESS_DNS_LABEL_SELECTOR", value_name = "SELECTOR")]
+    pub label_selector: Option<String>,
+
+    /// Where endpoints come from: `endpointslices` (discovery.k8s.io/v1) or `endpoints`
+    /// (legacy v1, for clusters older than 1.21).
+    #[arg(long, env = "HEADLESS_DNS_ENDPOINTS_API", value_name = "API",
+          value_parser = ["endpointslices", "endpoints"])]
+    pub endpoints_api: Option<String>,
 
     /// Address to serve DNS on, UDP and TCP. Repeat (or separate with commas) for several.
     #[arg(
@@ -32,6 +61,17 @@ pub struct Args {
         default_value = "127.0.0.1:5353"
     )]
     pub listen: Vec<SocketAddr>,
+
+    /// Serve /healthz, /readyz and /metrics over HTTP here; `off` serves none.
+    #[arg(long, env = "HEADLESS_DNS_HTTP", value_name = "ADDR:PORT", default_value = "127.0.0.1:8080",
+          value_parser = parse_http)]
+    pub http: HttpListen,
+
+    /// On SIGTERM, fail /readyz but keep answering this long before stopping (lameduck),
+    /// so Kubernetes routes no new queries here. A second signal stops at once.
+    #[arg(long, env = "HEADLESS_DNS_SHUTDOWN_GRACE", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 
     /// Zone to be authoritative for; every zone serves the same records. Repeat (or separate
     /// with commas) for stub domains; the first is the primary, used in reverse answers.
@@ -109,7 +149,60 @@ pub struct Args {
     pub log: String,
 }
 
+/// `--http`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListen(pub Option<SocketAddr>);
+
+fn parse_http(text: &str) -> Result<HttpListen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen(None));
+    }
+    text.parse()
+        .map(|addr| HttpListen(Some(addr)))
+        .map_err(|_| format!("{text:?} is not ADDR:PORT (e.g. 0.0.0.0:8080) or off"))
+}
+
+fn parse_namespace(text: &str) -> Result<String, String> {
+    if is_dns1123_label(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a namespace name (lowercase letters, digits, '-')"
+        ))
+    }
+}
+
+/// Where the records come from, as the flags say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceArgs {
+    Manifests(PathBuf),
+    Kubernetes {
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+        namespaces: Vec<String>,
+        label_selector: Option<String>,
+        endpoints_api: EndpointsApi,
+    },
+}
+
 impl Args {
+    /// `--manifests`, else the Kubernetes API with the watch flags.
+    pub fn source(&self) -> SourceArgs {
+        match &self.manifests {
+            Some(path) => SourceArgs::Manifests(path.clone()),
+            None => SourceArgs::Kubernetes {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                namespaces: self.namespaces.clone(),
+                label_selector: self.label_selector.clone(),
+                endpoints_api: match self.endpoints_api.as_deref() {
+                    Some("endpoints") => EndpointsApi::Endpoints,
+                    _ => EndpointsApi::EndpointSlices,
+                },
+            },
+        }
+    }
+
     /// `--threads`, else the CPUs available to this process (its affinity mask, so
     /// `taskset -c 0` means one).
     pub fn threads(&self) -> usize {
@@ -131,6 +224,7 @@ impl Args {
             max_tcp_connections: self.max_tcp_connections as usize,
             reload_interval: self.reload_interval,
             udp_workers: self.threads(),
+            http: self.http.0,
             slot_negative_ttl: self.slot_negative_ttl,
             ordinal_slots: !self.no_ordinal_slots,
             publish_unready_pod_names: self.publish_unready_pod_names,
@@ -182,6 +276,39 @@ mod tests {
             "--tcp-idle-timeout",
         );
         check(&["--manifests", "x", "--ttl=-1"], "--ttl");
-        check(&[], "--manifests");
+        check(&["--namespace", "Demo"], "--namespace");
+        check(&["--http", "8080"], "--http");
+        check(&["--manifests", "x", "--namespace", "demo"], "--namespace");
+        check(&["--endpoints-api", "slices"], "--endpoints-api");
+    }
+
+    #[test]
+    fn source_follows_the_flags() {
+        let args = parse(&["--manifests", "config/"]).unwrap();
+        assert_eq!(args.source(), SourceArgs::Manifests("config/".into()));
+        let args = parse(&[
+            "--namespace",
+            "demo,data",
+            "--namespace",
+            "web",
+            "--label-selector",
+            "dns=on",
+            "--endpoints-api",
+            "endpoints",
+            "--http",
+            "off",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.source(),
+            SourceArgs::Kubernetes {
+                kubeconfig: None,
+                context: None,
+                namespaces: vec!["demo".into(), "data".into(), "web".into()],
+                label_selector: Some("dns=on".into()),
+                endpoints_api: EndpointsApi::Endpoints,
+            }
+        );
+        assert_eq!(args.config().unwrap().http, None);
     }
 }

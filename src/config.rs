@@ -36,6 +36,8 @@ pub struct Config {
     /// Name pods as soon as they have an address and are not terminating, ready or not;
     /// the Service's own answers stay ready-only.
     pub publish_unready_pod_names: bool,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics` over HTTP; `None` serves none.
+    pub http: Option<SocketAddr>,
     /// UDP sockets per listen address (`SO_REUSEPORT`), each served by its own task; match
     /// the runtime's worker threads.
     pub udp_workers: usize,
@@ -53,6 +55,7 @@ impl Default for Config {
             max_tcp_connections: 1024,
             reload_interval: Duration::from_secs(5),
             udp_workers: 1,
+            http: None,
             slot_negative_ttl: 1,
             ordinal_slots: true,
             publish_unready_pod_names: false,

@@ -10,10 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::compile::{CompileContext, NameAnswers, compile_name};
+use crate::metrics::Metrics;
 use crate::model::{EndpointSlice, Kind, Object, ObjectKey, Service, StatefulSet};
 use crate::name::{MAX_NAME_LEN, RelativeName, reverse_name};
 use crate::records::{self, NameRecords, PtrSource, RData, RecordOptions, RrSet, Target, rtype};
@@ -26,6 +28,14 @@ pub enum Change {
     /// The complete set of objects (a manifests load): whatever is not in it is gone. Marks
     /// the store ready.
     ReplaceAll(Vec<Object>),
+    /// Every object of one kind (in one namespace, or in all): a Kubernetes list or relist,
+    /// swapped in whole so that no name disappears in between. Objects of the kind (in the
+    /// namespace) that are not in it are gone.
+    ReplaceKind {
+        kind: Kind,
+        namespace: Option<String>,
+        objects: Vec<Object>,
+    },
     /// An object was created or updated.
     Apply(Object),
     /// An object was deleted.
@@ -34,10 +44,28 @@ pub enum Change {
     Synced,
 }
 
+/// A change and when it reached the server (a watch event, a file event): the start of its
+/// programming latency.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    pub change: Change,
+    pub received: Instant,
+}
+
+impl From<Change> for Timed {
+    fn from(change: Change) -> Self {
+        Self {
+            change,
+            received: Instant::now(),
+        }
+    }
+}
+
 /// What the controller publishes, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub services: usize,
+    pub endpoints: usize,
     pub names: usize,
 }
 
@@ -74,6 +102,9 @@ pub struct Controller {
     reverse_published: BTreeSet<IpAddr>,
     /// Empty non-terminals and how many names hold each up.
     ent_refs: HashMap<Box<[u8]>, u32>,
+    /// Addresses over all slices and legacy Endpoints (with duplicates), for the gauge.
+    endpoints: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl Controller {
@@ -83,6 +114,7 @@ impl Controller {
         compile: CompileContext,
         negative_ttl: u32,
         options: RecordOptions,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let longest_zone = compile
             .forward_zones
@@ -105,6 +137,8 @@ impl Controller {
             reverse: HashMap::new(),
             reverse_published: BTreeSet::new(),
             ent_refs: HashMap::new(),
+            endpoints: 0,
+            metrics,
         };
         for records in zones::forward_static_records(negative_ttl) {
             controller.set_static(ZoneKind::Forward, &records);
@@ -132,9 +166,14 @@ impl Controller {
         for change in changes {
             match change {
                 Change::ReplaceAll(objects) => {
-                    self.replace_all(objects, &mut dirty);
+                    self.replace(None, None, objects, &mut dirty);
                     synced = true;
                 }
+                Change::ReplaceKind {
+                    kind,
+                    namespace,
+                    objects,
+                } => self.replace(Some(kind), namespace.as_deref(), objects, &mut dirty),
                 Change::Apply(object) => self.upsert(object, &mut dirty),
                 Change::Delete(kind, key) => self.delete(kind, &key, &mut dirty),
                 Change::Synced => synced = true,
@@ -146,37 +185,51 @@ impl Controller {
         if synced {
             self.store.mark_ready();
         }
-        self.stats()
+        let stats = self.stats();
+        self.metrics.services.set(stats.services as i64);
+        self.metrics.endpoints.set(stats.endpoints as i64);
+        self.metrics.names.set(stats.names as i64);
+        stats
     }
 
     pub fn stats(&self) -> Stats {
         Stats {
             services: self.services.len(),
+            endpoints: self.endpoints,
             names: self.store.len(),
         }
     }
 
-    fn replace_all(&mut self, objects: Vec<Object>, dirty: &mut BTreeSet<ObjectKey>) {
+    /// Upserts `objects`, then deletes what is known of `kind` (every kind when `None`) in
+    /// `namespace` (every namespace when `None`) and was not among them. Unchanged objects
+    /// leave their Service clean, so a relist of an unchanged cluster republishes nothing.
+    fn replace(
+        &mut self,
+        kind: Option<Kind>,
+        namespace: Option<&str>,
+        objects: Vec<Object>,
+        dirty: &mut BTreeSet<ObjectKey>,
+    ) {
+        let in_scope = |k: Kind, key: &ObjectKey| {
+            kind.is_none_or(|kind| kind == k) && namespace.is_none_or(|ns| key.namespace == ns)
+        };
         let mut seen: BTreeSet<(Kind, ObjectKey)> = BTreeSet::new();
         for object in objects {
+            if !in_scope(object.kind(), object.key()) {
+                continue;
+            }
             seen.insert((object.kind(), object.key().clone()));
             self.upsert(object, dirty);
         }
         let existing: Vec<(Kind, ObjectKey)> = self
             .services
             .keys()
-            .map(|k| (Kind::Service, k.clone()))
-            .chain(self.slices.keys().map(|k| (Kind::EndpointSlice, k.clone())))
-            .chain(
-                self.legacy_endpoints
-                    .keys()
-                    .map(|k| (Kind::Endpoints, k.clone())),
-            )
-            .chain(
-                self.stateful_sets
-                    .keys()
-                    .map(|k| (Kind::StatefulSet, k.clone())),
-            )
+            .map(|k| (Kind::Service, k))
+            .chain(self.slices.keys().map(|k| (Kind::EndpointSlice, k)))
+            .chain(self.legacy_endpoints.keys().map(|k| (Kind::Endpoints, k)))
+            .chain(self.stateful_sets.keys().map(|k| (Kind::StatefulSet, k)))
+            .filter(|(k, key)| in_scope(*k, key))
+            .map(|(k, key)| (k, key.clone()))
             .collect();
         for (kind, key) in existing {
             if !seen.contains(&(kind, key.clone())) {
@@ -202,17 +255,22 @@ impl Controller {
                     .entry(slice.service.clone())
                     .or_default()
                     .insert(slice.key.clone());
-                if let Some(old) = self.slices.insert(slice.key.clone(), slice.clone())
-                    && old.service != slice.service
-                {
-                    self.unlink_slice(&old);
-                    dirty.insert(old.service);
+                self.endpoints += slice.endpoints.len();
+                if let Some(old) = self.slices.insert(slice.key.clone(), slice.clone()) {
+                    self.endpoints -= old.endpoints.len();
+                    if old.service != slice.service {
+                        self.unlink_slice(&old);
+                        dirty.insert(old.service);
+                    }
                 }
             }
             Object::Endpoints { service, subsets } => {
                 if self.legacy_endpoints.get(&service) != Some(&subsets) {
                     dirty.insert(service.clone());
-                    self.legacy_endpoints.insert(service, subsets);
+                    self.endpoints += count_endpoints(&subsets);
+                    if let Some(old) = self.legacy_endpoints.insert(service, subsets) {
+                        self.endpoints -= count_endpoints(&old);
+                    }
                 }
             }
             Object::StatefulSet(sts) => {
@@ -244,12 +302,14 @@ impl Controller {
             }
             Kind::EndpointSlice => {
                 if let Some(old) = self.slices.remove(key) {
+                    self.endpoints -= old.endpoints.len();
                     self.unlink_slice(&old);
                     dirty.insert(old.service);
                 }
             }
             Kind::Endpoints => {
-                if self.legacy_endpoints.remove(key).is_some() {
+                if let Some(old) = self.legacy_endpoints.remove(key) {
+                    self.endpoints -= count_endpoints(&old);
                     dirty.insert(key.clone());
                 }
             }
@@ -516,9 +576,10 @@ impl Controller {
     /// once.
     pub async fn run(
         mut self,
-        mut changes: mpsc::UnboundedReceiver<Change>,
+        mut changes: mpsc::UnboundedReceiver<Timed>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut batch = Vec::new();
         loop {
             let first = tokio::select! {
                 biased;
@@ -528,22 +589,46 @@ impl Controller {
                     None => return,
                 },
             };
-            let mut batch = vec![first];
+            batch.push(first);
+            // Coalescing takes what is already queued and waits for nothing more: a lone
+            // change is published at once, a burst as one batch.
             while let Ok(next) = changes.try_recv() {
                 batch.push(next);
             }
-            let started = std::time::Instant::now();
-            let size = batch.len();
-            let stats = self.apply(batch);
-            tracing::debug!(
-                changes = size,
-                services = stats.services,
-                names = stats.names,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "records published"
-            );
+            self.apply_timed(&mut batch);
         }
     }
+
+    /// Applies a batch and records each change's programming latency.
+    pub fn apply_timed(&mut self, batch: &mut Vec<Timed>) -> Stats {
+        let started = Instant::now();
+        let size = batch.len();
+        let oldest = batch.iter().map(|t| t.received).min().unwrap_or(started);
+        let received: Vec<Instant> = batch.iter().map(|t| t.received).collect();
+        let stats = self.apply(batch.drain(..).map(|t| t.change));
+        let live = Instant::now();
+        for at in received {
+            self.metrics
+                .programming_latency
+                .observe(live.saturating_duration_since(at).as_secs_f64());
+        }
+        self.metrics.controller_batches.inc();
+        self.metrics.controller_changes.inc_by(size as u64);
+        tracing::debug!(
+            changes = size,
+            services = stats.services,
+            endpoints = stats.endpoints,
+            names = stats.names,
+            publish_us = live.duration_since(started).as_micros() as u64,
+            latency_us = live.saturating_duration_since(oldest).as_micros() as u64,
+            "records published"
+        );
+        stats
+    }
+}
+
+fn count_endpoints(subsets: &[EndpointSlice]) -> usize {
+    subsets.iter().map(|s| s.endpoints.len()).sum()
 }
 
 /// `namespace/spec.serviceName` of a StatefulSet.
@@ -568,7 +653,7 @@ mod tests {
         };
         (
             store.clone(),
-            Controller::new(store, ctx, 5, RecordOptions::default()),
+            Controller::new(store, ctx, 5, RecordOptions::default(), Default::default()),
         )
     }
 
@@ -645,6 +730,64 @@ mod tests {
         assert_eq!(
             types_at(&store, ZoneKind::ReverseV4, ""),
             Some(vec![rtype::SOA, rtype::NS])
+        );
+    }
+
+    fn service_in(namespace: &str, name: &str) -> Object {
+        use crate::model::ServiceKind;
+        Object::Service(Service {
+            key: ObjectKey::new(namespace, name),
+            kind: ServiceKind::Headless,
+            ports: vec![],
+            publish_not_ready: false,
+        })
+    }
+
+    #[test]
+    fn a_relist_replaces_one_kind_in_one_namespace() {
+        let (store, mut controller) = controller();
+        controller.apply(headless("nginx", &[("web-0", "10.0.0.1")]));
+        controller.apply(headless("other", &[("", "10.0.0.2")]));
+        controller.apply([Change::Apply(service_in("data", "zk"))]);
+        assert_eq!(controller.stats().endpoints, 2);
+        // The relist of Services in demo no longer has `other`; data's are untouched, and
+        // an unchanged nginx is not even republished.
+        controller.apply([Change::ReplaceKind {
+            kind: Kind::Service,
+            namespace: Some("demo".into()),
+            objects: vec![service_in("demo", "nginx"), service_in("data", "ignored")],
+        }]);
+        assert_eq!(controller.stats().services, 2);
+        assert!(
+            controller
+                .services
+                .contains_key(&ObjectKey::new("data", "zk"))
+        );
+        assert!(
+            !controller
+                .services
+                .contains_key(&ObjectKey::new("data", "ignored"))
+        );
+        assert_eq!(types_at(&store, ZoneKind::Forward, "other.demo.svc"), None);
+        assert_eq!(ptr(&store, "2.0.0.10"), None);
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "web-0.nginx.demo.svc"),
+            Some(vec![rtype::A])
+        );
+        // An empty relist of every namespace's EndpointSlices empties the Services.
+        controller.apply([Change::ReplaceKind {
+            kind: Kind::EndpointSlice,
+            namespace: None,
+            objects: vec![],
+        }]);
+        assert_eq!(controller.stats().endpoints, 0);
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "web-0.nginx.demo.svc"),
+            None
+        );
+        assert!(
+            !store.is_ready(),
+            "only Synced or ReplaceAll mark the store ready"
         );
     }
 

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -16,12 +18,15 @@ use tokio::task::JoinSet;
 use crate::answer::{Responder, ResponderSettings};
 use crate::compile::CompileContext;
 use crate::config::Config;
-use crate::controller::{Change, Controller};
+use crate::controller::{Change, Controller, Timed};
 use crate::error::Error;
+use crate::http::{self, HttpState};
+use crate::kube_source::{self, KubernetesSource};
 use crate::manifests::ManifestSet;
+use crate::metrics::Metrics;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::records::RecordOptions;
-use crate::server::{self, TcpSettings, UdpWorkers};
+use crate::server::{self, Limits, TcpSettings, UdpWorkers};
 use crate::store::Store;
 use crate::zones::ZoneTable;
 use crate::{convert, manifest_watch};
@@ -32,11 +37,13 @@ pub enum Source {
     Manifests(PathBuf),
     /// Objects pushed by the embedding program through a [`Feed`].
     Feed(FeedSource),
+    /// The Kubernetes API, watched.
+    Kubernetes(KubernetesSource),
 }
 
 /// The receiving end of a [`Feed`]; hand it to [`start`] as [`Source::Feed`].
 pub struct FeedSource {
-    changes: mpsc::UnboundedReceiver<Change>,
+    changes: mpsc::UnboundedReceiver<Timed>,
 }
 
 /// Pushes Kubernetes objects into a running server. Cheap to clone.
@@ -45,7 +52,7 @@ pub struct FeedSource {
 /// a half-fed server never claims a name does not exist.
 #[derive(Clone)]
 pub struct Feed {
-    changes: mpsc::UnboundedSender<Change>,
+    changes: mpsc::UnboundedSender<Timed>,
 }
 
 /// An object a [`Feed`] accepts.
@@ -78,7 +85,7 @@ impl From<StatefulSet> for Manifest {
 }
 
 impl Manifest {
-    fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Manifest::Service(_) => Kind::Service,
             Manifest::EndpointSlice(_) => Kind::EndpointSlice,
@@ -109,8 +116,21 @@ impl Manifest {
         }
     }
 
+    /// The object's namespace and name (legacy Endpoints: its Service's).
+    pub(crate) fn key(&self) -> Result<ObjectKey, Error> {
+        let meta = self.metadata();
+        let name = meta
+            .name
+            .clone()
+            .ok_or_else(|| self.invalid("metadata.name is missing".into()))?;
+        Ok(ObjectKey::new(
+            meta.namespace.as_deref().unwrap_or("default"),
+            name,
+        ))
+    }
+
     /// The model object; `None` for what DNS ignores (FQDN EndpointSlices).
-    fn convert(&self) -> Result<Option<Object>, Error> {
+    pub(crate) fn convert(&self) -> Result<Option<Object>, Error> {
         let converted = match self {
             Manifest::Service(o) => convert::service(o).map(|s| Some(Object::Service(s))),
             Manifest::EndpointSlice(o) => {
@@ -136,7 +156,7 @@ impl Feed {
     }
 
     fn send(&self, change: Change) -> Result<(), Error> {
-        self.changes.send(change).map_err(|_| Error::Stopped)
+        self.changes.send(change.into()).map_err(|_| Error::Stopped)
     }
 
     /// Creates or updates one object. Invalid objects are refused with the reason.
@@ -150,13 +170,7 @@ impl Feed {
     /// Deletes one object (only its kind, namespace and name are read).
     pub fn delete(&self, manifest: impl Into<Manifest>) -> Result<(), Error> {
         let manifest = manifest.into();
-        let meta = manifest.metadata();
-        let name = meta
-            .name
-            .clone()
-            .ok_or_else(|| manifest.invalid("metadata.name is missing".into()))?;
-        let key = ObjectKey::new(meta.namespace.as_deref().unwrap_or("default"), name);
-        self.send(Change::Delete(manifest.kind(), key))
+        self.send(Change::Delete(manifest.kind(), manifest.key()?))
     }
 
     /// Replaces everything with `manifests` and marks the server ready. Refuses the whole
@@ -185,6 +199,7 @@ pub struct Core {
     pub controller: Controller,
     /// Its reader: turns query bytes into response bytes.
     pub responder: Responder,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Core {
@@ -201,7 +216,14 @@ impl Core {
             ordinal_slots: config.ordinal_slots,
             publish_unready_pod_names: config.publish_unready_pod_names,
         };
-        let controller = Controller::new(store.clone(), compile, config.negative_ttl, options);
+        let metrics = Arc::new(Metrics::new());
+        let controller = Controller::new(
+            store.clone(),
+            compile,
+            config.negative_ttl,
+            options,
+            metrics.clone(),
+        );
         let responder = Responder::new(
             store.clone(),
             zones,
@@ -214,6 +236,7 @@ impl Core {
             store,
             controller,
             responder,
+            metrics,
         }
     }
 }
@@ -221,6 +244,9 @@ impl Core {
 /// A running server.
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
     /// Stopped when the handle is dropped, even without `shutdown`.
     udp: UdpWorkers,
     store: Arc<Store>,
@@ -234,14 +260,40 @@ impl ServerHandle {
         &self.addrs
     }
 
-    /// Whether the first complete set of records is published.
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, if `Config::http` is set.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Whether the first complete set of records is published (what `/readyz` says, short
+    /// of draining).
     pub fn is_ready(&self) -> bool {
         self.store.is_ready()
+    }
+
+    /// The Prometheus text `/metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// Lameduck, then stop: `/readyz` fails at once so Kubernetes takes this replica out of
+    /// its Service, queries keep being answered for `grace`, then [`Self::shutdown`].
+    pub async fn shutdown_after(self, grace: Duration) {
+        if !grace.is_zero() {
+            self.draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "draining: /readyz fails, still answering"
+            );
+            tokio::time::sleep(grace).await;
+        }
+        self.shutdown().await;
     }
 
     /// Stops accepting, lets TCP connections finish the query they are on, and returns when
     /// every task has ended.
     pub async fn shutdown(mut self) {
+        self.draining.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         self.udp.stop().await;
         while self.tasks.join_next().await.is_some() {}
@@ -281,16 +333,29 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         store,
         mut controller,
         responder,
+        metrics,
     } = Core::new(&config);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
     let changes = match source {
         Source::Feed(feed) => feed.changes,
+        Source::Kubernetes(source) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tasks.spawn(kube_source::run(
+                source,
+                tx,
+                metrics.clone(),
+                shutdown_rx.clone(),
+            ));
+            rx
+        }
         Source::Manifests(path) => {
             let mut manifests = ManifestSet::new(path);
             manifests.reload()?;
-            let stats = controller.apply([Change::ReplaceAll(manifests.objects())]);
+            metrics.synced("manifests");
+            let stats =
+                controller.apply_timed(&mut vec![Change::ReplaceAll(manifests.objects()).into()]);
             tracing::info!(
                 path = %manifests.root().display(),
                 services = stats.services,
@@ -302,15 +367,19 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
                 manifests,
                 tx,
                 config.reload_interval,
+                metrics.clone(),
                 shutdown_rx.clone(),
             ));
             rx
         }
     };
 
-    let tcp = TcpSettings {
-        idle_timeout: config.tcp_idle_timeout,
-        max_connections: config.max_tcp_connections,
+    let limits = Limits {
+        max_udp_response: usize::from(config.max_udp_size),
+        tcp: TcpSettings {
+            idle_timeout: config.tcp_idle_timeout,
+            max_connections: config.max_tcp_connections,
+        },
     };
     let mut addrs = Vec::new();
     let mut listeners = Vec::new();
@@ -333,21 +402,43 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         server::spawn(
             listener,
             responder.clone(),
-            usize::from(config.max_udp_size),
-            tcp,
+            limits,
             shutdown_rx.clone(),
             &mut tasks,
             &mut udp,
+            &metrics,
         )
         .map_err(|source| Error::Bind {
             addr: *addr,
             source,
         })?;
     }
+    let draining = Arc::new(AtomicBool::new(false));
+    let http_addr = match config.http {
+        None => None,
+        Some(addr) => {
+            let bind_error = |source| Error::Bind { addr, source };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(bind_error)?;
+            let bound = listener.local_addr().map_err(bind_error)?;
+            let state = HttpState {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                draining: draining.clone(),
+            };
+            tasks.spawn(http::serve(listener, state, shutdown_rx.clone()));
+            tracing::info!(addr = %bound, "serving /healthz, /readyz, /metrics");
+            Some(bound)
+        }
+    };
     tasks.spawn(controller.run(changes, shutdown_rx));
     tracing::info!(addrs = ?addrs, "serving DNS over UDP and TCP");
     Ok(ServerHandle {
         addrs,
+        http_addr,
+        metrics,
+        draining,
         udp,
         store,
         shutdown,

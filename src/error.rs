@@ -25,6 +25,8 @@ pub enum Error {
         name: String,
         reason: String,
     },
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
     #[error("the server has stopped; nothing more can be fed to it")]
     Stopped,
 }

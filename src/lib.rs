@@ -5,7 +5,7 @@
 //! Three parts with one bridge between them:
 //!
 //! ```text
-//!  sources (manifests folder | Feed)             query path (UDP/TCP)
+//!  sources (manifests | Kubernetes API | Feed)   query path (UDP/TCP)
 //!         │ model structs                               ▲ reads only
 //!         ▼                                             │
 //!  controller ── records ── compile ──▶ store ──────────┘
@@ -13,7 +13,7 @@
 //!
 //! - [`model`]: the few fields of each Kubernetes object DNS needs; [`convert`] turns
 //!   k8s-openapi objects into them, [`manifests`] reads them from files and
-//!   [`manifest_watch`] follows the files.
+//!   [`manifest_watch`] follows the files; [`kube_source`] watches the Kubernetes API.
 //! - [`controller`]: the store's single writer; joins Services with their endpoints and
 //!   publishes each Service whole.
 //! - [`records`]: the Kubernetes DNS specification as pure functions (ordinal order lives
@@ -21,6 +21,8 @@
 //! - [`store`]: the name index shared by the controller and the query path.
 //! - [`wire`] reads queries; [`answer`] turns one query into one response; [`zones`] knows
 //!   the zones and their SOA; [`server`] runs the sockets, [`udp`] the batched UDP workers.
+//! - [`metrics`] counts (per thread on the query path) and [`http`] serves `/healthz`,
+//!   `/readyz`, `/metrics`.
 //! - [`config`] and [`cli`]: one configuration type and the flags that fill it; [`embed`]:
 //!   the embedding API ([`start`], [`Feed`], [`ServerHandle`]).
 //!
@@ -37,8 +39,11 @@ pub mod controller;
 pub mod convert;
 pub mod embed;
 pub mod error;
+pub mod http;
+pub mod kube_source;
 pub mod manifest_watch;
 pub mod manifests;
+pub mod metrics;
 pub mod model;
 pub mod name;
 pub mod records;
@@ -51,3 +56,4 @@ pub mod zones;
 pub use config::Config;
 pub use embed::{Feed, Manifest, ServerHandle, Source, start};
 pub use error::Error;
+pub use kube_source::{EndpointsApi, KubernetesSource};

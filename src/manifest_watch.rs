@@ -2,13 +2,15 @@
 //! and on a periodic check, the fallback for file systems that send no events (network
 //! mounts, some ConfigMap volume updates).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::controller::Change;
+use crate::controller::{Change, Timed};
 use crate::manifests::ManifestSet;
+use crate::metrics::Metrics;
 
 /// Events arriving this close together are one reload: an editor's save is several events.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -16,8 +18,9 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// Runs until shutdown, sending the full object set to the controller whenever it changes.
 pub async fn run(
     mut manifests: ManifestSet,
-    changes: mpsc::UnboundedSender<Change>,
+    changes: mpsc::UnboundedSender<Timed>,
     interval: Duration,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
@@ -27,15 +30,17 @@ pub async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the initial load is done already
     loop {
-        tokio::select! {
+        let received = tokio::select! {
             biased;
             _ = shutdown.changed() => return,
             Some(()) = events.recv() => {
+                let received = Instant::now();
                 tokio::time::sleep(SETTLE).await;
                 while events.try_recv().is_ok() {}
+                received
             }
-            _ = ticker.tick() => {}
-        }
+            _ = ticker.tick() => Instant::now(),
+        };
         // Parsing a large folder is blocking work: keep it off the query workers.
         let reloaded = tokio::task::spawn_blocking(move || {
             let result = manifests.reload();
@@ -49,15 +54,17 @@ pub async fn run(
         manifests = returned;
         match result {
             Ok(true) => {
+                metrics.synced("manifests");
                 tracing::info!(path = %manifests.root().display(), "manifests changed; publishing");
-                if changes
-                    .send(Change::ReplaceAll(manifests.objects()))
-                    .is_err()
-                {
+                let change = Timed {
+                    change: Change::ReplaceAll(manifests.objects()),
+                    received,
+                };
+                if changes.send(change).is_err() {
                     return;
                 }
             }
-            Ok(false) => {}
+            Ok(false) => metrics.synced("manifests"),
             Err(error) => {
                 tracing::warn!(%error, "manifests unreadable; serving the last good records");
             }

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::answer::{Responder, Transport};
+use crate::metrics::{Metrics, Proto, QueryStats};
 use crate::udp;
 
 /// Largest DNS message (the TCP length prefix is 16 bits).
@@ -67,6 +68,14 @@ pub struct TcpSettings {
     pub max_connections: usize,
 }
 
+/// Limits of every listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest UDP response.
+    pub max_udp_response: usize,
+    pub tcp: TcpSettings,
+}
+
 /// The UDP worker threads of a server, stopped by a flag they poll (every `udp::POLL`).
 #[derive(Debug, Default)]
 pub struct UdpWorkers {
@@ -99,26 +108,28 @@ impl Drop for UdpWorkers {
 pub fn spawn(
     listener: Listener,
     responder: Responder,
-    max_response: usize,
-    tcp: TcpSettings,
+    limits: Limits,
     shutdown: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
     udp: &mut UdpWorkers,
+    metrics: &Metrics,
 ) -> std::io::Result<()> {
     for socket in listener.udp {
         let (responder, stop) = (responder.clone(), udp.stop.clone());
+        let stats = metrics.query_stats(Proto::Udp);
         let thread = std::thread::Builder::new()
             .name(format!("dns-udp-{}", udp.threads.len()))
-            .spawn(move || udp::serve(socket, responder, max_response, stop))?;
+            .spawn(move || udp::serve(socket, responder, limits.max_udp_response, stop, stats))?;
         udp.threads.push(thread);
     }
-    let connections = Arc::new(Semaphore::new(tcp.max_connections));
+    let connections = Arc::new(Semaphore::new(limits.tcp.max_connections));
     tasks.spawn(serve_tcp(
         listener.tcp,
         responder,
-        tcp,
+        limits.tcp,
         connections,
         shutdown,
+        metrics.query_stats(Proto::Tcp),
     ));
     Ok(())
 }
@@ -129,6 +140,7 @@ async fn serve_tcp(
     settings: TcpSettings,
     connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
+    stats: Arc<QueryStats>,
 ) {
     let mut open = JoinSet::new();
     loop {
@@ -154,8 +166,9 @@ async fn serve_tcp(
         };
         let responder = responder.clone();
         let shutdown = shutdown.clone();
+        let stats = stats.clone();
         open.spawn(async move {
-            serve_connection(stream, responder, settings.idle_timeout, shutdown).await;
+            serve_connection(stream, responder, settings.idle_timeout, shutdown, &stats).await;
             drop(permit);
         });
     }
@@ -168,6 +181,7 @@ async fn serve_connection(
     responder: Responder,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
+    stats: &QueryStats,
 ) {
     let _ = stream.set_nodelay(true);
     let mut query = vec![0u8; MAX_MESSAGE];
@@ -190,11 +204,13 @@ async fn serve_connection(
         if !matches!(body, Ok(Ok(_))) {
             return;
         }
-        if responder
-            .respond(&query[..len], Transport::Tcp, &mut response)
-            .is_none()
-        {
-            continue;
+        let started = std::time::Instant::now();
+        match responder.respond(&query[..len], Transport::Tcp, &mut response) {
+            Some(outcome) => stats.answered(outcome.qtype, outcome.rcode),
+            None => {
+                stats.dropped();
+                continue;
+            }
         }
         // One write per response (length prefix and message together), buffers reused.
         let out_len = u16::try_from(response.len()).unwrap_or(u16::MAX);
@@ -202,7 +218,7 @@ async fn serve_connection(
         framed.extend_from_slice(&out_len.to_be_bytes());
         framed.extend_from_slice(&response);
         match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => stats.timed(started.elapsed(), 1),
             _ => return,
         }
     }

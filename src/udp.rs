@@ -10,11 +10,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::answer::{Responder, Transport};
+use crate::metrics::QueryStats;
 
 /// How often an idle worker checks whether it should stop.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -43,11 +44,12 @@ pub fn serve(
     responder: Responder,
     max_response: usize,
     stop: Arc<AtomicBool>,
+    stats: Arc<QueryStats>,
 ) {
     #[cfg(target_os = "linux")]
-    batched::serve(socket, responder, max_response, stop);
+    batched::serve(socket, responder, max_response, stop, &stats);
     #[cfg(not(target_os = "linux"))]
-    portable::serve(socket, responder, max_response, stop);
+    portable::serve(socket, responder, max_response, stop, &stats);
 }
 
 fn is_timeout(error: &std::io::Error) -> bool {
@@ -69,6 +71,7 @@ mod portable {
         responder: Responder,
         max_response: usize,
         stop: Arc<AtomicBool>,
+        stats: &QueryStats,
     ) {
         let mut query = vec![0u8; 65535];
         let mut response = Vec::with_capacity(max_response);
@@ -81,11 +84,14 @@ mod portable {
                     continue;
                 }
             };
-            if responder
-                .respond(&query[..len], Transport::Udp, &mut response)
-                .is_some()
-            {
-                let _ = socket.send_to(&response, peer);
+            let started = Instant::now();
+            match responder.respond(&query[..len], Transport::Udp, &mut response) {
+                Some(outcome) => {
+                    let _ = socket.send_to(&response, peer);
+                    stats.answered(outcome.qtype, outcome.rcode);
+                    stats.timed(started.elapsed(), 1);
+                }
+                None => stats.dropped(),
             }
         }
     }
@@ -165,10 +171,11 @@ mod batched {
         responder: Responder,
         max_response: usize,
         stop: Arc<AtomicBool>,
+        stats: &QueryStats,
     ) {
         let mut batch = Batch::new(max_response);
         while !stop.load(Ordering::Relaxed) {
-            match receive_and_answer(&socket, &mut batch, &responder) {
+            match receive_and_answer(&socket, &mut batch, &responder, stats) {
                 Ok(()) => {}
                 Err(e) if is_timeout(&e) => {}
                 Err(error) => {
@@ -184,6 +191,7 @@ mod batched {
         socket: &std::net::UdpSocket,
         batch: &mut Batch,
         responder: &Responder,
+        stats: &QueryStats,
     ) -> io::Result<()> {
         let fd = socket.as_raw_fd();
         batch.arm_receive();
@@ -203,6 +211,7 @@ mod batched {
         if received < 0 {
             return Err(io::Error::last_os_error());
         }
+        let started = Instant::now();
         let received = received as usize;
         let mut outgoing = 0;
         for i in 0..received.min(BATCH) {
@@ -213,11 +222,12 @@ mod batched {
             let len = (msg.msg_len as usize).min(MAX_QUERY);
             let peer_len = msg.msg_hdr.msg_namelen;
             let response = &mut batch.responses[outgoing];
-            if responder
-                .respond(&batch.queries[i][..len], Transport::Udp, response)
-                .is_none()
-            {
-                continue;
+            match responder.respond(&batch.queries[i][..len], Transport::Udp, response) {
+                Some(outcome) => stats.answered(outcome.qtype, outcome.rcode),
+                None => {
+                    stats.dropped();
+                    continue;
+                }
             }
             batch.send_iov[outgoing] = libc::iovec {
                 iov_base: response.as_mut_ptr().cast(),
@@ -260,6 +270,7 @@ mod batched {
             }
             sent += n as usize;
         }
+        stats.timed(started.elapsed(), outgoing as u64);
         Ok(())
     }
 }

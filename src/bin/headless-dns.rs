@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use headless_dns::cli::Args;
-use headless_dns::{Source, start};
+use headless_dns::cli::{Args, SourceArgs};
+use headless_dns::{KubernetesSource, Source, kube_source, start};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -32,21 +32,57 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = start(config, Source::Manifests(args.manifests.clone())).await?;
-        wait_for_signal().await?;
+        let source = match args.source() {
+            SourceArgs::Manifests(path) => Source::Manifests(path),
+            SourceArgs::Kubernetes {
+                kubeconfig,
+                context,
+                namespaces,
+                label_selector,
+                endpoints_api,
+            } => {
+                let client = kube_source::client(kubeconfig.as_deref(), context.as_deref()).await?;
+                let mut source = KubernetesSource::new(client)
+                    .namespaces(namespaces)
+                    .endpoints_api(endpoints_api);
+                if let Some(selector) = label_selector {
+                    source = source.label_selector(selector);
+                }
+                Source::Kubernetes(source)
+            }
+        };
+        let server = start(config, source).await?;
+        let mut signals = Signals::new()?;
+        signals.next().await;
         tracing::info!("shutting down");
-        server.shutdown().await;
+        // A second signal during the grace period stops at once.
+        tokio::select! {
+            _ = server.shutdown_after(args.shutdown_grace) => {}
+            _ = signals.next() => tracing::info!("second signal: stopping now"),
+        }
         Ok(())
     })
 }
 
-/// SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        result = tokio::signal::ctrl_c() => result.context("cannot watch SIGINT")?,
+/// SIGTERM (Kubernetes stopping the pod) and SIGINT (Ctrl-C).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

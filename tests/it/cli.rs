@@ -44,13 +44,37 @@ fn bad_flags_exit_with_what_to_change() {
             &["--manifests", demo, "--tcp-idle-timeout", "forever"],
             "--tcp-idle-timeout",
         ),
-        (&[], "--manifests"),
+        (&["--manifests", demo, "--namespace", "demo"], "--namespace"),
+        (&["--namespace", "Not_A_Namespace"], "--namespace"),
+        (&["--http", "8080"], "--http"),
     ];
     for (args, needle) in cases {
         let (code, stderr) = run_to_exit(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn without_manifests_or_a_cluster_it_says_what_to_give() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_headless-dns"))
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .expect("binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for needle in ["--kubeconfig", "KUBECONFIG", "--manifests"] {
+        assert!(stderr.contains(needle), "{needle} missing: {stderr}");
+    }
+
+    let (code, stderr) = run_to_exit(&["--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--kubeconfig /nonexistent/kubeconfig"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -4,10 +4,14 @@
 
 mod support;
 
+mod api_double;
+mod api_double_selftest;
 mod cli;
 mod clients;
+mod deploy;
 mod embed;
 mod hostile;
+mod kubernetes;
 mod protocol;
 mod records;
 mod reload;

@@ -197,18 +197,25 @@ where
 pub struct Binary {
     child: tokio::process::Child,
     pub addr: SocketAddr,
+    /// Where /healthz, /readyz and /metrics are served (unless the test said `--http off`).
+    pub http: Option<SocketAddr>,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Binary {
-    /// Starts `headless-dns` with `args` (plus `--listen 127.0.0.1:0`) and waits until it
-    /// says where it serves.
+    /// Starts `headless-dns` with `args` (plus `--listen 127.0.0.1:0`, and `--http
+    /// 127.0.0.1:0` unless `args` has `--http`) and waits until it says where it serves.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_headless-dns"));
         command
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--log", "info"])
+            .args(if args.iter().any(|a| a.starts_with("--http")) {
+                &[][..]
+            } else {
+                &["--http", "127.0.0.1:0"][..]
+            })
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -245,21 +252,43 @@ impl Binary {
             let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
             panic!("the binary did not start serving: {log}");
         };
-        Self { child, addr, log }
+        // The HTTP line is logged before the DNS one.
+        let http = log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lines()
+            .find(|l| l.contains("serving /healthz"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        Self {
+            child,
+            addr,
+            http,
+            log,
+        }
     }
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     /// SIGTERM, then the exit code (within 5 s) and the log.
-    pub async fn terminate(mut self) -> (Option<i32>, String) {
-        let pid = self.child.id().expect("running").to_string();
+    pub async fn terminate(self) -> (Option<i32>, String) {
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
+        self.wait_exit().await
+    }
+
+    /// The exit code (within 5 s) and the log, once the binary exits on its own.
+    pub async fn wait_exit(mut self) -> (Option<i32>, String) {
         let exit = tokio::time::timeout(Duration::from_secs(5), self.child.wait())
             .await
             .expect("exits within 5 s of SIGTERM")
@@ -300,4 +329,33 @@ pub fn eventually_blocking(limit: Duration, mut check: impl FnMut() -> bool) -> 
         std::thread::sleep(Duration::from_millis(20));
     }
     check()
+}
+
+/// `GET path` over HTTP/1.1 on loopback: the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("HTTP connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("HTTP write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("HTTP read");
+        raw
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .expect("HTTP response in time");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

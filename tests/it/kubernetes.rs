@@ -1,0 +1,797 @@
+//! The Kubernetes source end to end: the real kube client and watchers against the API
+//! double on loopback, answers asked over real sockets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use headless_dns::{Config, EndpointsApi, KubernetesSource, Source};
+use hickory_net::proto::op::ResponseCode;
+use hickory_net::proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use crate::api_double::ApiDouble;
+use crate::support::{
+    Binary, TestServer, data, eventually, http_get, loopback_config, query, udp_message,
+};
+
+/// Long enough for a watch event, a reconnect after a short outage, or a relist.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn service(ns: &str, name: &str, publish_not_ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"app": name},
+            "publishNotReadyAddresses": publish_not_ready,
+            "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]
+        }
+    })
+}
+
+fn stateful_set(ns: &str, name: &str, service: &str, replicas: u32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "serviceName": service,
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": service}},
+            "template": {"metadata": {"labels": {"app": service}}, "spec": {"containers": []}}
+        }
+    })
+}
+
+/// One pod's endpoint.
+#[derive(Clone, Copy)]
+struct Ep<'a> {
+    hostname: &'a str,
+    ip: &'a str,
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+}
+
+fn ready<'a>(hostname: &'a str, ip: &'a str) -> Ep<'a> {
+    Ep {
+        hostname,
+        ip,
+        ready: true,
+        serving: true,
+        terminating: false,
+    }
+}
+
+fn slice(ns: &str, name: &str, service: &str, endpoints: &[Ep<'_>]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|e| {
+            json!({
+                "addresses": [e.ip],
+                "hostname": e.hostname,
+                "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating},
+                "targetRef": {"kind": "Pod", "name": e.hostname, "namespace": ns}
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {
+            "name": name, "namespace": ns,
+            "labels": {"kubernetes.io/service-name": service}
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]
+    })
+}
+
+/// nginx headless Service, StatefulSet web of 3, one EndpointSlice.
+fn demo_cluster(double: &ApiDouble) {
+    double.apply(service("demo", "nginx", false));
+    double.apply(stateful_set("demo", "web", "nginx", 3));
+    double.apply(slice(
+        "demo",
+        "nginx-abc",
+        "nginx",
+        &[
+            ready("web-0", "10.244.1.10"),
+            ready("web-1", "10.244.2.11"),
+            ready("web-2", "10.244.3.12"),
+        ],
+    ));
+}
+
+fn kube_config() -> Config {
+    Config {
+        http: Some("127.0.0.1:0".parse().expect("literal address")),
+        ..loopback_config()
+    }
+}
+
+async fn start_with(config: Config, source: KubernetesSource) -> TestServer {
+    TestServer::start(config, Source::Kubernetes(source)).await
+}
+
+async fn start(double: &ApiDouble) -> TestServer {
+    let server = start_with(kube_config(), KubernetesSource::new(double.client())).await;
+    assert!(
+        eventually(WAIT, || async { server.handle.is_ready() }).await,
+        "the server syncs with the API double"
+    );
+    server
+}
+
+/// The response code and answer data of an A (or other) query over UDP.
+async fn lookup(server: &TestServer, name: &str, rtype: RecordType) -> (ResponseCode, Vec<String>) {
+    let response = udp_message(server.addr, &query(name, rtype, Some(1232))).await;
+    (response.metadata.response_code, data(&response))
+}
+
+async fn a(server: &TestServer, name: &str) -> (ResponseCode, Vec<String>) {
+    lookup(server, name, RecordType::A).await
+}
+
+fn ok(ips: &[&str]) -> (ResponseCode, Vec<String>) {
+    (
+        ResponseCode::NoError,
+        ips.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+fn nodata() -> (ResponseCode, Vec<String>) {
+    (ResponseCode::NoError, vec![])
+}
+
+fn nxdomain() -> (ResponseCode, Vec<String>) {
+    (ResponseCode::NXDomain, vec![])
+}
+
+/// Waits until `name` answers `expected`; fails with the last answer seen.
+async fn until(server: &TestServer, name: &str, expected: (ResponseCode, Vec<String>)) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = a(server, name).await;
+        if seen == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: expected {expected:?}, last answer {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Queries `name` in the background until stopped; returns every response code seen.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<ResponseCode>>,
+}
+
+impl Watcher {
+    fn start(server: &TestServer, name: &'static str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = server.addr;
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            // Bounded: at most ~60 s of queries at one per 5 ms.
+            for _ in 0..12_000 {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let response = udp_message(addr, &query(name, RecordType::A, Some(1232))).await;
+                seen.push(response.metadata.response_code);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            seen
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> Vec<ResponseCode> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("watcher task")
+    }
+}
+
+const WEB0: &str = "web-0.nginx.demo.svc.cluster.local.";
+const NGINX: &str = "nginx.demo.svc.cluster.local.";
+
+#[tokio::test]
+async fn serves_every_kind_from_the_api_and_follows_scaling() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    let server = start(&double).await;
+    assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]));
+    assert_eq!(
+        a(&server, NGINX).await,
+        ok(&["10.244.1.10", "10.244.2.11", "10.244.3.12"])
+    );
+    let srv = lookup(
+        &server,
+        "_web._tcp.nginx.demo.svc.cluster.local.",
+        RecordType::SRV,
+    )
+    .await;
+    assert_eq!(srv.1.len(), 3, "{srv:?}");
+    assert!(
+        srv.1[0].ends_with("web-0.nginx.demo.svc.cluster.local."),
+        "{srv:?}"
+    );
+
+    // Scale 3 -> 5: the new ordinals exist (NODATA) before their pods have addresses...
+    double.apply(stateful_set("demo", "web", "nginx", 5));
+    until(&server, "web-4.nginx.demo.svc.cluster.local.", nodata()).await;
+    assert_eq!(
+        a(&server, "web-3.nginx.demo.svc.cluster.local.").await,
+        nodata()
+    );
+    assert_eq!(
+        a(&server, "web-5.nginx.demo.svc.cluster.local.").await,
+        nxdomain()
+    );
+    // ...and resolve, in ordinal order, once they do.
+    double.apply(slice(
+        "demo",
+        "nginx-abc",
+        "nginx",
+        &[
+            ready("web-4", "10.244.1.14"),
+            ready("web-0", "10.244.1.10"),
+            ready("web-3", "10.244.3.13"),
+            ready("web-1", "10.244.2.11"),
+            ready("web-2", "10.244.3.12"),
+        ],
+    ));
+    until(
+        &server,
+        NGINX,
+        ok(&[
+            "10.244.1.10",
+            "10.244.2.11",
+            "10.244.3.12",
+            "10.244.3.13",
+            "10.244.1.14",
+        ]),
+    )
+    .await;
+    assert_eq!(
+        a(&server, "web-4.nginx.demo.svc.cluster.local.").await,
+        ok(&["10.244.1.14"])
+    );
+
+    // Scale 5 -> 2: names above the ordinals are gone.
+    double.apply(stateful_set("demo", "web", "nginx", 2));
+    double.apply(slice(
+        "demo",
+        "nginx-abc",
+        "nginx",
+        &[ready("web-0", "10.244.1.10"), ready("web-1", "10.244.2.11")],
+    ));
+    until(&server, "web-2.nginx.demo.svc.cluster.local.", nxdomain()).await;
+    until(&server, NGINX, ok(&["10.244.1.10", "10.244.2.11"])).await;
+    assert_eq!(
+        a(&server, "web-4.nginx.demo.svc.cluster.local.").await,
+        nxdomain()
+    );
+
+    // A deleted Service takes its names along.
+    double.delete("v1", "Service", "demo", "nginx");
+    until(&server, WEB0, nxdomain()).await;
+}
+
+#[tokio::test]
+async fn a_replaced_pod_is_nodata_in_between_never_nxdomain() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    let server = start(&double).await;
+    let watcher = Watcher::start(&server, WEB0);
+    let others = [ready("web-1", "10.244.2.11"), ready("web-2", "10.244.3.12")];
+    let with = |web0: Option<Ep<'static>>| {
+        let mut eps: Vec<Ep<'_>> = web0.into_iter().collect();
+        eps.extend_from_slice(&others);
+        slice("demo", "nginx-abc", "nginx", &eps)
+    };
+
+    // Terminating: not ready, still serving.
+    double.apply(with(Some(Ep {
+        hostname: "web-0",
+        ip: "10.244.1.10",
+        ready: false,
+        serving: true,
+        terminating: true,
+    })));
+    until(&server, WEB0, nodata()).await;
+    // Gone from the slice: the pod is deleted.
+    double.apply(with(None));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(a(&server, WEB0).await, nodata());
+    // Recreated on another node: an address, not ready yet.
+    double.apply(with(Some(Ep {
+        hostname: "web-0",
+        ip: "10.244.7.70",
+        ready: false,
+        serving: false,
+        terminating: false,
+    })));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(a(&server, WEB0).await, nodata());
+    // Ready: the new address.
+    double.apply(with(Some(ready("web-0", "10.244.7.70"))));
+    until(&server, WEB0, ok(&["10.244.7.70"])).await;
+    assert_eq!(
+        a(&server, NGINX).await,
+        ok(&["10.244.7.70", "10.244.2.11", "10.244.3.12"])
+    );
+
+    let seen = watcher.finish().await;
+    assert!(
+        seen.len() > 20,
+        "the watcher asked often enough: {}",
+        seen.len()
+    );
+    assert!(
+        !seen.contains(&ResponseCode::NXDomain) && !seen.contains(&ResponseCode::ServFail),
+        "web-0 flapped: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn slices_of_one_service_are_merged_and_deduplicated() {
+    let double = ApiDouble::start().await;
+    double.apply(service("demo", "nginx", false));
+    double.apply(stateful_set("demo", "web", "nginx", 3));
+    double.apply(slice(
+        "demo",
+        "nginx-c",
+        "nginx",
+        &[ready("web-1", "10.244.2.11")],
+    ));
+    // web-2 listed in two slices, as during a slice rebalance.
+    double.apply(slice(
+        "demo",
+        "nginx-a",
+        "nginx",
+        &[ready("web-2", "10.244.3.12")],
+    ));
+    double.apply(slice(
+        "demo",
+        "nginx-b",
+        "nginx",
+        &[ready("web-0", "10.244.1.10"), ready("web-2", "10.244.3.12")],
+    ));
+    let server = start(&double).await;
+    assert_eq!(
+        a(&server, NGINX).await,
+        ok(&["10.244.1.10", "10.244.2.11", "10.244.3.12"])
+    );
+    double.delete("discovery.k8s.io/v1", "EndpointSlice", "demo", "nginx-c");
+    until(&server, NGINX, ok(&["10.244.1.10", "10.244.3.12"])).await;
+    assert_eq!(
+        a(&server, "web-1.nginx.demo.svc.cluster.local.").await,
+        nodata(),
+        "its ordinal still exists"
+    );
+    double.delete("discovery.k8s.io/v1", "EndpointSlice", "demo", "nginx-a");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        a(&server, "web-2.nginx.demo.svc.cluster.local.").await,
+        ok(&["10.244.3.12"]),
+        "still listed by nginx-b"
+    );
+}
+
+#[tokio::test]
+async fn not_ready_and_terminating_endpoints_follow_publish_not_ready_addresses() {
+    let double = ApiDouble::start().await;
+    double.apply(service("data", "zk", false));
+    double.apply(stateful_set("data", "zk", "zk", 3));
+    double.apply(slice(
+        "data",
+        "zk-1",
+        "zk",
+        &[
+            ready("zk-0", "10.244.4.10"),
+            Ep {
+                hostname: "zk-1",
+                ip: "10.244.4.11",
+                ready: false,
+                serving: false,
+                terminating: false,
+            },
+            Ep {
+                hostname: "zk-2",
+                ip: "10.244.4.12",
+                ready: false,
+                serving: true,
+                terminating: true,
+            },
+        ],
+    ));
+    let server = start(&double).await;
+    let zk = "zk.data.svc.cluster.local.";
+    assert_eq!(a(&server, zk).await, ok(&["10.244.4.10"]));
+    assert_eq!(
+        a(&server, "zk-1.zk.data.svc.cluster.local.").await,
+        nodata()
+    );
+
+    double.apply(service("data", "zk", true));
+    until(
+        &server,
+        zk,
+        ok(&["10.244.4.10", "10.244.4.11", "10.244.4.12"]),
+    )
+    .await;
+    assert_eq!(
+        a(&server, "zk-1.zk.data.svc.cluster.local.").await,
+        ok(&["10.244.4.11"])
+    );
+
+    // The pod becomes ready with publishNotReadyAddresses off again.
+    double.apply(service("data", "zk", false));
+    double.apply(slice(
+        "data",
+        "zk-1",
+        "zk",
+        &[ready("zk-0", "10.244.4.10"), ready("zk-1", "10.244.4.11")],
+    ));
+    until(&server, zk, ok(&["10.244.4.10", "10.244.4.11"])).await;
+}
+
+#[tokio::test]
+async fn unready_pod_names_resolve_with_the_flag_and_the_service_stays_ready_only() {
+    let double = ApiDouble::start().await;
+    double.apply(service("data", "zk", false));
+    double.apply(stateful_set("data", "zk", "zk", 3));
+    double.apply(slice(
+        "data",
+        "zk-1",
+        "zk",
+        &[
+            ready("zk-0", "10.244.4.10"),
+            Ep {
+                hostname: "zk-1",
+                ip: "10.244.4.11",
+                ready: false,
+                serving: false,
+                terminating: false,
+            },
+            Ep {
+                hostname: "zk-2",
+                ip: "10.244.4.12",
+                ready: false,
+                serving: true,
+                terminating: true,
+            },
+        ],
+    ));
+    let config = Config {
+        publish_unready_pod_names: true,
+        ..kube_config()
+    };
+    let server = start_with(config, KubernetesSource::new(double.client())).await;
+    assert!(eventually(WAIT, || async { server.handle.is_ready() }).await);
+    assert_eq!(
+        a(&server, "zk.data.svc.cluster.local.").await,
+        ok(&["10.244.4.10"])
+    );
+    assert_eq!(
+        a(&server, "zk-1.zk.data.svc.cluster.local.").await,
+        ok(&["10.244.4.11"])
+    );
+    assert_eq!(
+        a(&server, "zk-2.zk.data.svc.cluster.local.").await,
+        nodata(),
+        "terminating pods are not named"
+    );
+}
+
+#[tokio::test]
+async fn answers_keep_serving_through_an_api_outage_and_catch_up_after() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    let server = start(&double).await;
+    let watcher = Watcher::start(&server, WEB0);
+    double.set_outage(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]));
+    let http = server.handle.http_addr().expect("http is on");
+    assert_eq!(http_get(http, "/readyz").await.0, 200, "still ready");
+    double.set_outage(false);
+    double.apply(slice(
+        "demo",
+        "nginx-abc",
+        "nginx",
+        &[
+            ready("web-0", "10.244.1.10"),
+            ready("web-1", "10.244.2.11"),
+            ready("web-2", "10.244.9.12"),
+        ],
+    ));
+    until(
+        &server,
+        "web-2.nginx.demo.svc.cluster.local.",
+        ok(&["10.244.9.12"]),
+    )
+    .await;
+    let seen = watcher.finish().await;
+    assert!(
+        seen.iter().all(|r| *r == ResponseCode::NoError),
+        "web-0 answered throughout: {seen:?}"
+    );
+    let metrics = server.handle.metrics_text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("headless_dns_watch_restarts_total") && !l.ends_with(" 0")),
+        "restarts counted:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_relist_after_410_swaps_in_whole_and_drops_what_was_deleted_unseen() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    double.apply(service("demo", "gone", false));
+    double.apply(slice(
+        "demo",
+        "gone-1",
+        "gone",
+        &[ready("gone-0", "10.244.5.1")],
+    ));
+    let server = start(&double).await;
+    assert_eq!(
+        a(&server, "gone.demo.svc.cluster.local.").await,
+        ok(&["10.244.5.1"])
+    );
+    let watcher = Watcher::start(&server, WEB0);
+    // Deleted while no watch is connected, then the history is compacted: the watchers
+    // resume from an expired resourceVersion, get 410 and relist.
+    double.set_outage(true);
+    double.delete("v1", "Service", "demo", "gone");
+    double.expire_history();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    double.set_outage(false);
+    until(&server, "gone.demo.svc.cluster.local.", nxdomain()).await;
+    // A relist storm: expired three more times in a row.
+    for _ in 0..3 {
+        double.expire_history();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    double.apply(stateful_set("demo", "web", "nginx", 4));
+    until(&server, "web-3.nginx.demo.svc.cluster.local.", nodata()).await;
+    let seen = watcher.finish().await;
+    assert!(
+        seen.iter().all(|r| *r == ResponseCode::NoError),
+        "web-0 answered throughout the relists: {seen:?}"
+    );
+    assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]));
+    let metrics = server.handle.metrics_text();
+    let relists = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("headless_dns_watch_events_total")
+                && l.contains("kind=\"Service\"")
+                && l.contains("type=\"init_done\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        relists.is_some_and(|n| n >= 2),
+        "relists counted:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn namespace_and_label_filters_are_applied_by_the_api_server() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    let mut hidden = service("demo", "hidden", false);
+    hidden["metadata"]["labels"] = json!({"dns": "off"});
+    double.apply(hidden);
+    double.apply(slice(
+        "demo",
+        "hidden-1",
+        "hidden",
+        &[ready("h-0", "10.244.6.1")],
+    ));
+    let mut nginx = service("demo", "nginx", false);
+    nginx["metadata"]["labels"] = json!({"dns": "on"});
+    double.apply(nginx);
+    double.apply(service("other", "elsewhere", false));
+    double.apply(slice(
+        "other",
+        "elsewhere-1",
+        "elsewhere",
+        &[ready("e-0", "10.244.6.2")],
+    ));
+
+    let source = KubernetesSource::new(double.client())
+        .namespaces(["demo"])
+        .label_selector("dns=on");
+    let server = start_with(kube_config(), source).await;
+    assert!(eventually(WAIT, || async { server.handle.is_ready() }).await);
+    assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]));
+    assert_eq!(
+        a(&server, "hidden.demo.svc.cluster.local.").await,
+        nxdomain()
+    );
+    assert_eq!(
+        a(&server, "elsewhere.other.svc.cluster.local.").await,
+        nxdomain()
+    );
+    let requests = double.requests();
+    assert!(
+        requests.iter().all(|r| r.contains("/namespaces/demo/")),
+        "every request is namespaced: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.contains("/services"))
+            .all(|r| r.contains("labelSelector=dns")),
+        "Services are filtered by the API server: {requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn legacy_endpoints_serve_old_clusters() {
+    let double = ApiDouble::start().await;
+    double.apply(service("demo", "nginx", false));
+    double.apply(stateful_set("demo", "web", "nginx", 2));
+    double.apply(json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "nginx", "namespace": "demo"},
+        "subsets": [{
+            "addresses": [
+                {"ip": "10.244.2.11", "hostname": "web-1"},
+                {"ip": "10.244.1.10", "hostname": "web-0"}
+            ],
+            "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]
+        }]
+    }));
+    let source = KubernetesSource::new(double.client()).endpoints_api(EndpointsApi::Endpoints);
+    let server = start_with(kube_config(), source).await;
+    assert!(eventually(WAIT, || async { server.handle.is_ready() }).await);
+    assert_eq!(a(&server, NGINX).await, ok(&["10.244.1.10", "10.244.2.11"]));
+    assert!(
+        double.requests().iter().any(|r| r.contains("/endpoints"))
+            && !double
+                .requests()
+                .iter()
+                .any(|r| r.contains("endpointslices")),
+        "{:?}",
+        double.requests()
+    );
+}
+
+#[tokio::test]
+async fn servfail_and_not_ready_until_every_kind_is_listed() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    double.set_delay(Duration::from_millis(1500));
+    let server = start_with(kube_config(), KubernetesSource::new(double.client())).await;
+    let http = server.handle.http_addr().expect("http is on");
+    assert_eq!(
+        a(&server, WEB0).await.0,
+        ResponseCode::ServFail,
+        "no false NXDOMAIN before the first list"
+    );
+    assert_eq!(http_get(http, "/readyz").await.0, 503);
+    assert_eq!(http_get(http, "/healthz").await.0, 200);
+    assert!(eventually(WAIT, || async { server.handle.is_ready() }).await);
+    assert_eq!(http_get(http, "/readyz").await.0, 200);
+    double.set_delay(Duration::ZERO);
+    assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]));
+}
+
+#[tokio::test]
+async fn the_binary_watches_a_kubeconfig_cluster_serves_metrics_and_drains_on_sigterm() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = double.write_kubeconfig(dir.path());
+    let binary = Binary::start(
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8 path"),
+            "--namespace",
+            "demo",
+            "--shutdown-grace",
+            "1500ms",
+        ],
+        &[],
+    )
+    .await;
+    let http = binary.http.expect("the binary serves HTTP");
+    assert!(
+        eventually(WAIT, || async { http_get(http, "/readyz").await.0 == 200 }).await,
+        "ready after the first sync: {}",
+        binary.log()
+    );
+    let response = udp_message(binary.addr, &query(WEB0, RecordType::A, None)).await;
+    assert_eq!(data(&response), ["10.244.1.10"]);
+    double.apply(stateful_set("demo", "web", "nginx", 4));
+    let web3 = "web-3.nginx.demo.svc.cluster.local.";
+    assert!(
+        eventually(WAIT, || async {
+            let r = udp_message(binary.addr, &query(web3, RecordType::A, None)).await;
+            r.metadata.response_code == ResponseCode::NoError
+        })
+        .await
+    );
+
+    let (status, metrics) = http_get(http, "/metrics").await;
+    assert_eq!(status, 200);
+    for needle in [
+        "headless_dns_dns_requests_total{proto=\"udp\",type=\"A\"}",
+        "headless_dns_dns_responses_total{proto=\"udp\",rcode=\"NOERROR\"}",
+        "headless_dns_dns_request_duration_seconds_count{proto=\"udp\"}",
+        "headless_dns_programming_latency_seconds_count",
+        "headless_dns_services 1",
+        "headless_dns_endpoints 3",
+        "headless_dns_watch_events_total{kind=\"StatefulSet\",type=\"apply\"} 1",
+        "headless_dns_last_sync_age_seconds{kind=\"Service\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+    let answered = metrics
+        .lines()
+        .find(|l| l.starts_with("headless_dns_dns_requests_total{proto=\"udp\",type=\"A\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(answered.is_some_and(|n| n >= 2), "{metrics}");
+
+    // SIGTERM: /readyz fails at once while queries are still answered, then a clean exit.
+    let pid = binary.pid();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            http_get(http, "/readyz").await.0 == 503
+        })
+        .await,
+        "lameduck: /readyz fails first"
+    );
+    let response = udp_message(binary.addr, &query(WEB0, RecordType::A, None)).await;
+    assert_eq!(
+        data(&response),
+        ["10.244.1.10"],
+        "still answering while draining"
+    );
+    let (code, log) = binary.wait_exit().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[tokio::test]
+async fn a_context_without_a_reachable_api_stays_not_ready() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = double.write_kubeconfig(dir.path());
+    let binary = Binary::start(
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8 path"),
+            "--context",
+            "other",
+        ],
+        &[],
+    )
+    .await;
+    let http = binary.http.expect("the binary serves HTTP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(http_get(http, "/readyz").await.0, 503);
+    let response = udp_message(binary.addr, &query(WEB0, RecordType::A, None)).await;
+    assert_eq!(response.metadata.response_code, ResponseCode::ServFail);
+    let log = binary.stop().await;
+    assert!(log.contains("watch failed"), "{log}");
+}
