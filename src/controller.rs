@@ -7,7 +7,7 @@
 //! objects come from: the manifests folder, an embedding operator and the API watch all send
 //! the same [`Change`]s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -213,28 +213,41 @@ impl Controller {
         let in_scope = |k: Kind, key: &ObjectKey| {
             kind.is_none_or(|kind| kind == k) && namespace.is_none_or(|ns| key.namespace == ns)
         };
-        let mut seen: BTreeSet<(Kind, ObjectKey)> = BTreeSet::new();
+        let mut seen: HashMap<Kind, HashSet<ObjectKey>> = HashMap::new();
         for object in objects {
             if !in_scope(object.kind(), object.key()) {
                 continue;
             }
-            seen.insert((object.kind(), object.key().clone()));
+            seen.entry(object.kind())
+                .or_default()
+                .insert(object.key().clone());
             self.upsert(object, dirty);
         }
-        let existing: Vec<(Kind, ObjectKey)> = self
-            .services
-            .keys()
-            .map(|k| (Kind::Service, k))
-            .chain(self.slices.keys().map(|k| (Kind::EndpointSlice, k)))
-            .chain(self.legacy_endpoints.keys().map(|k| (Kind::Endpoints, k)))
-            .chain(self.stateful_sets.keys().map(|k| (Kind::StatefulSet, k)))
-            .filter(|(k, key)| in_scope(*k, key))
-            .map(|(k, key)| (k, key.clone()))
-            .collect();
-        for (kind, key) in existing {
-            if !seen.contains(&(kind, key.clone())) {
-                self.delete(kind, &key, dirty);
+        let mut gone: Vec<(Kind, ObjectKey)> = Vec::new();
+        for k in [
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::Endpoints,
+            Kind::StatefulSet,
+        ] {
+            if kind.is_some_and(|kind| kind != k) {
+                continue; // a relist of one kind walks that kind's objects only
             }
+            let keys: Box<dyn Iterator<Item = &ObjectKey>> = match k {
+                Kind::Service => Box::new(self.services.keys()),
+                Kind::EndpointSlice => Box::new(self.slices.keys()),
+                Kind::Endpoints => Box::new(self.legacy_endpoints.keys()),
+                Kind::StatefulSet => Box::new(self.stateful_sets.keys()),
+            };
+            let listed = seen.get(&k);
+            gone.extend(
+                keys.filter(|key| in_scope(k, key))
+                    .filter(|key| !listed.is_some_and(|l| l.contains(*key)))
+                    .map(|key| (k, key.clone())),
+            );
+        }
+        for (kind, key) in gone {
+            self.delete(kind, &key, dirty);
         }
     }
 
@@ -604,16 +617,23 @@ impl Controller {
         let started = Instant::now();
         let size = batch.len();
         let oldest = batch.iter().map(|t| t.received).min().unwrap_or(started);
-        let received: Vec<Instant> = batch.iter().map(|t| t.received).collect();
+        // Object changes only: `Synced` publishes nothing and would skew the histogram.
+        let received: Vec<Instant> = batch
+            .iter()
+            .filter(|t| !matches!(t.change, Change::Synced))
+            .map(|t| t.received)
+            .collect();
         let stats = self.apply(batch.drain(..).map(|t| t.change));
         let live = Instant::now();
-        for at in received {
+        for at in &received {
             self.metrics
                 .programming_latency
-                .observe(live.saturating_duration_since(at).as_secs_f64());
+                .observe(live.saturating_duration_since(*at).as_secs_f64());
         }
         self.metrics.controller_batches.inc();
-        self.metrics.controller_changes.inc_by(size as u64);
+        self.metrics
+            .controller_changes
+            .inc_by(received.len() as u64);
         tracing::debug!(
             changes = size,
             services = stats.services,

@@ -65,7 +65,10 @@ impl KubernetesSource {
     /// Watches only these namespaces (each with its own watch, as CoreDNS does); none
     /// means all.
     pub fn namespaces(mut self, namespaces: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.namespaces = namespaces.into_iter().map(Into::into).collect();
+        let mut namespaces: Vec<String> = namespaces.into_iter().map(Into::into).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        self.namespaces = namespaces;
         self
     }
 
@@ -75,6 +78,7 @@ impl KubernetesSource {
         self
     }
 
+    /// EndpointSlices (the default) or, for clusters older than 1.21, legacy Endpoints.
     pub fn endpoints_api(mut self, api: EndpointsApi) -> Self {
         self.endpoints_api = api;
         self
@@ -165,8 +169,11 @@ fn watches(source: &KubernetesSource) -> Vec<(Scope, BoxStream<'static, Item>)> 
     } else {
         source.namespaces.iter().map(|n| Some(n.as_str())).collect()
     };
-    // Lists from the API server's cache (resourceVersion=0), as client-go informers do:
-    // cheap for the API server, and the watch that follows catches up.
+    // Lists from the API server's watch cache (resourceVersion=0), as client-go informers
+    // do on their first list: cheap for the API server, and the watch that follows catches
+    // up. The trade-offs: such a list is not paged (it must fit in memory at once; see
+    // bench/relist_memory.rs) and may be slightly stale after a reconnect to a lagging
+    // API server, which the watch then corrects.
     let base = watcher::Config::default().any_semantic();
     let services = match &source.label_selector {
         Some(selector) => base.clone().labels(selector),
@@ -271,23 +278,43 @@ pub async fn run(
             Event::InitDone => {
                 count(&metrics, kind, "init_done");
                 metrics.synced(kind);
-                let objects = state.relist.take().unwrap_or_default();
-                if !state.synced {
-                    tracing::info!(watch = %scope.label(), objects = objects.len(), "initial list complete");
-                } else {
-                    tracing::info!(watch = %scope.label(), objects = objects.len(), "relist complete; swapped in whole");
-                }
+                let first = !state.synced;
                 state.synced = true;
-                Some(Change::ReplaceKind {
-                    kind: scope.kind,
-                    namespace: scope.namespace.clone(),
-                    objects,
-                })
+                match state.relist.take() {
+                    Some(objects) => {
+                        tracing::info!(
+                            watch = %scope.label(),
+                            objects = objects.len(),
+                            "{}",
+                            if first { "initial list complete" } else { "relist complete; swapped in whole" }
+                        );
+                        Some(Change::ReplaceKind {
+                            kind: scope.kind,
+                            namespace: scope.namespace.clone(),
+                            objects,
+                        })
+                    }
+                    // kube's watcher always sends Init first; without it there is no list to
+                    // swap in, and an empty one would delete every object of the kind.
+                    None => {
+                        tracing::warn!(watch = %scope.label(), "list completed without a start; nothing replaced");
+                        None
+                    }
+                }
             }
             Event::Apply(manifest) => {
                 count(&metrics, kind, "apply");
                 metrics.synced(kind);
-                convert(&manifest, &metrics).map(Change::Apply)
+                // An object that no longer converts (a slice that lost its Service label)
+                // is gone for DNS, as a relist would find it: delete rather than keep the
+                // last version, which only suits half-edited files.
+                match convert(&manifest, &metrics) {
+                    Some(object) => Some(Change::Apply(object)),
+                    None => manifest
+                        .key()
+                        .ok()
+                        .map(|key| Change::Delete(scope.kind, key)),
+                }
             }
             Event::Delete(manifest) => {
                 count(&metrics, kind, "delete");

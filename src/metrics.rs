@@ -86,8 +86,10 @@ impl Proto {
 }
 
 /// Query counters of one answering thread (or of all TCP connections). Relaxed atomics:
-/// a scrape may see one query counted in `requests` and not yet in `responses`.
+/// a scrape may see one query counted in `requests` and not yet in `responses`. Aligned so
+/// that two threads' counters never share a cache line.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct QueryStats {
     proto: Proto,
     requests: [AtomicU64; QTYPE_SLOTS],

@@ -1,6 +1,6 @@
 //! The few fields of each Kubernetes object that DNS needs.
 //!
-//! Every source (the manifests folder, an embedding operator's feed, later the API watch)
+//! Every source (the manifests folder, an embedding operator's feed, the API watch)
 //! converts its objects into these structs on arrival and drops the rest, as CoreDNS's
 //! `plugin/kubernetes/object` package does. Keep them small: a field added here is kept in
 //! memory once per object for the life of the process, so add one only when a record needs it.

@@ -32,6 +32,9 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // First, so that a SIGTERM while the client or the sockets are set up is not lost
+        // (as PID 1 in a container, the process would otherwise ignore it).
+        let mut signals = Signals::new()?;
         let source = match args.source() {
             SourceArgs::Manifests(path) => Source::Manifests(path),
             SourceArgs::Kubernetes {
@@ -52,7 +55,6 @@ fn main() -> anyhow::Result<()> {
             }
         };
         let server = start(config, source).await?;
-        let mut signals = Signals::new()?;
         signals.next().await;
         tracing::info!("shutting down");
         // A second signal during the grace period stops at once.

@@ -149,6 +149,13 @@ impl ApiDouble {
         self.inner.shared.lock().delay = delay;
     }
 
+    /// Holds every request for one resource (its plural, e.g. `"statefulsets"`) unanswered
+    /// until `hold(None)`, at most a minute: one kind's list stays pending while the others
+    /// complete.
+    pub fn hold(&self, plural: Option<&'static str>) {
+        self.inner.shared.lock().hold = plural;
+    }
+
     /// Sends a BOOKMARK with the current resourceVersion to every watch that allowed them.
     pub fn send_bookmarks(&self) {
         self.inner.shared.lock().send_bookmarks();
@@ -302,6 +309,8 @@ struct State {
     outage: bool,
     /// `set_delay`: wait this long before each response.
     delay: Duration,
+    /// `hold`: requests for this resource (plural) wait until it is cleared.
+    hold: Option<&'static str>,
     /// `requests()`: every request line received.
     requests: Vec<String>,
 }
@@ -1051,9 +1060,10 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         };
+        let line = request.log_line();
         let delay = {
             let mut state = shared.lock();
-            state.requests.push(request.log_line());
+            state.requests.push(line.clone());
             if state.outage {
                 return;
             }
@@ -1064,6 +1074,16 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             if shared.lock().outage {
                 return;
             }
+        }
+        let held = |shared: &Shared| {
+            let state = shared.lock();
+            state
+                .hold
+                .is_some_and(|plural| line.contains(&format!("/{plural}")))
+        };
+        let holding = Instant::now();
+        while held(&shared) && holding.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let keep_alive = match respond(&shared, &request) {
             Reply::Full(response) => {

@@ -284,14 +284,14 @@ impl Binary {
             .status()
             .expect("kill runs");
         assert!(status.success());
-        self.wait_exit().await
+        self.wait_exit(Duration::from_secs(5)).await
     }
 
-    /// The exit code (within 5 s) and the log, once the binary exits on its own.
-    pub async fn wait_exit(mut self) -> (Option<i32>, String) {
-        let exit = tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+    /// The exit code and the log once the binary exits (within `limit`).
+    pub async fn wait_exit(mut self, limit: Duration) -> (Option<i32>, String) {
+        let exit = tokio::time::timeout(limit, self.child.wait())
             .await
-            .expect("exits within 5 s of SIGTERM")
+            .unwrap_or_else(|_| panic!("exits within {limit:?}"))
             .expect("wait");
         // Let the log reader drain.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,0 +1,182 @@
+//! Resident memory of the server through relists of a large cluster.
+//!
+//!     cargo bench --bench relist_memory
+//!     cargo bench --bench relist_memory -- --services 10000 --pods 10 --relists 3
+//!
+//! The release binary watches the API double of tests/it/api_double.rs (loopback) loaded
+//! with `services` headless Services of `pods` StatefulSet pods each (100k endpoints by
+//! default). Once it is ready and settled, its resident size (VmRSS) is the steady state;
+//! then the double's history is compacted `relists` times, so every watch gets 410 Gone
+//! and relists everything, while VmRSS is sampled every 5 ms. Printed: steady, peak during
+//! the relists, their ratio, and VmHWM (the peak of the whole run, initial list included).
+//! CoreDNS replicas have been OOM-killed by relists (kubernetes issue 139117); the bar is a
+//! peak below twice the steady state.
+
+#[path = "../tests/it/api_double.rs"]
+#[allow(dead_code)]
+mod api_double;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use api_double::ApiDouble;
+
+fn arg(flag: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn service_objects(s: usize, pods: usize) -> [Value; 3] {
+    let name = format!("s{s}");
+    let ns = format!("ns{}", s % 100);
+    let endpoints: Vec<Value> = (0..pods)
+        .map(|i| {
+            let n = s * pods + i;
+            json!({"addresses": [format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)],
+                   "hostname": format!("{name}-{i}"),
+                   "conditions": {"ready": true}})
+        })
+        .collect();
+    [
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": ns},
+               "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}}),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": name, "namespace": ns},
+               "spec": {"serviceName": name, "replicas": pods,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                                     "spec": {"containers": []}}}}),
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": format!("{name}-x"), "namespace": ns,
+                            "labels": {"kubernetes.io/service-name": name}},
+               "addressType": "IPv4",
+               "endpoints": endpoints,
+               "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]}),
+    ]
+}
+
+/// A field of /proc/PID/status in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `GET path` on loopback; the body, or `None` if the server does not answer 200.
+async fn get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.ok()?;
+    raw.starts_with("HTTP/1.1 200")
+        .then(|| raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
+        .flatten()
+}
+
+fn init_done(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("headless_dns_watch_events_total") && l.contains("init_done"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let services = arg("--services", 10_000);
+    let pods = arg("--pods", 10);
+    let relists = arg("--relists", 3);
+    let double = ApiDouble::start().await;
+    for s in 0..services {
+        for object in service_objects(s, pods) {
+            double.apply(object);
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = double.write_kubeconfig(dir.path());
+    let http = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_headless-dns"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--log", "warn"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the release binary starts");
+    let pid = child.id().expect("running");
+    let started = Instant::now();
+    while get(http, "/readyz").await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "not ready in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let synced = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let steady = status_kib(pid, "VmRSS:");
+
+    let mut peak = steady;
+    let before = init_done(&get(http, "/metrics").await.unwrap_or_default());
+    let relisting = Instant::now();
+    for _ in 0..relists {
+        let target = init_done(&get(http, "/metrics").await.unwrap_or_default()) + 3;
+        double.expire_history();
+        loop {
+            peak = peak.max(status_kib(pid, "VmRSS:"));
+            if init_done(&get(http, "/metrics").await.unwrap_or_default()) >= target {
+                break;
+            }
+            assert!(
+                relisting.elapsed() < Duration::from_secs(600),
+                "relists stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let relist_time = relisting.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = status_kib(pid, "VmRSS:");
+    let hwm = status_kib(pid, "VmHWM:");
+    let completed = init_done(&get(http, "/metrics").await.unwrap_or_default()) - before;
+    let _ = child.kill().await;
+
+    let endpoints = services * pods;
+    println!(
+        "{services} Services x {pods} pods = {endpoints} endpoints; first sync in {:.2} s",
+        synced.as_secs_f64()
+    );
+    println!(
+        "steady {:.1} MiB; during {relists} relists ({completed} watch lists in {:.2} s) peak {:.1} MiB = {:.2}x steady; after {:.1} MiB; VmHWM (whole run) {:.1} MiB = {:.2}x steady",
+        steady as f64 / 1024.0,
+        relist_time.as_secs_f64(),
+        peak as f64 / 1024.0,
+        peak as f64 / steady.max(1) as f64,
+        after as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        hwm as f64 / steady.max(1) as f64,
+    );
+}
