@@ -9,6 +9,7 @@ mod api_double_selftest;
 mod cli;
 mod clients;
 mod deploy;
+mod differential;
 mod embed;
 mod hostile;
 mod kubernetes;

@@ -139,3 +139,66 @@ async fn a_broken_file_keeps_its_last_good_records_and_says_so() {
     assert!(log.contains("EndpointSlice demo/nginx-7x2kq"), "{log}");
     assert!(log.contains("keeping its last good objects"), "{log}");
 }
+
+#[tokio::test]
+async fn an_unreadable_file_or_a_deleted_folder_keeps_the_records() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    copy_demo_file(&dir, "web.yaml");
+    let binary = Binary::start(
+        &[
+            "--manifests",
+            dir.to_str().unwrap(),
+            "--reload-interval",
+            "200ms",
+        ],
+        &[],
+    )
+    .await;
+    let addr = binary.addr;
+    let name = "web-0.nginx.demo.svc.cluster.local.";
+    assert_eq!(data(&ask(addr, name, RecordType::A).await), ["10.244.1.10"]);
+
+    // The file becomes unreadable (a dangling symlink: root reads through permissions).
+    let good = std::fs::read_to_string(dir.join("web.yaml")).unwrap();
+    std::fs::remove_file(dir.join("web.yaml")).unwrap();
+    std::os::unix::fs::symlink(dir.join("gone.yaml.target"), dir.join("web.yaml")).unwrap();
+    std::fs::write(dir.join("marker.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: marker, namespace: demo}\nspec: {clusterIP: 10.96.0.98}\n").unwrap();
+    let reloaded = eventually(Duration::from_secs(10), || async move {
+        data(&ask(addr, "marker.demo.svc.cluster.local.", RecordType::A).await) == ["10.96.0.98"]
+    })
+    .await;
+    assert!(reloaded, "{}", binary.log());
+    assert_eq!(data(&ask(addr, name, RecordType::A).await), ["10.244.1.10"]);
+
+    // The whole folder disappears (a ConfigMap volume remounted, a checkout switched).
+    std::fs::remove_dir_all(&dir).unwrap();
+    let noticed = eventually(Duration::from_secs(10), || async {
+        binary
+            .log()
+            .contains("manifests unreadable; serving the last good records")
+    })
+    .await;
+    assert!(noticed, "{}", binary.log());
+    assert_eq!(data(&ask(addr, name, RecordType::A).await), ["10.244.1.10"]);
+    assert_eq!(
+        data(&ask(addr, "marker.demo.svc.cluster.local.", RecordType::A).await),
+        ["10.96.0.98"]
+    );
+
+    // It comes back with an edit: followed again.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("web.yaml"),
+        good.replace("10.244.1.10", "10.244.1.77"),
+    )
+    .unwrap();
+    let followed = eventually(Duration::from_secs(10), || async move {
+        data(&ask(addr, name, RecordType::A).await) == ["10.244.1.77"]
+    })
+    .await;
+    assert!(followed, "{}", binary.log());
+    let log = binary.stop().await;
+    assert!(log.contains("cannot read manifest file"), "{log}");
+}

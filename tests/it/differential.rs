@@ -1,0 +1,610 @@
+//! The fast path against a reference: generated queries (names that exist, do not exist,
+//! empty non-terminals, mixed case, every query type, with and without EDNS, odd sizes,
+//! UDP and TCP) are answered by the server's responder, and each response, parsed by
+//! hickory-proto, must say what a plain hickory-proto-built response says: same RCODE,
+//! flags, sections, TTLs, EDNS.
+//!
+//! The reference shares only the record model with the server (the `records` functions:
+//! which records a Service has is the specification, tested on its own); it joins objects,
+//! indexes names, picks the answer, builds the message and sizes it with hickory-proto, with
+//! none of the server's encoding, compression, store, zone matching or truncation code.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use headless_dns::Config;
+use headless_dns::answer::Transport;
+use headless_dns::controller::Change;
+use headless_dns::embed::Core;
+use headless_dns::manifests::ManifestSet;
+use headless_dns::model::{EndpointSlice, Object, ObjectKey, Service, StatefulSet};
+use headless_dns::name::RelativeName;
+use headless_dns::records::{self, NameRecords, PtrSource, RData, RecordOptions, RrSet, Target};
+use headless_dns::zones;
+use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_net::proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_net::proto::rr::{self, DNSClass, Name, Record, RecordType};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+
+use crate::support::demo_manifests;
+
+const ZONES: [&str; 2] = ["cluster.local", "sts.example.internal"];
+const TTL: u32 = 5;
+const NEGATIVE_TTL: u32 = 5;
+const SLOT_NEGATIVE_TTL: u32 = 1;
+const MAX_UDP: u16 = 1232;
+
+/// What a reference name holds.
+enum Node {
+    EmptyNonTerminal,
+    Records(NameRecords),
+}
+
+/// Which table a zone's names are in.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+enum Table {
+    Forward,
+    ReverseV4,
+    ReverseV6,
+}
+
+struct Reference {
+    /// Lowercase relative name text (`web-0.nginx.demo.svc`, `""` for the apex) per table.
+    names: HashMap<(Table, String), Node>,
+    /// (zone, table), forward zones first.
+    zones: Vec<(Name, Table)>,
+}
+
+fn relative_text(name: &RelativeName) -> String {
+    name.labels()
+        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn name_in(relative: &RelativeName, zone: &Name) -> Name {
+    let labels: Vec<&[u8]> = relative.labels().collect();
+    let relative = Name::from_labels(labels).expect("relative name");
+    relative.append_domain(zone).expect("fits 255 octets")
+}
+
+impl Reference {
+    fn new(objects: &[Object]) -> Self {
+        let mut services: BTreeMap<ObjectKey, &Service> = BTreeMap::new();
+        let mut slices: BTreeMap<ObjectKey, Vec<&EndpointSlice>> = BTreeMap::new();
+        let mut legacy: BTreeMap<ObjectKey, Vec<&EndpointSlice>> = BTreeMap::new();
+        let mut sets: BTreeMap<ObjectKey, Vec<&StatefulSet>> = BTreeMap::new();
+        let mut sorted: Vec<&Object> = objects.iter().collect();
+        sorted.sort_by(|a, b| a.key().cmp(b.key()));
+        for object in sorted {
+            match object {
+                Object::Service(s) => {
+                    services.insert(s.key.clone(), s);
+                }
+                Object::EndpointSlice(s) => slices.entry(s.service.clone()).or_default().push(s),
+                Object::Endpoints { service, subsets } => {
+                    legacy.insert(service.clone(), subsets.iter().collect());
+                }
+                Object::StatefulSet(s) => sets
+                    .entry(ObjectKey::new(&s.key.namespace, &s.service_name))
+                    .or_default()
+                    .push(s),
+            }
+        }
+        let mut names = HashMap::new();
+        let mut reverse: BTreeMap<IpAddr, Vec<PtrSource>> = BTreeMap::new();
+        let options = RecordOptions {
+            ordinal_slots: true,
+            publish_unready_pod_names: false,
+        };
+        for (key, service) in &services {
+            let groups = match slices.get(key) {
+                Some(s) if !s.is_empty() => s.clone(),
+                _ => legacy.get(key).cloned().unwrap_or_default(),
+            };
+            let sets = sets.get(key).cloned().unwrap_or_default();
+            let Ok(built) = records::service_records(service, &groups, &sets, options) else {
+                continue;
+            };
+            for (ip, source) in built.reverse {
+                reverse.entry(ip).or_default().push(source);
+            }
+            for name in built.names {
+                names.insert(
+                    (Table::Forward, relative_text(&name.name)),
+                    Node::Records(name),
+                );
+            }
+        }
+        for (ip, sources) in reverse {
+            let targets = records::ptr_answer(sources.iter());
+            let name = headless_dns::name::reverse_name(ip);
+            let table = if ip.is_ipv4() {
+                Table::ReverseV4
+            } else {
+                Table::ReverseV6
+            };
+            let rrset = RrSet {
+                rtype: records::rtype::PTR,
+                records: targets
+                    .into_iter()
+                    .map(|t| RData::Ptr(Target::Primary(t)))
+                    .collect(),
+                additional: vec![],
+            };
+            names.insert(
+                (table, relative_text(&name)),
+                Node::Records(NameRecords {
+                    name,
+                    rrsets: vec![rrset],
+                    slot: false,
+                }),
+            );
+        }
+        for records in zones::forward_static_records(NEGATIVE_TTL) {
+            names.insert(
+                (Table::Forward, relative_text(&records.name)),
+                Node::Records(records),
+            );
+        }
+        for table in [Table::ReverseV4, Table::ReverseV6] {
+            names.insert(
+                (table, String::new()),
+                Node::Records(zones::reverse_apex_records(NEGATIVE_TTL)),
+            );
+        }
+        // Every ancestor of a name that is not a name itself is an empty non-terminal.
+        let mut ancestors = BTreeSet::new();
+        for (table, text) in names.keys() {
+            let labels: Vec<&str> = text.split('.').filter(|l| !l.is_empty()).collect();
+            for skip in 1..labels.len() {
+                ancestors.insert((*table, labels[skip..].join(".")));
+            }
+        }
+        for key in ancestors {
+            names.entry(key).or_insert(Node::EmptyNonTerminal);
+        }
+        let mut zones: Vec<(Name, Table)> = ZONES
+            .iter()
+            .map(|z| {
+                (
+                    Name::from_ascii(format!("{z}.")).expect("zone"),
+                    Table::Forward,
+                )
+            })
+            .collect();
+        zones.push((
+            Name::from_ascii("in-addr.arpa.").expect("zone"),
+            Table::ReverseV4,
+        ));
+        zones.push((
+            Name::from_ascii("ip6.arpa.").expect("zone"),
+            Table::ReverseV6,
+        ));
+        Self { names, zones }
+    }
+
+    /// Names worth asking about: every name and non-terminal in every zone.
+    fn known_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (table, text) in self.names.keys() {
+            for (zone, zone_table) in &self.zones {
+                if zone_table == table {
+                    let zone = zone.to_ascii();
+                    out.push(if text.is_empty() {
+                        zone
+                    } else {
+                        format!("{text}.{zone}")
+                    });
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn rdata(&self, data: &RData, zone: &Name) -> rr::RData {
+        let primary = &self.zones[0].0;
+        let target = |t: &Target| match t {
+            Target::InZone(n) => name_in(n, zone),
+            Target::Primary(n) => name_in(n, primary),
+        };
+        match data {
+            RData::A(ip) => rr::RData::A(A(*ip)),
+            RData::Aaaa(ip) => rr::RData::AAAA(AAAA(*ip)),
+            RData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => rr::RData::SRV(SRV::new(*priority, *weight, *port, name_in(target, zone))),
+            RData::Ptr(t) => rr::RData::PTR(PTR(target(t))),
+            RData::Cname(text) => {
+                rr::RData::CNAME(CNAME(Name::from_ascii(text).expect("CNAME target")))
+            }
+            RData::Txt(text) => rr::RData::TXT(TXT::new(vec![text.clone()])),
+            RData::Ns(t) => rr::RData::NS(NS(target(t))),
+            RData::Soa {
+                mname,
+                rname,
+                serial,
+                refresh,
+                retry,
+                expire,
+                minimum,
+            } => rr::RData::SOA(SOA::new(
+                target(mname),
+                target(rname),
+                *serial,
+                *refresh as i32,
+                *retry as i32,
+                *expire as i32,
+                *minimum,
+            )),
+        }
+    }
+
+    /// The zone's SOA for a negative answer: TTL and MINIMUM are the negative TTL.
+    fn negative_soa(&self, zone: &Name, table: Table, ttl: u32) -> Record {
+        let Some(Node::Records(apex)) = self.names.get(&(table, String::new())) else {
+            panic!("every zone has an apex");
+        };
+        let soa = apex.rrsets[0].records[0].clone();
+        let RData::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            ..
+        } = soa
+        else {
+            panic!("the apex's first record is its SOA");
+        };
+        let soa = RData::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum: ttl,
+        };
+        Record::from_rdata(zone.clone(), ttl, self.rdata(&soa, zone))
+    }
+
+    /// The full response (before any size limit) to `query`, and the limit that applies.
+    fn respond(&self, query: &Message, transport: Transport) -> (Message, usize) {
+        let mut response = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+        response.metadata.recursion_desired = query.metadata.recursion_desired;
+        response.metadata.checking_disabled = query.metadata.checking_disabled;
+        response.queries = query.queries.clone();
+        if let Some(edns) = &query.edns {
+            let mut opt = Edns::new();
+            opt.set_max_payload(MAX_UDP);
+            opt.set_dnssec_ok(edns.flags().dnssec_ok);
+            response.edns = Some(opt);
+        }
+        let limit = match (transport, &query.edns) {
+            (Transport::Tcp, _) => 65535,
+            (Transport::Udp, None) => 512,
+            (Transport::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, MAX_UDP)),
+        };
+        let question = &query.queries[0];
+        let asked = question.name.to_lowercase();
+        let Some((zone, table)) = self.zones.iter().find(|(zone, _)| zone.zone_of(&asked)) else {
+            response.metadata.response_code = ResponseCode::Refused;
+            return (response, limit);
+        };
+        let qtype = u16::from(question.query_type);
+        if question.query_class != DNSClass::IN || qtype == 252 || qtype == 251 {
+            response.metadata.response_code = ResponseCode::Refused;
+            return (response, limit);
+        }
+        response.metadata.authoritative = true;
+        let relative_labels = usize::from(asked.num_labels() - zone.num_labels());
+        let text = asked
+            .iter()
+            .take(relative_labels)
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect::<Vec<_>>()
+            .join(".");
+        // The question's own zone, as asked: owner names are the question's.
+        let asked_zone = question.name.trim_to(zone.num_labels() as usize);
+        let negative = |response: &mut Message, rcode, ttl: u32| {
+            response.metadata.response_code = rcode;
+            response
+                .authorities
+                .push(self.negative_soa(&asked_zone, *table, ttl));
+        };
+        match self.names.get(&(*table, text)) {
+            None => negative(&mut response, ResponseCode::NXDomain, NEGATIVE_TTL),
+            Some(Node::EmptyNonTerminal) => {
+                negative(&mut response, ResponseCode::NoError, NEGATIVE_TTL)
+            }
+            Some(Node::Records(records)) => {
+                let rrset = if qtype == 255 {
+                    records.rrsets.first()
+                } else {
+                    // An alias answers every type with its CNAME (RFC 1034 3.6.2).
+                    let find = |t: u16| records.rrsets.iter().find(|r| r.rtype == t);
+                    find(qtype).or_else(|| find(records::rtype::CNAME))
+                };
+                match rrset {
+                    None => {
+                        let ttl = if records.slot {
+                            SLOT_NEGATIVE_TTL
+                        } else {
+                            NEGATIVE_TTL
+                        };
+                        negative(&mut response, ResponseCode::NoError, ttl)
+                    }
+                    Some(rrset) => {
+                        for data in &rrset.records {
+                            response.answers.push(Record::from_rdata(
+                                question.name.clone(),
+                                TTL,
+                                self.rdata(data, &asked_zone),
+                            ));
+                        }
+                        for (owner, data) in &rrset.additional {
+                            response.additionals.push(Record::from_rdata(
+                                name_in(owner, &asked_zone),
+                                TTL,
+                                self.rdata(data, &asked_zone),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        (response, limit)
+    }
+}
+
+/// A record as comparable text (DNS names compare case-insensitively).
+fn render(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r.name,
+                r.dns_class,
+                r.ttl,
+                r.record_type(),
+                r.data
+            )
+            .to_ascii_lowercase()
+        })
+        .collect()
+}
+
+/// One generated query.
+#[derive(Debug, Clone)]
+struct Case {
+    name: String,
+    flip_case: Vec<bool>,
+    qtype: u16,
+    qclass: u16,
+    edns: Option<(u16, bool)>,
+    rd: bool,
+    cd: bool,
+    tcp: bool,
+}
+
+fn qtypes() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        8 => prop::sample::select(vec![1u16, 28, 33, 12, 5, 16, 6, 2, 255, 15, 99, 252, 251, 65535]),
+        1 => any::<u16>().prop_filter("not OPT", |t| *t != 41),
+    ]
+}
+
+fn names(known: Vec<String>) -> impl Strategy<Value = String> {
+    let base = prop::sample::select(known);
+    prop_oneof![
+        6 => base.clone(),
+        // One label more: mostly NXDOMAIN, sometimes under a name with records.
+        2 => (base.clone(), prop::sample::select(vec!["x", "web-9", "_tcp", "db-100", "1"]))
+            .prop_map(|(name, label)| format!("{label}.{name}")),
+        1 => prop::sample::select(vec![
+            "example.com.".to_string(),
+            "local.".to_string(),
+            ".".to_string(),
+            "svc.cluster.local.".to_string(),
+            "10.in-addr.arpa.".to_string(),
+            "99.99.99.10.in-addr.arpa.".to_string(),
+        ]),
+    ]
+}
+
+fn cases(known: Vec<String>) -> impl Strategy<Value = Case> {
+    (
+        names(known),
+        prop::collection::vec(any::<bool>(), 64),
+        qtypes(),
+        prop_oneof![10 => Just(1u16), 1 => Just(3u16), 1 => Just(255u16)],
+        prop::option::of((
+            prop_oneof![
+                Just(512u16),
+                Just(1232),
+                Just(4096),
+                Just(600),
+                Just(65535),
+                0u16..2000
+            ],
+            any::<bool>(),
+        )),
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(name, flip_case, qtype, qclass, edns, rd, cd, tcp)| Case {
+            name,
+            flip_case,
+            qtype,
+            qclass,
+            edns,
+            rd,
+            cd,
+            tcp,
+        })
+}
+
+fn encode(case: &Case) -> Vec<u8> {
+    let name: String = case
+        .name
+        .chars()
+        .zip(case.flip_case.iter().cycle())
+        .map(|(c, flip)| if *flip { c.to_ascii_uppercase() } else { c })
+        .collect();
+    let mut message = Message::new(0x5A5A, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = case.rd;
+    message.metadata.checking_disabled = case.cd;
+    let mut query = Query::query(
+        Name::from_str(&name).expect("generated name"),
+        RecordType::from(case.qtype),
+    );
+    query.set_query_class(DNSClass::from(case.qclass));
+    message.add_query(query);
+    if let Some((payload, dnssec_ok)) = case.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(payload);
+        edns.set_dnssec_ok(dnssec_ok);
+        message.edns = Some(edns);
+    }
+    message.to_vec().expect("query encodes")
+}
+
+fn check(reference: &Reference, core: &Core, case: &Case) -> Result<(), TestCaseError> {
+    let query_bytes = encode(case);
+    let query = Message::from_vec(&query_bytes).expect("our own query parses");
+    let transport = if case.tcp {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    let mut out = Vec::new();
+    let outcome = core.responder.respond(&query_bytes, transport, &mut out);
+    prop_assert!(outcome.is_some(), "every well-formed query is answered");
+    let fast = Message::from_vec(&out)
+        .map_err(|e| TestCaseError::fail(format!("fast path response does not parse: {e}")))?;
+    let (expected, limit) = reference.respond(&query, transport);
+    prop_assert!(
+        out.len() <= limit,
+        "{} bytes over a {limit}-byte limit",
+        out.len()
+    );
+
+    let (f, e) = (&fast.metadata, &expected.metadata);
+    prop_assert_eq!(f.id, e.id);
+    prop_assert_eq!(f.message_type, MessageType::Response);
+    prop_assert_eq!(f.op_code, OpCode::Query);
+    prop_assert_eq!(f.response_code, e.response_code);
+    prop_assert_eq!(f.authoritative, e.authoritative);
+    prop_assert_eq!(f.recursion_desired, e.recursion_desired);
+    prop_assert!(!f.recursion_available);
+    prop_assert_eq!(f.checking_disabled, e.checking_disabled);
+    prop_assert_eq!(
+        &fast.queries,
+        &expected.queries,
+        "the question is echoed as asked"
+    );
+    match (&fast.edns, &expected.edns) {
+        (None, None) => {}
+        (Some(f), Some(e)) => {
+            prop_assert_eq!(f.max_payload(), e.max_payload());
+            prop_assert_eq!(f.version(), 0);
+            prop_assert_eq!(f.flags().dnssec_ok, e.flags().dnssec_ok);
+        }
+        (f, e) => prop_assert!(false, "EDNS {f:?} where the reference has {e:?}"),
+    }
+    prop_assert_eq!(render(&fast.authorities), render(&expected.authorities));
+
+    let full_len = expected
+        .to_vec()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?
+        .len();
+    if f.truncation {
+        // TC: no answers, and the full answer would indeed not have fitted.
+        prop_assert!(fast.answers.is_empty() && fast.additionals.is_empty());
+        prop_assert!(!expected.answers.is_empty());
+        prop_assert!(
+            full_len - 8 * expected.additionals.len() > limit.saturating_sub(64),
+            "truncated though the reference's {full_len} bytes are well within {limit}"
+        );
+    } else {
+        prop_assert_eq!(render(&fast.answers), render(&expected.answers));
+        // The additional section is optional (RFC 2181 9): all of it or none of it.
+        let additionals = render(&fast.additionals);
+        if additionals.is_empty() && !expected.additionals.is_empty() {
+            prop_assert!(
+                full_len > limit.saturating_sub(64),
+                "additional section left out although it fits"
+            );
+        } else {
+            prop_assert_eq!(additionals, render(&expected.additionals));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_fast_path_answers_what_hickory_would() {
+    let mut manifests = ManifestSet::new(demo_manifests());
+    manifests.reload().expect("demo manifests load");
+    let objects = manifests.objects();
+    let config = Config {
+        zones: ZONES
+            .iter()
+            .map(|z| headless_dns::config::parse_zone(z).expect("zone"))
+            .collect(),
+        ttl: TTL,
+        negative_ttl: NEGATIVE_TTL,
+        slot_negative_ttl: SLOT_NEGATIVE_TTL,
+        max_udp_size: MAX_UDP,
+        ..Config::default()
+    };
+    let mut core = Core::new(&config);
+    core.controller.apply([Change::ReplaceAll(objects.clone())]);
+    let reference = Reference::new(&objects);
+    let known = reference.known_names();
+    assert!(
+        known.len() > 400,
+        "the demo has names to ask: {}",
+        known.len()
+    );
+
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 4000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&cases(known.clone()), |case| {
+        check(&reference, &core, &case)
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    // And every known name once, for every common type, plainly.
+    for name in &known {
+        for qtype in [1u16, 28, 33, 12, 16, 6, 2, 255] {
+            let case = Case {
+                name: name.clone(),
+                flip_case: vec![false],
+                qtype,
+                qclass: 1,
+                edns: Some((1232, false)),
+                rd: true,
+                cd: false,
+                tcp: false,
+            };
+            if let Err(error) = check(&reference, &core, &case) {
+                panic!("{case:?}: {error}");
+            }
+        }
+    }
+}
