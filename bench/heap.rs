@@ -1,0 +1,166 @@
+//! Live heap per endpoint, by structure: what the server's own data costs, apart from what
+//! the allocator keeps around (which `memory.sh` and `relist_memory.rs` see in VmRSS).
+//!
+//!     cargo bench --bench heap
+//!     cargo bench --bench heap -- --services 10000 --pods 10
+//!
+//! A counting global allocator tracks live bytes (requested sizes, so malloc's own headers
+//! and rounding are not in the figure). Model objects are built in memory (no YAML or API
+//! decoding), then the store, controller and compiled answers are loaded, and the live
+//! bytes after each step are divided by the endpoints.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use headless_dns::Config;
+use headless_dns::controller::Change;
+use headless_dns::embed::Core;
+use headless_dns::model::{
+    Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind, StatefulSet,
+};
+
+struct Counting;
+
+static LIVE: AtomicI64 = AtomicI64::new(0);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; the counters have no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        ALLOCATIONS.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: same pointer and layout, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same pointer and layout, forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn arg(flag: &str, default: u32) -> u32 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn objects(services: u32, pods: u32) -> Vec<Object> {
+    let mut out = Vec::new();
+    for s in 0..services {
+        let ns = format!("ns{}", s % 100);
+        let name = format!("s{s}");
+        let key = ObjectKey::new(&ns, &name);
+        let port = Port {
+            name: "web".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        out.push(Object::Service(Service {
+            key: key.clone(),
+            kind: ServiceKind::Headless,
+            ports: vec![port.clone()],
+            publish_not_ready: false,
+        }));
+        out.push(Object::StatefulSet(StatefulSet {
+            key: key.clone(),
+            service_name: name.clone(),
+            replicas: pods,
+            ordinal_start: 0,
+        }));
+        out.push(Object::EndpointSlice(EndpointSlice {
+            key: ObjectKey::new(&ns, format!("{name}-x")),
+            service: key,
+            endpoints: (0..pods)
+                .map(|i| Endpoint {
+                    ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + s * pods + i)),
+                    hostname: Some(format!("{name}-{i}")),
+                    ready: true,
+                    terminating: false,
+                })
+                .collect(),
+            ports: vec![port],
+        }));
+    }
+    out
+}
+
+fn live() -> i64 {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn main() {
+    let services = arg("--services", 10_000);
+    let pods = arg("--pods", 10);
+    let endpoints = f64::from(services * pods);
+    let per = |bytes: i64| bytes as f64 / endpoints;
+
+    let empty = live();
+    let mut core = Core::new(&Config::default());
+    let core_only = live();
+    let objects = objects(services, pods);
+    let with_objects = live();
+    let model_copy: i64 = with_objects - core_only;
+    let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
+    core.controller.apply([Change::ReplaceAll(objects)]);
+    // The objects moved into the controller: what is live now is the controller's model
+    // plus the store.
+    let loaded = live();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
+    let stats = core.controller.stats();
+
+    println!(
+        "{services} Services x {pods} pods = {} endpoints, {} names in the store",
+        endpoints as u64, stats.names
+    );
+    println!(
+        "  empty core:                         {:>10} bytes",
+        core_only - empty
+    );
+    println!(
+        "  model objects as built:             {:>10.0} bytes per endpoint",
+        per(model_copy)
+    );
+    println!(
+        "  loaded (model + records + store):   {:>10.0} bytes per endpoint",
+        per(loaded - core_only)
+    );
+    println!(
+        "  of which store and bookkeeping:     {:>10.0} bytes per endpoint (loaded minus the model)",
+        per(loaded - core_only - model_copy)
+    );
+    println!(
+        "  live allocations added by the load: {:>10.1} per endpoint",
+        allocations as f64 / endpoints
+    );
+    let Core {
+        store,
+        controller,
+        responder,
+        metrics,
+    } = core;
+    drop(controller);
+    let store_only = live();
+    println!(
+        "  controller (joined model, published names, reverse claims): {:>6.0} bytes per endpoint",
+        per(loaded - store_only)
+    );
+    println!(
+        "  store (name index, snapshots, compiled answers):             {:>6.0} bytes per endpoint",
+        per(store_only - core_only)
+    );
+    drop((store, responder, metrics));
+}
