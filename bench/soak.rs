@@ -135,13 +135,22 @@ fn answer_of(response: &[u8]) -> Answer {
 }
 
 async fn ask(socket: &UdpSocket, server: SocketAddr, name: &str) -> Answer {
-    if socket.send_to(&a_query(9, name), server).await.is_err() {
+    static NEXT_ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if socket.send_to(&a_query(id, name), server).await.is_err() {
         return Answer::Lost;
     }
     let mut buf = [0u8; 512];
-    match tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf)).await {
-        Ok(Ok(len)) => answer_of(&buf[..len]),
-        _ => Answer::Lost,
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    // A late reply to an earlier check is skipped, not taken for this one's.
+    loop {
+        match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Ok(Ok(len)) if len >= 2 && buf[..2] == id.to_be_bytes() => {
+                return answer_of(&buf[..len]);
+            }
+            Ok(Ok(_)) => continue,
+            _ => return Answer::Lost,
+        }
     }
 }
 
@@ -249,7 +258,9 @@ async fn main() {
         })
     };
     let perf = tokio::process::Command::new("dnsperf")
-        .args(["-s", "127.0.0.1", "-p", &dns_port.to_string(), "-d"])
+        // -e: EDNS (1232 bytes), as resolvers send; without it every 10-target SRV answer
+        // (over 512 bytes) would come back truncated.
+        .args(["-s", "127.0.0.1", "-p", &dns_port.to_string(), "-e", "-d"])
         .arg(&queries)
         .args([
             "-l",

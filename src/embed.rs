@@ -417,7 +417,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     let http_addr = match config.http {
         None => None,
         Some(addr) => {
-            let bind_error = |source| Error::Bind { addr, source };
+            let bind_error = |source| Error::HttpBind { addr, source };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(bind_error)?;

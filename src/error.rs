@@ -17,6 +17,13 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "cannot serve HTTP on {addr}: {source} (is another server using it? pick another --http, or --http off)"
+    )]
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Manifests(#[from] ManifestError),
     #[error("{kind} {name}: {reason}")]

@@ -277,11 +277,11 @@ pub async fn run(
             }
             Event::InitDone => {
                 count(&metrics, kind, "init_done");
-                metrics.synced(kind);
-                let first = !state.synced;
-                state.synced = true;
                 match state.relist.take() {
                     Some(objects) => {
+                        metrics.synced(kind);
+                        let first = !state.synced;
+                        state.synced = true;
                         tracing::info!(
                             watch = %scope.label(),
                             objects = objects.len(),
@@ -295,7 +295,8 @@ pub async fn run(
                         })
                     }
                     // kube's watcher always sends Init first; without it there is no list to
-                    // swap in, and an empty one would delete every object of the kind.
+                    // swap in (an empty one would delete every object of the kind), and the
+                    // kind does not count as synced.
                     None => {
                         tracing::warn!(watch = %scope.label(), "list completed without a start; nothing replaced");
                         None

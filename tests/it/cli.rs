@@ -95,6 +95,22 @@ fn unreadable_manifests_and_busy_ports_are_reported() {
         stderr.contains(&format!("cannot listen on {port}")),
         "{stderr}"
     );
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    let (code, stderr) = run_to_exit(&[
+        "--manifests",
+        demo.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        &port,
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(&format!("cannot serve HTTP on {port}")) && stderr.contains("--http"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -31,8 +31,9 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use crate::support::demo_manifests;
 
 const ZONES: [&str; 2] = ["cluster.local", "sts.example.internal"];
-const TTL: u32 = 5;
-const NEGATIVE_TTL: u32 = 5;
+// Three different TTLs, so that using one where another belongs shows.
+const TTL: u32 = 30;
+const NEGATIVE_TTL: u32 = 7;
 const SLOT_NEGATIVE_TTL: u32 = 1;
 const MAX_UDP: u16 = 1232;
 
@@ -120,12 +121,20 @@ impl Reference {
         }
         for (ip, sources) in reverse {
             let targets = records::ptr_answer(sources.iter());
-            let name = headless_dns::name::reverse_name(ip);
             let table = if ip.is_ipv4() {
                 Table::ReverseV4
             } else {
                 Table::ReverseV6
             };
+            // hickory's own reverse name, less `in-addr.arpa` / `ip6.arpa`.
+            let full = Name::from(ip);
+            let relative: Vec<String> = full
+                .iter()
+                .take(usize::from(full.num_labels()) - 2)
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            let name = RelativeName::from_labels(relative.iter().map(String::as_str))
+                .expect("a reverse name");
             let rrset = RrSet {
                 rtype: records::rtype::PTR,
                 records: targets
@@ -277,7 +286,7 @@ impl Reference {
     }
 
     /// The full response (before any size limit) to `query`, and the limit that applies.
-    fn respond(&self, query: &Message, transport: Transport) -> (Message, usize) {
+    fn respond(&self, query: &Message, transport: Transport) -> (Message, usize, &'static str) {
         let mut response = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
         response.metadata.recursion_desired = query.metadata.recursion_desired;
         response.metadata.checking_disabled = query.metadata.checking_disabled;
@@ -297,12 +306,12 @@ impl Reference {
         let asked = question.name.to_lowercase();
         let Some((zone, table)) = self.zones.iter().find(|(zone, _)| zone.zone_of(&asked)) else {
             response.metadata.response_code = ResponseCode::Refused;
-            return (response, limit);
+            return (response, limit, "refused");
         };
         let qtype = u16::from(question.query_type);
         if question.query_class != DNSClass::IN || qtype == 252 || qtype == 251 {
             response.metadata.response_code = ResponseCode::Refused;
-            return (response, limit);
+            return (response, limit, "refused");
         }
         response.metadata.authoritative = true;
         let relative_labels = usize::from(asked.num_labels() - zone.num_labels());
@@ -320,10 +329,14 @@ impl Reference {
                 .authorities
                 .push(self.negative_soa(&asked_zone, *table, ttl));
         };
-        match self.names.get(&(*table, text)) {
-            None => negative(&mut response, ResponseCode::NXDomain, NEGATIVE_TTL),
+        let branch = match self.names.get(&(*table, text)) {
+            None => {
+                negative(&mut response, ResponseCode::NXDomain, NEGATIVE_TTL);
+                "nxdomain"
+            }
             Some(Node::EmptyNonTerminal) => {
-                negative(&mut response, ResponseCode::NoError, NEGATIVE_TTL)
+                negative(&mut response, ResponseCode::NoError, NEGATIVE_TTL);
+                "empty non-terminal"
             }
             Some(Node::Records(records)) => {
                 let rrset = if qtype == 255 {
@@ -334,13 +347,13 @@ impl Reference {
                     find(qtype).or_else(|| find(records::rtype::CNAME))
                 };
                 match rrset {
+                    None if records.slot => {
+                        negative(&mut response, ResponseCode::NoError, SLOT_NEGATIVE_TTL);
+                        "slot NODATA"
+                    }
                     None => {
-                        let ttl = if records.slot {
-                            SLOT_NEGATIVE_TTL
-                        } else {
-                            NEGATIVE_TTL
-                        };
-                        negative(&mut response, ResponseCode::NoError, ttl)
+                        negative(&mut response, ResponseCode::NoError, NEGATIVE_TTL);
+                        "NODATA"
                     }
                     Some(rrset) => {
                         for data in &rrset.records {
@@ -357,11 +370,18 @@ impl Reference {
                                 self.rdata(data, &asked_zone),
                             ));
                         }
+                        match rrset.rtype {
+                            records::rtype::CNAME => "CNAME",
+                            records::rtype::PTR if *table == Table::ReverseV4 => "PTR v4",
+                            records::rtype::PTR => "PTR v6",
+                            records::rtype::SRV => "SRV",
+                            _ => "answer",
+                        }
                     }
                 }
             }
-        }
-        (response, limit)
+        };
+        (response, limit, branch)
     }
 }
 
@@ -432,8 +452,10 @@ fn cases(known: Vec<String>) -> impl Strategy<Value = Case> {
                 Just(512u16),
                 Just(1232),
                 Just(4096),
-                Just(600),
                 Just(65535),
+                Just(0),
+                Just(100),
+                600u16..1000,
                 0u16..2000
             ],
             any::<bool>(),
@@ -470,16 +492,30 @@ fn encode(case: &Case) -> Vec<u8> {
     );
     query.set_query_class(DNSClass::from(case.qclass));
     message.add_query(query);
-    if let Some((payload, dnssec_ok)) = case.edns {
+    if let Some((_, dnssec_ok)) = case.edns {
         let mut edns = Edns::new();
-        edns.set_max_payload(payload);
         edns.set_dnssec_ok(dnssec_ok);
         message.edns = Some(edns);
     }
-    message.to_vec().expect("query encodes")
+    let mut bytes = message.to_vec().expect("query encodes");
+    if let Some((payload, _)) = case.edns {
+        // hickory raises a payload under 512 to 512; put the raw value in the OPT's CLASS
+        // (the OPT, without options, is the last 11 bytes).
+        let at = bytes.len() - 8;
+        bytes[at..at + 2].copy_from_slice(&payload.to_be_bytes());
+    }
+    bytes
 }
 
-fn check(reference: &Reference, core: &Core, case: &Case) -> Result<(), TestCaseError> {
+/// How often each kind of response came up, so the test can show it covered them all.
+type Branches = std::cell::RefCell<BTreeMap<&'static str, u32>>;
+
+fn check(
+    reference: &Reference,
+    core: &Core,
+    case: &Case,
+    branches: &Branches,
+) -> Result<(), TestCaseError> {
     let query_bytes = encode(case);
     let query = Message::from_vec(&query_bytes).expect("our own query parses");
     let transport = if case.tcp {
@@ -490,14 +526,21 @@ fn check(reference: &Reference, core: &Core, case: &Case) -> Result<(), TestCase
     let mut out = Vec::new();
     let outcome = core.responder.respond(&query_bytes, transport, &mut out);
     prop_assert!(outcome.is_some(), "every well-formed query is answered");
+    // Over TCP nothing is cut: the fast path's full response, for the size decisions.
+    let mut full = Vec::new();
+    core.responder
+        .respond(&query_bytes, Transport::Tcp, &mut full);
     let fast = Message::from_vec(&out)
         .map_err(|e| TestCaseError::fail(format!("fast path response does not parse: {e}")))?;
-    let (expected, limit) = reference.respond(&query, transport);
+    let (expected, limit, branch) = reference.respond(&query, transport);
     prop_assert!(
         out.len() <= limit,
         "{} bytes over a {limit}-byte limit",
         out.len()
     );
+    // The question's bytes as sent, case included.
+    let question_end = 12 + query.queries[0].name.len() + 4;
+    prop_assert_eq!(&out[12..question_end], &query_bytes[12..question_end]);
 
     let (f, e) = (&fast.metadata, &expected.metadata);
     prop_assert_eq!(f.id, e.id);
@@ -508,11 +551,7 @@ fn check(reference: &Reference, core: &Core, case: &Case) -> Result<(), TestCase
     prop_assert_eq!(f.recursion_desired, e.recursion_desired);
     prop_assert!(!f.recursion_available);
     prop_assert_eq!(f.checking_disabled, e.checking_disabled);
-    prop_assert_eq!(
-        &fast.queries,
-        &expected.queries,
-        "the question is echoed as asked"
-    );
+    prop_assert_eq!(&fast.queries, &expected.queries);
     match (&fast.edns, &expected.edns) {
         (None, None) => {}
         (Some(f), Some(e)) => {
@@ -524,27 +563,44 @@ fn check(reference: &Reference, core: &Core, case: &Case) -> Result<(), TestCase
     }
     prop_assert_eq!(render(&fast.authorities), render(&expected.authorities));
 
-    let full_len = expected
+    // Does the answer section fit? hickory writes owners as pointers to the question and
+    // SRV targets uncompressed, as the fast path does, so the lengths agree exactly.
+    let mut answers_only = expected.clone();
+    answers_only.additionals.clear();
+    let answers_len = answers_only
         .to_vec()
         .map_err(|e| TestCaseError::fail(e.to_string()))?
         .len();
+    let count = |label: &'static str| *branches.borrow_mut().entry(label).or_default() += 1;
+    count(branch);
+    if case.tcp {
+        count("TCP");
+    }
+    if let Some((payload, _)) = case.edns {
+        count(match payload {
+            0..512 => "EDNS under 512",
+            512..=1232 => "EDNS 512-1232",
+            _ => "EDNS over 1232",
+        });
+    }
+    prop_assert_eq!(
+        f.truncation,
+        answers_len > limit,
+        "TC for a {}-byte answer section within {}",
+        answers_len,
+        limit
+    );
     if f.truncation {
-        // TC: no answers, and the full answer would indeed not have fitted.
+        count("TC");
         prop_assert!(fast.answers.is_empty() && fast.additionals.is_empty());
-        prop_assert!(!expected.answers.is_empty());
-        prop_assert!(
-            full_len - 8 * expected.additionals.len() > limit.saturating_sub(64),
-            "truncated though the reference's {full_len} bytes are well within {limit}"
-        );
     } else {
         prop_assert_eq!(render(&fast.answers), render(&expected.answers));
-        // The additional section is optional (RFC 2181 9): all of it or none of it.
+        // The additional section is optional (RFC 2181 9): all of it when it fits, else
+        // none of it.
         let additionals = render(&fast.additionals);
-        if additionals.is_empty() && !expected.additionals.is_empty() {
-            prop_assert!(
-                full_len > limit.saturating_sub(64),
-                "additional section left out although it fits"
-            );
+        if !expected.additionals.is_empty() && full.len() > limit {
+            count("additional left out");
+            prop_assert!(additionals.is_empty());
         } else {
             prop_assert_eq!(additionals, render(&expected.additionals));
         }
@@ -552,11 +608,65 @@ fn check(reference: &Reference, core: &Core, case: &Case) -> Result<(), TestCase
     Ok(())
 }
 
+/// Objects the demo lacks, so every branch is reached: answers between 512 and 1232 bytes
+/// (40 A records; 12 SRV targets with their addresses), and a StatefulSet whose ordinals
+/// start at 3 with pods missing and not ready.
+fn edge_objects() -> Vec<Object> {
+    use headless_dns::model::{Endpoint, Port, Protocol, ServiceKind};
+    let mut out = Vec::new();
+    let port = Port {
+        name: "web".into(),
+        protocol: Protocol::Tcp,
+        port: 80,
+    };
+    let mut add = |name: &str, replicas: u32, start: u32, pods: &[(u32, bool)], base: u32| {
+        let key = ObjectKey::new("edge", name);
+        out.push(Object::Service(Service {
+            key: key.clone(),
+            kind: ServiceKind::Headless,
+            ports: vec![port.clone()],
+            publish_not_ready: false,
+        }));
+        out.push(Object::StatefulSet(StatefulSet {
+            key: key.clone(),
+            service_name: name.into(),
+            replicas,
+            ordinal_start: start,
+        }));
+        out.push(Object::EndpointSlice(EndpointSlice {
+            key: ObjectKey::new("edge", format!("{name}-x")),
+            service: key,
+            endpoints: pods
+                .iter()
+                .map(|(ordinal, ready)| Endpoint {
+                    ip: IpAddr::V4(std::net::Ipv4Addr::from(base + ordinal)),
+                    hostname: Some(format!("{name}-{ordinal}")),
+                    ready: *ready,
+                    terminating: false,
+                })
+                .collect(),
+            ports: vec![port.clone()],
+        }));
+    };
+    let all = |n: u32| (0..n).map(|i| (i, true)).collect::<Vec<_>>();
+    add("mid", 40, 0, &all(40), 0x0a63_0000);
+    add("srv12", 12, 0, &all(12), 0x0a63_0100);
+    add(
+        "slots",
+        5,
+        3,
+        &[(3, true), (4, false), (6, true)],
+        0x0a63_0200,
+    );
+    out
+}
+
 #[test]
 fn the_fast_path_answers_what_hickory_would() {
     let mut manifests = ManifestSet::new(demo_manifests());
     manifests.reload().expect("demo manifests load");
-    let objects = manifests.objects();
+    let mut objects = manifests.objects();
+    objects.extend(edge_objects());
     let config = Config {
         zones: ZONES
             .iter()
@@ -583,8 +693,9 @@ fn the_fast_path_answers_what_hickory_would() {
         failure_persistence: None,
         ..ProptestConfig::default()
     });
+    let branches = Branches::default();
     let result = runner.run(&cases(known.clone()), |case| {
-        check(&reference, &core, &case)
+        check(&reference, &core, &case, &branches)
     });
     if let Err(error) = result {
         panic!("{error}");
@@ -602,9 +713,55 @@ fn the_fast_path_answers_what_hickory_would() {
                 cd: false,
                 tcp: false,
             };
-            if let Err(error) = check(&reference, &core, &case) {
+            if let Err(error) = check(&reference, &core, &case, &branches) {
                 panic!("{case:?}: {error}");
             }
         }
+    }
+    // Every size around the limits, for the answers that cross them.
+    for (name, qtype) in [
+        ("_web._tcp.srv12.edge.svc.cluster.local.", 33u16),
+        ("srv12.edge.svc.sts.example.internal.", 1),
+        ("mid.edge.svc.cluster.local.", 1),
+        ("_web._tcp.nginx.demo.svc.cluster.local.", 33),
+    ] {
+        for payload in (0..1400u16).step_by(8) {
+            let case = Case {
+                name: name.into(),
+                flip_case: vec![true, false, false],
+                qtype,
+                qclass: 1,
+                edns: Some((payload, false)),
+                rd: false,
+                cd: true,
+                tcp: false,
+            };
+            if let Err(error) = check(&reference, &core, &case, &branches) {
+                panic!("{case:?}: {error}");
+            }
+        }
+    }
+    // Every kind of response was met.
+    let branches = branches.into_inner();
+    for label in [
+        "answer",
+        "SRV",
+        "CNAME",
+        "PTR v4",
+        "PTR v6",
+        "NODATA",
+        "slot NODATA",
+        "empty non-terminal",
+        "nxdomain",
+        "refused",
+        "TC",
+        "additional left out",
+        "TCP",
+        "EDNS under 512",
+        "EDNS 512-1232",
+        "EDNS over 1232",
+    ] {
+        let seen = branches.get(label).copied().unwrap_or(0);
+        assert!(seen >= 3, "{label}: {seen} cases in {branches:?}");
     }
 }
