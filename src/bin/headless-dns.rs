@@ -35,26 +35,37 @@ fn main() -> anyhow::Result<()> {
         // First, so that a SIGTERM while the client or the sockets are set up is not lost
         // (as PID 1 in a container, the process would otherwise ignore it).
         let mut signals = Signals::new()?;
-        let source = match args.source() {
-            SourceArgs::Manifests(path) => Source::Manifests(path),
-            SourceArgs::Kubernetes {
-                kubeconfig,
-                context,
-                namespaces,
-                label_selector,
-                endpoints_api,
-            } => {
-                let client = kube_source::client(kubeconfig.as_deref(), context.as_deref()).await?;
-                let mut source = KubernetesSource::new(client)
-                    .namespaces(namespaces)
-                    .endpoints_api(endpoints_api);
-                if let Some(selector) = label_selector {
-                    source = source.label_selector(selector);
+        let setup = async {
+            let source = match args.source() {
+                SourceArgs::Manifests(path) => Source::Manifests(path),
+                SourceArgs::Kubernetes {
+                    kubeconfig,
+                    context,
+                    namespaces,
+                    label_selector,
+                    endpoints_api,
+                } => {
+                    let client =
+                        kube_source::client(kubeconfig.as_deref(), context.as_deref()).await?;
+                    let mut source = KubernetesSource::new(client)
+                        .namespaces(namespaces)
+                        .endpoints_api(endpoints_api);
+                    if let Some(selector) = label_selector {
+                        source = source.label_selector(selector);
+                    }
+                    Source::Kubernetes(source)
                 }
-                Source::Kubernetes(source)
+            };
+            anyhow::Ok(start(config, source).await?)
+        };
+        // A signal during a long start (a large manifests folder) stops it there.
+        let server = tokio::select! {
+            server = setup => server?,
+            _ = signals.next() => {
+                tracing::info!("signal while starting; stopping");
+                return Ok(());
             }
         };
-        let server = start(config, source).await?;
         signals.next().await;
         tracing::info!("shutting down");
         // A second signal during the grace period stops at once.
