@@ -252,6 +252,8 @@ pub struct ServerHandle {
     store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The controller's thread; it ends when `shutdown` is sent or dropped.
+    controller: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -297,6 +299,9 @@ impl ServerHandle {
         let _ = self.shutdown.send(true);
         self.udp.stop().await;
         while self.tasks.join_next().await.is_some() {}
+        if let Some(controller) = self.controller.take() {
+            let _ = tokio::task::spawn_blocking(move || controller.join()).await;
+        }
     }
 }
 
@@ -432,7 +437,18 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             Some(bound)
         }
     };
-    tasks.spawn(controller.run(changes, shutdown_rx));
+    // The controller gets a thread of its own: a relist of a large cluster is seconds of
+    // CPU, which on the runtime would hold up TCP answers, the HTTP probes and the
+    // watches themselves.
+    let controller = std::thread::Builder::new()
+        .name("controller".into())
+        .spawn(
+            move || match tokio::runtime::Builder::new_current_thread().build() {
+                Ok(runtime) => runtime.block_on(controller.run(changes, shutdown_rx)),
+                Err(error) => tracing::error!(%error, "cannot start the controller's runtime"),
+            },
+        )
+        .map_err(Error::Thread)?;
     tracing::info!(addrs = ?addrs, "serving DNS over UDP and TCP");
     Ok(ServerHandle {
         addrs,
@@ -443,5 +459,6 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         store,
         shutdown,
         tasks,
+        controller: Some(controller),
     })
 }

@@ -32,6 +32,8 @@ pub enum Error {
         name: String,
         reason: String,
     },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
     #[error("Kubernetes: {0}")]
     Kubernetes(String),
     #[error("the server has stopped; nothing more can be fed to it")]
