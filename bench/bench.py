@@ -82,7 +82,9 @@ def start_servers(args, data, work):
     procs = {}
     pin = ["taskset", "-c", args.server_cpus]
     if "headless-dns" in args.servers:
-        binary = os.path.join(ROOT, "target", "release", "headless-dns")
+        # HEADLESS_DNS_BIN: another build, e.g. an older commit's, to compare against.
+        binary = os.environ.get("HEADLESS_DNS_BIN") or os.path.join(
+            ROOT, "target", "release", "headless-dns")
         procs["headless-dns"] = subprocess.Popen(
             pin + [binary, "--manifests", os.path.join(data, "manifests"),
                    "--listen", f"127.0.0.1:{PORTS['headless-dns']}",

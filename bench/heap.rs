@@ -9,6 +9,10 @@
 //! decoding), then the store, controller and compiled answers are loaded, and the live
 //! bytes after each step are divided by the endpoints.
 
+#[path = "common.rs"]
+#[allow(dead_code)]
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -48,15 +52,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn arg(flag: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn objects(services: u32, pods: u32) -> Vec<Object> {
     // Sized exactly, so no spare capacity counts as model bytes.
@@ -104,8 +99,8 @@ fn live() -> i64 {
 }
 
 fn main() {
-    let services = arg("--services", 10_000);
-    let pods = arg("--pods", 10);
+    let services: u32 = common::arg("--services", 10_000);
+    let pods: u32 = common::arg("--pods", 10);
     let endpoints = f64::from(services * pods);
     let per = |bytes: i64| bytes as f64 / endpoints;
 

@@ -15,15 +15,19 @@
 #[path = "../tests/it/api_double.rs"]
 #[allow(dead_code)]
 mod api_double;
+#[path = "common.rs"]
+#[allow(dead_code)]
+mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use headless_dns::{Config, KubernetesSource, Source, start};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::UdpSocket;
 
 use api_double::ApiDouble;
+use common::{a_query, arg};
 
 struct Options {
     services: usize,
@@ -33,28 +37,11 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options {
-        services: 200,
-        changes: 500,
-        gap: Duration::from_millis(5),
-    };
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<usize>().ok())
-    };
-    if let Some(n) = value("--services") {
-        options.services = n.max(1);
+    Options {
+        services: arg("--services", 200usize).max(1),
+        changes: arg("--changes", 500),
+        gap: Duration::from_millis(arg("--gap-ms", 5)),
     }
-    if let Some(n) = value("--changes") {
-        options.changes = n;
-    }
-    if let Some(ms) = value("--gap-ms") {
-        options.gap = Duration::from_millis(ms as u64);
-    }
-    options
 }
 
 fn ip(service: usize, ordinal: usize, generation: usize) -> String {
@@ -66,50 +53,22 @@ fn ip(service: usize, ordinal: usize, generation: usize) -> String {
     )
 }
 
-/// A headless Service, its StatefulSet and one EndpointSlice of `pods` ready pods.
-fn objects(service: usize, pods: usize, generation: &[usize]) -> Vec<Value> {
-    let name = format!("s{service}");
-    vec![
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": "bench"},
-               "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}}),
-        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-               "metadata": {"name": name, "namespace": "bench"},
-               "spec": {"serviceName": name, "replicas": pods,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {"metadata": {"labels": {"app": name}},
-                                     "spec": {"containers": []}}}}),
-        slice(service, pods, generation),
-    ]
+fn ips(service: usize, generation: &[usize]) -> Vec<String> {
+    generation
+        .iter()
+        .enumerate()
+        .map(|(i, g)| ip(service, i, *g))
+        .collect()
 }
 
-fn slice(service: usize, pods: usize, generation: &[usize]) -> Value {
-    let name = format!("s{service}");
-    let endpoints: Vec<Value> = (0..pods)
-        .map(|i| {
-            json!({"addresses": [ip(service, i, generation[i])],
-                   "hostname": format!("{name}-{i}"),
-                   "conditions": {"ready": true}})
-        })
-        .collect();
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-           "metadata": {"name": format!("{name}-x"), "namespace": "bench",
-                        "labels": {"kubernetes.io/service-name": name}},
-           "addressType": "IPv4",
-           "endpoints": endpoints,
-           "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]})
+/// A headless Service `s<service>` of `generation.len()` pods, each at its generation's
+/// address.
+fn objects(service: usize, generation: &[usize]) -> [Value; 3] {
+    common::headless("bench", &format!("s{service}"), &ips(service, generation))
 }
 
-/// A minimal A query for `name`.
-fn a_query(id: u16, name: &str) -> Vec<u8> {
-    let mut msg = id.to_be_bytes().to_vec();
-    msg.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        msg.push(label.len() as u8);
-        msg.extend_from_slice(label.as_bytes());
-    }
-    msg.extend_from_slice(&[0, 0, 1, 0, 1]);
-    msg
+fn slice(service: usize, generation: &[usize]) -> Value {
+    common::slice("bench", &format!("s{service}"), &ips(service, generation))
 }
 
 /// Whether the response's first answer is the A record `expected` (its last 4 bytes).
@@ -169,13 +128,13 @@ async fn main() {
     let double = ApiDouble::start().await;
     let mut generations = vec![vec![0usize; pods]; options.services];
     for (s, generation) in generations.iter().enumerate() {
-        for object in objects(s, pods, generation) {
+        for object in objects(s, generation) {
             double.apply(object);
         }
     }
     let big = options.services; // the 100-pod StatefulSet of the burst
     let mut big_generation = vec![0usize; 100];
-    for object in objects(big, 100, &big_generation) {
+    for object in objects(big, &big_generation) {
         double.apply(object);
     }
 
@@ -210,7 +169,7 @@ async fn main() {
         let expected = ip(s, ordinal, generations[s][ordinal]);
         let name = format!("s{s}-{ordinal}.s{s}.bench.svc.cluster.local.");
         let started = Instant::now();
-        double.apply(slice(s, pods, &generations[s]));
+        double.apply(slice(s, &generations[s]));
         if wait_for(&socket, addr, &name, &expected).await {
             latencies.push(started.elapsed());
         } else {
@@ -228,7 +187,7 @@ async fn main() {
     let started = Instant::now();
     for ordinal in (0..100).rev() {
         big_generation[ordinal] += 1;
-        double.apply(slice(big, 100, &big_generation));
+        double.apply(slice(big, &big_generation));
     }
     let last = format!("s{big}-0.s{big}.bench.svc.cluster.local.");
     let burst_live = wait_for(&socket, addr, &last, &ip(big, 0, big_generation[0])).await;

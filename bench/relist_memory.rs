@@ -15,78 +15,25 @@
 #[path = "../tests/it/api_double.rs"]
 #[allow(dead_code)]
 mod api_double;
+#[path = "common.rs"]
+#[allow(dead_code)]
+mod common;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use api_double::ApiDouble;
-
-fn arg(flag: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{arg, free_port, http_get as get, status_kib};
 
 fn service_objects(s: usize, pods: usize) -> [Value; 3] {
-    let name = format!("s{s}");
-    let ns = format!("ns{}", s % 100);
-    let endpoints: Vec<Value> = (0..pods)
+    let ips: Vec<String> = (0..pods)
         .map(|i| {
             let n = s * pods + i;
-            json!({"addresses": [format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)],
-                   "hostname": format!("{name}-{i}"),
-                   "conditions": {"ready": true}})
+            format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
         })
         .collect();
-    [
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": ns},
-               "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}}),
-        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-               "metadata": {"name": name, "namespace": ns},
-               "spec": {"serviceName": name, "replicas": pods,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {"metadata": {"labels": {"app": name}},
-                                     "spec": {"containers": []}}}}),
-        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-               "metadata": {"name": format!("{name}-x"), "namespace": ns,
-                            "labels": {"kubernetes.io/service-name": name}},
-               "addressType": "IPv4",
-               "endpoints": endpoints,
-               "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]}),
-    ]
-}
-
-/// A field of /proc/PID/status in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// `GET path` on loopback; the body, or `None` if the server does not answer 200.
-async fn get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.ok()?;
-    raw.starts_with("HTTP/1.1 200")
-        .then(|| raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
-        .flatten()
+    common::headless(&format!("ns{}", s % 100), &format!("s{s}"), &ips)
 }
 
 fn init_done(metrics: &str) -> u64 {
@@ -95,13 +42,6 @@ fn init_done(metrics: &str) -> u64 {
         .filter(|l| l.starts_with("headless_dns_watch_events_total") && l.contains("init_done"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

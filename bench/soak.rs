@@ -14,6 +14,9 @@
 #[path = "../tests/it/api_double.rs"]
 #[allow(dead_code)]
 mod api_double;
+#[path = "common.rs"]
+#[allow(dead_code)]
+mod common;
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -21,22 +24,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::UdpSocket;
 
 use api_double::ApiDouble;
+use common::{a_query, arg, free_port, status_kib};
 
 const SERVICES: usize = 1000;
 const PODS: usize = 10;
-
-fn arg(flag: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn pod_ip(service: usize, pod: usize) -> Ipv4Addr {
     let n = (service * PODS + pod) as u32;
@@ -44,30 +39,8 @@ fn pod_ip(service: usize, pod: usize) -> Ipv4Addr {
 }
 
 fn objects(ns: &str, name: &str, ips: &[Ipv4Addr]) -> [Value; 3] {
-    let endpoints: Vec<Value> = ips
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| {
-            json!({"addresses": [ip.to_string()], "hostname": format!("{name}-{i}"),
-                   "conditions": {"ready": true}})
-        })
-        .collect();
-    [
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": ns},
-               "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]}}),
-        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-               "metadata": {"name": name, "namespace": ns},
-               "spec": {"serviceName": name, "replicas": ips.len(),
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {"metadata": {"labels": {"app": name}},
-                                     "spec": {"containers": []}}}}),
-        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-               "metadata": {"name": format!("{name}-x"), "namespace": ns,
-                            "labels": {"kubernetes.io/service-name": name}},
-               "addressType": "IPv4", "endpoints": endpoints,
-               "ports": [{"name": "web", "port": 80, "protocol": "TCP"}]}),
-    ]
+    let ips: Vec<String> = ips.iter().map(Ipv4Addr::to_string).collect();
+    common::headless(ns, name, &ips)
 }
 
 fn name(service: usize) -> (String, String) {
@@ -92,17 +65,6 @@ fn query_file(path: &std::path::Path) {
         out.push('\n');
     }
     std::fs::write(path, out).expect("write the query file");
-}
-
-fn a_query(id: u16, name: &str) -> Vec<u8> {
-    let mut msg = id.to_be_bytes().to_vec();
-    msg.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        msg.push(label.len() as u8);
-        msg.extend_from_slice(label.as_bytes());
-    }
-    msg.extend_from_slice(&[0, 0, 1, 0, 1]);
-    msg
 }
 
 /// What a checked query got.
@@ -154,35 +116,9 @@ async fn ask(socket: &UdpSocket, server: SocketAddr, name: &str) -> Answer {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let seconds = arg("--seconds", 600);
+    let seconds: u64 = arg("--seconds", 600);
     let double = ApiDouble::start().await;
     for s in 0..SERVICES {
         let (ns, svc) = name(s);
@@ -200,8 +136,8 @@ async fn main() {
     let kubeconfig = double.write_kubeconfig(dir.path());
     let queries = dir.path().join("mix.txt");
     query_file(&queries);
-    let dns_port = free_port(true);
-    let http_port = free_port(false);
+    let dns_port = free_port();
+    let http_port = free_port();
     let server: SocketAddr = ([127, 0, 0, 1], dns_port).into();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_headless-dns"))
         .arg("--kubeconfig")
@@ -230,7 +166,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_start = rss_kib(pid);
+    let rss_start = status_kib(pid, "VmRSS:");
 
     // Churn: every 100 ms, new addresses for churn-0 and churn-1; remember the recent ones.
     let recent: Arc<Mutex<VecDeque<(Instant, Ipv4Addr)>>> = Arc::new(Mutex::new(VecDeque::new()));
@@ -308,7 +244,7 @@ async fn main() {
         }
         checks += 2;
         if last_sample.elapsed() > Duration::from_secs(30) {
-            rss_samples.push(rss_kib(pid));
+            rss_samples.push(status_kib(pid, "VmRSS:"));
             last_sample = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -316,7 +252,7 @@ async fn main() {
     let generations = churner.await.unwrap_or(0);
     let output = perf.wait_with_output().await.expect("dnsperf finishes");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_end = rss_kib(pid);
+    let rss_end = status_kib(pid, "VmRSS:");
     let _ = child.kill().await;
 
     let report = String::from_utf8_lossy(&output.stdout);

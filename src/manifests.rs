@@ -254,7 +254,7 @@ pub fn parse_file(path: &Path, text: &str) -> (Vec<Object>, Vec<DocumentError>) 
 
 /// Splits a YAML stream at its document markers (`---` lines; `...` ends a document), as
 /// kubectl's reader does, so that one broken document does not take its neighbours down.
-fn split_yaml(text: &str) -> Vec<&str> {
+pub fn split_yaml(text: &str) -> Vec<&str> {
     let mut documents = Vec::new();
     let mut start = 0;
     let mut offset = 0;

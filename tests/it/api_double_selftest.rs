@@ -314,8 +314,9 @@ async fn label_selectors_follow_kubernetes_semantics() {
     assert_eq!(api_error_code(bad), 400);
 }
 
-#[tokio::test]
-async fn a_cut_watch_resumes_without_relisting() {
+/// A double with Service demo/nginx and a Service watcher that has listed it and is
+/// watching.
+async fn watching_one_service() -> (ApiDouble, mpsc::UnboundedReceiver<String>) {
     let api = ApiDouble::start().await;
     api.apply(service("demo", "nginx"));
     let mut events = watch_events(
@@ -327,6 +328,12 @@ async fn a_cut_watch_resumes_without_relisting() {
         ["Init", "InitApply demo/nginx", "InitDone"]
     );
     assert!(api.wait_for_watches(1, WAIT).await);
+    (api, events)
+}
+
+#[tokio::test]
+async fn a_cut_watch_resumes_without_relisting() {
+    let (api, mut events) = watching_one_service().await;
 
     api.cut_watches();
     assert_eq!(api.open_watches(), 0);
@@ -342,17 +349,7 @@ async fn a_cut_watch_resumes_without_relisting() {
 
 #[tokio::test]
 async fn after_an_outage_the_watcher_resumes() {
-    let api = ApiDouble::start().await;
-    api.apply(service("demo", "nginx"));
-    let mut events = watch_events(
-        Api::<Service>::all(api.client()),
-        watcher::Config::default(),
-    );
-    assert_eq!(
-        take(&mut events, 3).await,
-        ["Init", "InitApply demo/nginx", "InitDone"]
-    );
-    assert!(api.wait_for_watches(1, WAIT).await);
+    let (api, mut events) = watching_one_service().await;
 
     api.set_outage(true);
     assert_eq!(api.open_watches(), 0);

@@ -94,28 +94,6 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Splits a YAML stream at its `---` lines, as src/manifests.rs does, dropping documents
-/// that hold only comments.
-fn split_documents(text: &str) -> Vec<&str> {
-    let mut documents = Vec::new();
-    let mut start = 0;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_end();
-        if trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "..." {
-            documents.push(&text[start..offset]);
-            start = offset + line.len();
-        }
-        offset += line.len();
-    }
-    documents.push(&text[start..]);
-    documents.retain(|doc| {
-        doc.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
-    documents
-}
-
 /// Every typed document under deploy/; panics listing every file, document and field that
 /// is wrong, and every problem of the kustomization.
 fn documents() -> Vec<Document> {
@@ -136,7 +114,10 @@ fn documents() -> Vec<Document> {
             );
             continue;
         }
-        for (i, doc) in split_documents(&text).into_iter().enumerate() {
+        for (i, doc) in headless_dns::manifests::split_yaml(&text)
+            .into_iter()
+            .enumerate()
+        {
             let index = i + 1;
             let parsed = serde_saphyr::from_str::<Value>(doc)
                 .map_err(|e| format!("invalid YAML: {e}"))

@@ -105,6 +105,35 @@ fn demo_cluster(double: &ApiDouble) {
     ));
 }
 
+/// zk Service and StatefulSet of 3 in `data`: zk-0 ready, zk-1 starting (not ready, not
+/// serving), zk-2 terminating (not ready, still serving).
+fn zk_ensemble(double: &ApiDouble) {
+    double.apply(service("data", "zk", false));
+    double.apply(stateful_set("data", "zk", "zk", 3));
+    double.apply(slice(
+        "data",
+        "zk-1",
+        "zk",
+        &[
+            ready("zk-0", "10.244.4.10"),
+            Ep {
+                hostname: "zk-1",
+                ip: "10.244.4.11",
+                ready: false,
+                serving: false,
+                terminating: false,
+            },
+            Ep {
+                hostname: "zk-2",
+                ip: "10.244.4.12",
+                ready: false,
+                serving: true,
+                terminating: true,
+            },
+        ],
+    ));
+}
+
 fn kube_config() -> Config {
     Config {
         http: Some("127.0.0.1:0".parse().expect("literal address")),
@@ -414,30 +443,7 @@ async fn slices_of_one_service_are_merged_and_deduplicated() {
 #[tokio::test]
 async fn not_ready_and_terminating_endpoints_follow_publish_not_ready_addresses() {
     let double = ApiDouble::start().await;
-    double.apply(service("data", "zk", false));
-    double.apply(stateful_set("data", "zk", "zk", 3));
-    double.apply(slice(
-        "data",
-        "zk-1",
-        "zk",
-        &[
-            ready("zk-0", "10.244.4.10"),
-            Ep {
-                hostname: "zk-1",
-                ip: "10.244.4.11",
-                ready: false,
-                serving: false,
-                terminating: false,
-            },
-            Ep {
-                hostname: "zk-2",
-                ip: "10.244.4.12",
-                ready: false,
-                serving: true,
-                terminating: true,
-            },
-        ],
-    ));
+    zk_ensemble(&double);
     let server = start(&double).await;
     let zk = "zk.data.svc.cluster.local.";
     assert_eq!(a(&server, zk).await, ok(&["10.244.4.10"]));
@@ -472,30 +478,7 @@ async fn not_ready_and_terminating_endpoints_follow_publish_not_ready_addresses(
 #[tokio::test]
 async fn unready_pod_names_resolve_with_the_flag_and_the_service_stays_ready_only() {
     let double = ApiDouble::start().await;
-    double.apply(service("data", "zk", false));
-    double.apply(stateful_set("data", "zk", "zk", 3));
-    double.apply(slice(
-        "data",
-        "zk-1",
-        "zk",
-        &[
-            ready("zk-0", "10.244.4.10"),
-            Ep {
-                hostname: "zk-1",
-                ip: "10.244.4.11",
-                ready: false,
-                serving: false,
-                terminating: false,
-            },
-            Ep {
-                hostname: "zk-2",
-                ip: "10.244.4.12",
-                ready: false,
-                serving: true,
-                terminating: true,
-            },
-        ],
-    ));
+    zk_ensemble(&double);
     let config = Config {
         publish_unready_pod_names: true,
         ..kube_config()
