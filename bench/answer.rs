@@ -135,6 +135,37 @@ fn answer(c: &mut Criterion) {
     group.finish();
 }
 
+/// What counting adds per query on a UDP thread: one answered query of the mix's kinds,
+/// and one receive batch of 32 timed.
+fn count(c: &mut Criterion) {
+    use headless_dns::metrics::{Metrics, Proto};
+    let metrics = Metrics::new();
+    let stats = metrics.query_stats(Proto::Udp);
+    let outcomes = [
+        (1u16, 0u16),
+        (1, 0),
+        (1, 0),
+        (28, 0),
+        (33, 0),
+        (1, 3),
+        (12, 0),
+        (99, 5),
+    ];
+    let mut group = c.benchmark_group("count");
+    group.bench_function("answered query", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let (qtype, rcode) = outcomes[i % outcomes.len()];
+            i += 1;
+            stats.answered(black_box(qtype), black_box(rcode));
+        })
+    });
+    group.bench_function("timed batch of 32", |b| {
+        b.iter(|| stats.timed(black_box(std::time::Duration::from_micros(40)), 32))
+    });
+    group.finish();
+}
+
 fn publish(c: &mut Criterion) {
     let large: u32 = std::env::var("HEADLESS_DNS_BENCH_LARGE")
         .ok()
@@ -164,5 +195,5 @@ fn publish(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, answer, publish);
+criterion_group!(benches, answer, count, publish);
 criterion_main!(benches);

@@ -92,6 +92,9 @@ impl Proto {
 #[repr(align(128))]
 pub struct QueryStats {
     proto: Proto,
+    /// Written by several tasks (TCP connections): locked adds. A UDP worker's stats have
+    /// one writer, its thread, so a plain load and store suffices and costs no bus lock.
+    shared: bool,
     requests: [AtomicU64; QTYPE_SLOTS],
     responses: [AtomicU64; RCODE_SLOTS],
     /// Messages that got no response (QR=1, unparseable header).
@@ -100,24 +103,46 @@ pub struct QueryStats {
     latency_sum_ns: AtomicU64,
 }
 
+/// Slot of each query type below 256 (all the named ones are), built from `QTYPES`: one
+/// load per query instead of a search.
+const QTYPE_SLOT: [u8; 256] = {
+    let mut table = [QTYPES.len() as u8; 256];
+    let mut i = 0;
+    while i < QTYPES.len() {
+        table[QTYPES[i].0 as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Slot of each response code below 32 (all the named ones are), built from `RCODES`.
+const RCODE_SLOT: [u8; 32] = {
+    let mut table = [RCODES.len() as u8; 32];
+    let mut i = 0;
+    while i < RCODES.len() {
+        table[RCODES[i].0 as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 fn qtype_slot(qtype: u16) -> usize {
-    QTYPES
-        .iter()
-        .position(|(t, _)| *t == qtype)
-        .unwrap_or(QTYPES.len())
+    QTYPE_SLOT
+        .get(usize::from(qtype))
+        .map_or(QTYPES.len(), |slot| usize::from(*slot))
 }
 
 fn rcode_slot(rcode: u16) -> usize {
-    RCODES
-        .iter()
-        .position(|(r, _)| *r == rcode)
-        .unwrap_or(RCODES.len())
+    RCODE_SLOT
+        .get(usize::from(rcode))
+        .map_or(RCODES.len(), |slot| usize::from(*slot))
 }
 
 impl QueryStats {
     fn new(proto: Proto) -> Self {
         Self {
             proto,
+            shared: proto == Proto::Tcp,
             requests: Default::default(),
             responses: Default::default(),
             dropped: AtomicU64::new(0),
@@ -126,17 +151,29 @@ impl QueryStats {
         }
     }
 
+    #[inline]
+    fn add(&self, counter: &AtomicU64, n: u64) {
+        if self.shared {
+            counter.fetch_add(n, Ordering::Relaxed);
+        } else {
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// Counts one answered query.
     #[inline]
     pub fn answered(&self, qtype: u16, rcode: u16) {
-        self.requests[qtype_slot(qtype)].fetch_add(1, Ordering::Relaxed);
-        self.responses[rcode_slot(rcode)].fetch_add(1, Ordering::Relaxed);
+        self.add(&self.requests[qtype_slot(qtype)], 1);
+        self.add(&self.responses[rcode_slot(rcode)], 1);
     }
 
     /// Counts one message that got no response.
     #[inline]
     pub fn dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.add(&self.dropped, 1);
     }
 
     /// Records `count` responses that each took `elapsed` (a UDP batch is timed as a whole,
@@ -151,9 +188,8 @@ impl QueryStats {
             .iter()
             .position(|bound| ns <= *bound)
             .unwrap_or(LATENCY_BOUNDS_NS.len());
-        self.latency[slot].fetch_add(count, Ordering::Relaxed);
-        self.latency_sum_ns
-            .fetch_add(ns.saturating_mul(count), Ordering::Relaxed);
+        self.add(&self.latency[slot], count);
+        self.add(&self.latency_sum_ns, ns.saturating_mul(count));
     }
 }
 
@@ -371,6 +407,7 @@ impl Metrics {
     }
 
     /// Counters for one more answering thread (or the TCP connections of one address).
+    /// `Proto::Udp` counters are written with plain stores: give each to one thread only.
     pub fn query_stats(&self, proto: Proto) -> Arc<QueryStats> {
         let stats = Arc::new(QueryStats::new(proto));
         if let Ok(mut all) = self.queries.stats.lock() {
@@ -403,6 +440,20 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_tables_follow_the_label_lists() {
+        for (slot, (qtype, _)) in QTYPES.iter().enumerate() {
+            assert_eq!(qtype_slot(*qtype), slot);
+        }
+        for (slot, (rcode, _)) in RCODES.iter().enumerate() {
+            assert_eq!(rcode_slot(*rcode), slot);
+        }
+        assert_eq!(qtype_slot(15), QTYPES.len(), "MX is other");
+        assert_eq!(qtype_slot(65535), QTYPES.len());
+        assert_eq!(rcode_slot(9), RCODES.len());
+        assert_eq!(rcode_slot(4095), RCODES.len());
+    }
 
     #[test]
     fn query_stats_are_summed_per_label() {
