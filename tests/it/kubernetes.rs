@@ -2,7 +2,7 @@
 //! double on loopback, answers asked over real sockets.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use headless_dns::{Config, EndpointsApi, KubernetesSource, Source};
@@ -219,14 +219,16 @@ async fn until(server: &TestServer, name: &str, expected: (ResponseCode, Vec<Str
 /// Queries `name` in the background until stopped; returns every response code seen.
 struct Watcher {
     stop: Arc<AtomicBool>,
+    answers: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<Vec<ResponseCode>>,
 }
 
 impl Watcher {
     fn start(server: &TestServer, name: &'static str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(AtomicUsize::new(0));
         let addr = server.addr;
-        let flag = stop.clone();
+        let (flag, count) = (stop.clone(), answers.clone());
         let task = tokio::spawn(async move {
             let mut seen = Vec::new();
             // Bounded: at most ~60 s of queries at one per 5 ms.
@@ -239,12 +241,32 @@ impl Watcher {
                     udp_exchange(addr, &encode(&query(name, RecordType::A, Some(1232)))).await;
                 if let Some(response) = bytes.and_then(|b| Message::from_vec(&b).ok()) {
                     seen.push(response.metadata.response_code);
+                    count.fetch_add(1, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             seen
         });
-        Self { stop, task }
+        Self {
+            stop,
+            answers,
+            task,
+        }
+    }
+
+    /// Waits until the watcher has judged `n` more answers, so every phase of a scenario is
+    /// observed however quickly the server follows it (a fast machine must not make the
+    /// watcher see too little to prove anything).
+    async fn observe(&self, n: usize) {
+        let target = self.answers.load(Ordering::Relaxed) + n;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.answers.load(Ordering::Relaxed) < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the watcher got no answers for 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn finish(self) -> Vec<ResponseCode> {
@@ -361,10 +383,12 @@ async fn a_replaced_pod_is_nodata_in_between_never_nxdomain() {
         terminating: true,
     })));
     until(&server, WEB0, nodata()).await;
+    watcher.observe(5).await;
     // Gone from the slice: the pod is deleted.
     double.apply(with(None));
     until_metric(&server, "headless_dns_endpoints 2").await;
     assert_eq!(a(&server, WEB0).await, nodata());
+    watcher.observe(5).await;
     // Recreated on another node: an address, not ready yet.
     double.apply(with(Some(Ep {
         hostname: "web-0",
@@ -375,9 +399,11 @@ async fn a_replaced_pod_is_nodata_in_between_never_nxdomain() {
     })));
     until_metric(&server, "headless_dns_endpoints 3").await;
     assert_eq!(a(&server, WEB0).await, nodata());
+    watcher.observe(5).await;
     // Ready: the new address.
     double.apply(with(Some(ready("web-0", "10.244.7.70"))));
     until(&server, WEB0, ok(&["10.244.7.70"])).await;
+    watcher.observe(5).await;
     assert_eq!(
         a(&server, NGINX).await,
         ok(&["10.244.7.70", "10.244.2.11", "10.244.3.12"])
@@ -385,8 +411,8 @@ async fn a_replaced_pod_is_nodata_in_between_never_nxdomain() {
 
     let seen = watcher.finish().await;
     assert!(
-        seen.len() > 20,
-        "the watcher asked often enough: {}",
+        seen.len() >= 20,
+        "the watcher saw every phase: {}",
         seen.len()
     );
     assert!(
@@ -512,6 +538,7 @@ async fn answers_keep_serving_through_cut_watches_and_an_api_outage_and_catch_up
     until(&server, "web-3.nginx.demo.svc.cluster.local.", nodata()).await;
     double.set_outage(true);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    watcher.observe(5).await;
     assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]));
     let http = server.handle.http_addr().expect("http is on");
     assert_eq!(http_get(http, "/readyz").await.0, 200, "still ready");
@@ -575,6 +602,7 @@ async fn a_relist_after_410_swaps_in_whole_and_drops_what_was_deleted_unseen() {
     for _ in 0..3 {
         double.expire_history();
         tokio::time::sleep(Duration::from_millis(300)).await;
+        watcher.observe(5).await;
     }
     double.apply(stateful_set("demo", "web", "nginx", 4));
     until(&server, "web-3.nginx.demo.svc.cluster.local.", nodata()).await;
