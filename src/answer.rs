@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::compile::CompiledRrset;
+use crate::compile::Rrset;
 use crate::store::{Lookup, Store};
 use crate::wire::QuestionName;
 use crate::wire::{
@@ -48,7 +48,7 @@ pub struct Responder {
 
 /// The body chosen for a response before it is assembled.
 enum Body<'a> {
-    Positive(&'a CompiledRrset),
+    Positive(Rrset<'a>),
     /// NXDOMAIN or NODATA: the zone's SOA goes in the authority section.
     /// With the name's own negative TTL when it has one (ordinal slots).
     Negative {
@@ -185,7 +185,7 @@ impl Responder {
                         Some(rrset) => Body::Positive(rrset),
                         None => Body::Negative {
                             rcode: rcode::NOERROR,
-                            ttl: answers.negative_ttl,
+                            ttl: answers.negative_ttl(),
                         },
                     }
                 }
@@ -226,7 +226,7 @@ impl Responder {
         let (mut ancount, mut nscount, mut arcount) = (0u16, 0u16, 0u16);
         match body {
             Body::Positive(rrset) => {
-                let answer = rrset.answer();
+                let answer = rrset.answer;
                 if out.len() + answer.len() + opt_len > limit {
                     // Does not fit: an empty answer with TC, so the client asks over TCP.
                     response_flags |= flags::TC;
@@ -235,7 +235,7 @@ impl Responder {
                     ancount = rrset.ancount;
                     // The additional section is optional: leave it out rather than set TC
                     // (RFC 2181 9).
-                    let additional = rrset.additional();
+                    let additional = rrset.additional;
                     if out.len() + additional.len() + opt_len <= limit {
                         out.extend_from_slice(additional);
                         arcount = rrset.arcount;

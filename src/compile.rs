@@ -16,7 +16,7 @@ use crate::wire::{CLASS_IN, HEADER_LEN};
 /// A compiled record set that serves every zone alike.
 pub const ANY_ZONE: u8 = u8::MAX;
 
-/// One record set, encoded.
+/// One record set, encoded, while a name's answers are being built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledRrset {
     /// The record type it answers.
@@ -27,51 +27,121 @@ pub struct CompiledRrset {
     pub ancount: u16,
     /// Records in the additional section.
     pub arcount: u16,
-    /// Length of the answer section at the front of `bytes`; the additional section follows.
-    pub answer_len: u16,
-    pub bytes: Box<[u8]>,
+    /// The answer section.
+    pub answer: Vec<u8>,
+    /// The additional section.
+    pub additional: Vec<u8>,
 }
 
-impl CompiledRrset {
-    pub fn answer(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.answer_len)]
-    }
-
-    pub fn additional(&self) -> &[u8] {
-        &self.bytes[usize::from(self.answer_len)..]
-    }
+/// A record set inside a [`NameAnswers`], as the query path copies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rrset<'a> {
+    pub rtype: u16,
+    pub zone: u8,
+    pub ancount: u16,
+    pub arcount: u16,
+    pub answer: &'a [u8],
+    pub additional: &'a [u8],
 }
 
-/// Everything a name answers. No record sets: the name exists without data (NODATA).
+/// Bytes before each record set's sections: rtype, zone, ancount, arcount, then the lengths
+/// of the answer and additional sections (u32: a large Service's answers pass 64 KiB).
+const RRSET_HEADER: usize = 2 + 1 + 2 + 2 + 4 + 4;
+
+/// Everything a name answers, packed into one allocation: a cluster has a few names per
+/// endpoint, so a name costs one heap block, not one per record set plus one for the list.
+///
+/// Layout: a flag byte (1: an own negative TTL follows), the TTL (u32) if so, then each
+/// record set as [`RRSET_HEADER`] followed by its answer and additional sections. Only
+/// [`NameAnswers::new`] writes it. No record sets: the name exists without data (NODATA).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NameAnswers {
-    pub rrsets: Box<[CompiledRrset]>,
-    /// The TTL of this name's negative answers when it is not the zone's (ordinal slots).
-    pub negative_ttl: Option<u32>,
-}
+pub struct NameAnswers(Box<[u8]>);
 
 impl NameAnswers {
+    /// Packs `rrsets`; `negative_ttl` is the TTL of this name's negative answers when it
+    /// is not the zone's (ordinal slots).
+    pub fn new(rrsets: &[CompiledRrset], negative_ttl: Option<u32>) -> Self {
+        let size = 5 + rrsets
+            .iter()
+            .map(|r| RRSET_HEADER + r.answer.len() + r.additional.len())
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(size);
+        match negative_ttl {
+            Some(ttl) => {
+                out.push(1);
+                out.extend_from_slice(&ttl.to_be_bytes());
+            }
+            None => out.push(0),
+        }
+        for r in rrsets {
+            out.extend_from_slice(&r.rtype.to_be_bytes());
+            out.push(r.zone);
+            out.extend_from_slice(&r.ancount.to_be_bytes());
+            out.extend_from_slice(&r.arcount.to_be_bytes());
+            out.extend_from_slice(&clamp_u32(r.answer.len()).to_be_bytes());
+            out.extend_from_slice(&clamp_u32(r.additional.len()).to_be_bytes());
+            out.extend_from_slice(&r.answer);
+            out.extend_from_slice(&r.additional);
+        }
+        Self(out.into_boxed_slice())
+    }
+
+    /// The TTL of this name's negative answers when it is not the zone's (ordinal slots).
+    pub fn negative_ttl(&self) -> Option<u32> {
+        match self.0.first() {
+            Some(1) => self
+                .0
+                .get(1..5)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            _ => None,
+        }
+    }
+
+    /// The record sets, in the order they were packed.
+    pub fn rrsets(&self) -> impl Iterator<Item = Rrset<'_>> {
+        let start = match self.0.first() {
+            Some(1) => 5,
+            _ => 1,
+        };
+        let mut rest = self.0.get(start..).unwrap_or_default();
+        std::iter::from_fn(move || {
+            let (header, body) = rest.split_at_checked(RRSET_HEADER)?;
+            let u16_at = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+            let len_at = |i: usize| {
+                u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]])
+                    as usize
+            };
+            let (answer, body) = body.split_at_checked(len_at(7))?;
+            let (additional, body) = body.split_at_checked(len_at(11))?;
+            rest = body;
+            Some(Rrset {
+                rtype: u16_at(0),
+                zone: header[2],
+                ancount: u16_at(3),
+                arcount: u16_at(5),
+                answer,
+                additional,
+            })
+        })
+    }
+
     /// The record set for `qtype` asked in forward zone `zone` (or a reverse zone:
     /// [`ANY_ZONE`]), or the CNAME when the name is an alias (RFC 1034 3.6.2).
-    pub fn find(&self, qtype: u16, zone: u8) -> Option<&CompiledRrset> {
-        let matches = |r: &&CompiledRrset| r.zone == ANY_ZONE || r.zone == zone;
-        self.rrsets
-            .iter()
-            .filter(matches)
+    pub fn find(&self, qtype: u16, zone: u8) -> Option<Rrset<'_>> {
+        let in_zone = |r: &Rrset<'_>| r.zone == ANY_ZONE || r.zone == zone;
+        self.rrsets()
+            .filter(in_zone)
             .find(|r| r.rtype == qtype)
             .or_else(|| {
-                self.rrsets
-                    .iter()
-                    .filter(matches)
+                self.rrsets()
+                    .filter(in_zone)
                     .find(|r| r.rtype == rtype::CNAME)
             })
     }
 
     /// Any one record set, for a QTYPE=ANY query (RFC 8482: answer with one RRset).
-    pub fn first(&self, zone: u8) -> Option<&CompiledRrset> {
-        self.rrsets
-            .iter()
-            .find(|r| r.zone == ANY_ZONE || r.zone == zone)
+    pub fn first(&self, zone: u8) -> Option<Rrset<'_>> {
+        self.rrsets().find(|r| r.zone == ANY_ZONE || r.zone == zone)
     }
 }
 
@@ -101,10 +171,7 @@ pub fn compile_name(records: &NameRecords, ctx: &CompileContext) -> NameAnswers 
             rrsets.push(compile_rrset(&records.name, rrset, None, ANY_ZONE, ctx));
         }
     }
-    NameAnswers {
-        rrsets: rrsets.into_boxed_slice(),
-        negative_ttl: records.slot.then_some(ctx.slot_negative_ttl),
-    }
+    NameAnswers::new(&rrsets, records.slot.then_some(ctx.slot_negative_ttl))
 }
 
 fn compile_rrset(
@@ -115,28 +182,32 @@ fn compile_rrset(
     ctx: &CompileContext,
 ) -> CompiledRrset {
     let question = QuestionLayout::new(owner);
-    let mut bytes = Vec::new();
+    let mut answer = Vec::new();
     for record in &rrset.records {
-        write_record(&mut bytes, &[0xC0, 0x0C], record, ctx, &question, zone);
+        write_record(&mut answer, &[0xC0, 0x0C], record, ctx, &question, zone);
     }
-    let answer_len = bytes.len();
+    let mut additional = Vec::new();
     for (name, record) in &rrset.additional {
         let mut owner_bytes = Vec::new();
         question.write_name(&mut owner_bytes, name);
-        write_record(&mut bytes, &owner_bytes, record, ctx, &question, zone);
+        write_record(&mut additional, &owner_bytes, record, ctx, &question, zone);
     }
     CompiledRrset {
         rtype: rrset.rtype,
         zone: zone_index,
         ancount: clamp_u16(rrset.records.len()),
         arcount: clamp_u16(rrset.additional.len()),
-        answer_len: clamp_u16(answer_len),
-        bytes: bytes.into_boxed_slice(),
+        answer,
+        additional,
     }
 }
 
 fn clamp_u16(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Where each label of the question name sits in a response, for compression pointers.
@@ -330,7 +401,7 @@ mod tests {
         let compiled = compile_name(&records, &ctx());
         let rr = compiled.find(rtype::A, 0).unwrap();
         assert_eq!(
-            rr.answer(),
+            rr.answer,
             b"\xC0\x0C\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04\x0a\xf4\x01\x05"
         );
         assert_eq!((rr.ancount, rr.arcount), (1, 0));

@@ -77,6 +77,74 @@ struct Published {
     reverse_ips: Vec<IpAddr>,
 }
 
+/// A small ordered set of object keys (the slices or StatefulSets of one Service: usually
+/// one). A `BTreeSet` would allocate a node for eleven keys for each of them.
+#[derive(Debug, Default)]
+struct SortedKeys(Box<[ObjectKey]>);
+
+impl SortedKeys {
+    fn insert(&mut self, key: ObjectKey) {
+        if let Err(at) = self.0.binary_search(&key) {
+            let mut keys = std::mem::take(&mut self.0).into_vec();
+            keys.insert(at, key);
+            self.0 = keys.into_boxed_slice();
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        if let Ok(at) = self.0.binary_search(key) {
+            let mut keys = std::mem::take(&mut self.0).into_vec();
+            keys.remove(at);
+            self.0 = keys.into_boxed_slice();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.0.iter()
+    }
+}
+
+/// The store key of a Service's own name (`<svc>.<ns>.svc`); `None` when that is not a valid
+/// name (such a Service publishes nothing).
+fn service_key(service: &ObjectKey) -> Option<Box<[u8]>> {
+    RelativeName::from_labels([service.name.as_str(), service.namespace.as_str(), "svc"])
+        .ok()
+        .map(|name| store::key(ZoneKind::Forward, &name))
+}
+
+/// The Services that claim one address for reverse lookups. There is one per address in the
+/// cluster, so the list is an exact-size boxed slice (a `Vec` would reserve room for four
+/// claims on its first push; an address almost always has one).
+#[derive(Debug, Default)]
+struct ReverseClaims {
+    claims: Box<[(Arc<ObjectKey>, PtrSource)]>,
+    /// Whether the address's reverse name is in the store.
+    published: bool,
+}
+
+impl ReverseClaims {
+    fn push(&mut self, owner: Arc<ObjectKey>, source: PtrSource) {
+        let mut claims = std::mem::take(&mut self.claims).into_vec();
+        claims.push((owner, source));
+        self.claims = claims.into_boxed_slice();
+    }
+
+    fn retain(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
+        if self.claims.iter().any(|(owner, _)| !keep(owner)) {
+            self.claims = self
+                .claims
+                .iter()
+                .filter(|(owner, _)| keep(owner))
+                .cloned()
+                .collect();
+        }
+    }
+}
+
 pub struct Controller {
     store: Arc<Store>,
     compile: CompileContext,
@@ -86,24 +154,24 @@ pub struct Controller {
     services: BTreeMap<ObjectKey, Service>,
     slices: HashMap<ObjectKey, EndpointSlice>,
     /// Slice keys by Service, in slice-name order (merge order is part of determinism).
-    slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    slices_by_service: BTreeMap<ObjectKey, SortedKeys>,
     /// Legacy Endpoints, by Service; used only while a Service has no EndpointSlice.
     legacy_endpoints: BTreeMap<ObjectKey, Vec<EndpointSlice>>,
     stateful_sets: BTreeMap<ObjectKey, StatefulSet>,
     /// StatefulSet keys by the Service that governs them (`spec.serviceName`).
-    stateful_sets_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    stateful_sets_by_service: BTreeMap<ObjectKey, SortedKeys>,
     /// Which records a Service has (ordinal slots, unready pod names).
     options: RecordOptions,
     published: HashMap<ObjectKey, Published>,
-    /// Who claims each address for reverse lookups, by Service.
-    /// A flat list per address: an address is claimed by one or two Services, rarely more.
-    reverse: HashMap<IpAddr, Vec<(Arc<ObjectKey>, PtrSource)>>,
-    /// Addresses whose reverse name is in the store.
-    reverse_published: BTreeSet<IpAddr>,
+    /// Who claims each address for reverse lookups, and whether its name is in the store.
+    /// One entry per address in the cluster, so it is kept tight (see [`ReverseClaims`]).
+    reverse: HashMap<IpAddr, ReverseClaims>,
     /// Empty non-terminals and how many names hold each up.
     ent_refs: HashMap<Box<[u8]>, u32>,
     /// Addresses over all slices and legacy Endpoints (with duplicates), for the gauge.
     endpoints: usize,
+    /// Names in Service snapshots that the index leaves out (pod names), for the gauge.
+    unindexed_names: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -135,9 +203,9 @@ impl Controller {
             options,
             published: HashMap::new(),
             reverse: HashMap::new(),
-            reverse_published: BTreeSet::new(),
             ent_refs: HashMap::new(),
             endpoints: 0,
+            unindexed_names: 0,
             metrics,
         };
         for records in zones::forward_static_records(negative_ttl) {
@@ -154,7 +222,7 @@ impl Controller {
         let route = if records.rrsets.is_empty() {
             Route::EmptyNonTerminal
         } else {
-            Route::Name(Arc::new(compile_name(records, &self.compile)))
+            Route::Name(compile_name(records, &self.compile))
         };
         self.store.set_route(key, route);
     }
@@ -196,7 +264,7 @@ impl Controller {
         Stats {
             services: self.services.len(),
             endpoints: self.endpoints,
-            names: self.store.len(),
+            names: self.store.len() + self.unindexed_names,
         }
     }
 
@@ -420,10 +488,16 @@ impl Controller {
             .as_ref()
             .map(|o| o.slot.clone())
             .unwrap_or_else(|| Arc::new(ServiceSlot::default()));
+        // Names one label below the Service's name are found through it, unindexed (see
+        // `store`); every other name of the Service is routed to its slot.
+        let base = service_key(key);
+        let indexed = |k: &[u8]| !base.as_deref().is_some_and(|b| store::is_child_key(k, b));
+        self.unindexed_names -= old_keys.iter().filter(|k| !indexed(&k[..])).count();
+        self.unindexed_names += new_keys.iter().filter(|k| !indexed(&k[..])).count();
         // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
         // swap the snapshot, then drop routes of names that are gone.
         for k in &new_keys {
-            if !old_keys.contains(*k) {
+            if !old_keys.contains(*k) && indexed(&k[..]) {
                 self.store
                     .set_route((*k).clone(), Route::Service(slot.clone()));
             }
@@ -432,7 +506,7 @@ impl Controller {
         let has_names = !new_keys.is_empty();
         let gone: Vec<Box<[u8]>> = old_keys
             .into_iter()
-            .filter(|k| !answers.contains_key(k))
+            .filter(|k| !answers.contains_key(k) && indexed(&k[..]))
             .collect();
         slot.publish(answers);
         for k in gone {
@@ -466,9 +540,10 @@ impl Controller {
         new.sort();
         let mut old: Vec<(IpAddr, PtrSource)> = Vec::new();
         for ip in &old_ips {
-            if let Some(claims) = self.reverse.get(ip) {
+            if let Some(entry) = self.reverse.get(ip) {
                 old.extend(
-                    claims
+                    entry
+                        .claims
                         .iter()
                         .filter(|(owner, _)| **owner == *service)
                         .map(|(_, source)| (*ip, source.clone())),
@@ -483,8 +558,8 @@ impl Controller {
         let owner = Arc::new(service.clone());
         let mut affected: BTreeSet<IpAddr> = old_ips.iter().copied().collect();
         for ip in &old_ips {
-            if let Some(claims) = self.reverse.get_mut(ip) {
-                claims.retain(|(o, _)| **o != *service);
+            if let Some(entry) = self.reverse.get_mut(ip) {
+                entry.retain(|o| *o != *service);
             }
         }
         let mut ips = Vec::with_capacity(new.len());
@@ -496,7 +571,7 @@ impl Controller {
             self.reverse
                 .entry(ip)
                 .or_default()
-                .push((owner.clone(), source));
+                .push(owner.clone(), source);
         }
         for ip in affected {
             self.republish_reverse(ip);
@@ -513,24 +588,22 @@ impl Controller {
         };
         let name = reverse_name(ip);
         let key = store::key(kind, &name);
-        let sources: Vec<&PtrSource> = self
-            .reverse
-            .get(&ip)
-            .map(|claims| claims.iter().map(|(_, source)| source).collect())
-            .unwrap_or_default();
-        let was_published = self.reverse_published.contains(&ip);
-        if sources.is_empty() {
+        let Some(entry) = self.reverse.get_mut(&ip) else {
+            return;
+        };
+        let was_published = entry.published;
+        if entry.claims.is_empty() {
             self.reverse.remove(&ip);
             if was_published {
                 self.store.remove(&key);
-                self.reverse_published.remove(&ip);
                 if let Some(parent) = name.parent() {
                     self.ent_unref(kind, &parent, true);
                 }
             }
             return;
         }
-        let targets = records::ptr_answer(sources.into_iter());
+        entry.published = true;
+        let targets = records::ptr_answer(entry.claims.iter().map(|(_, source)| source));
         let records = NameRecords {
             name: name.clone(),
             rrsets: vec![RrSet {
@@ -544,13 +617,9 @@ impl Controller {
             slot: false,
         };
         let answers: NameAnswers = compile_name(&records, &self.compile);
-        self.store
-            .set_route(key.clone(), Route::Name(Arc::new(answers)));
-        if !was_published {
-            self.reverse_published.insert(ip);
-            if let Some(parent) = name.parent() {
-                self.ent_ref(kind, &parent, true);
-            }
+        self.store.set_route(key, Route::Name(answers));
+        if !was_published && let Some(parent) = name.parent() {
+            self.ent_ref(kind, &parent, true);
         }
     }
 
@@ -686,7 +755,7 @@ mod tests {
         store.lookup(&store::key(kind, &name), |l| match l {
             Lookup::NoName => None,
             Lookup::EmptyNonTerminal => Some(vec![]),
-            Lookup::Name(a) => Some(a.rrsets.iter().map(|r| r.rtype).collect()),
+            Lookup::Name(a) => Some(a.rrsets().map(|r| r.rtype).collect()),
         })
     }
 

@@ -6,6 +6,12 @@
 //! a Service swaps the snapshot in one atomic store, so a reader sees all of the old Service
 //! or all of the new one, never half an update. Names that no Service owns alone (reverse
 //! names, the zone apex) route to their own answers directly.
+//!
+//! The names one label below a Service's name (its pods' names, most of the names in a
+//! cluster) are not in the index at all: a lookup that misses tries the name's parent, and
+//! when that routes to a Service, finds the name in the Service's snapshot. That saves an
+//! index entry and a copy of the key per pod, and a pod's name appears and disappears in
+//! the same atomic swap as its answers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +44,24 @@ pub fn key(kind: ZoneKind, name: &RelativeName) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// The key of the name one label above `key` (same zone kind), written into `buf`; `None`
+/// at the zone apex or when `key` is not a well-formed key.
+pub fn parent_key<'b>(key: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b [u8]> {
+    let (&kind, rest) = key.split_first()?;
+    let (&first_label, _) = rest.split_first()?;
+    let parent = rest.get(1 + usize::from(first_label)..)?;
+    let out = buf.get_mut(..1 + parent.len())?;
+    out[0] = kind;
+    out[1..].copy_from_slice(parent);
+    Some(out)
+}
+
+/// Whether `key` names a child of `parent` (exactly one label below it).
+pub fn is_child_key(key: &[u8], parent: &[u8]) -> bool {
+    let mut buf = [0; 256];
+    parent_key(key, &mut buf) == Some(parent)
+}
+
 /// The hasher of every map on the query path: foldhash is several times faster than the
 /// default SipHash on short keys and still seeded per process.
 pub type FastHash = foldhash::fast::RandomState;
@@ -51,7 +75,7 @@ pub enum Route {
     /// The name exists only because names below it do (`demo.svc`): NODATA for every type.
     EmptyNonTerminal,
     /// A name with answers of its own (the apex, a reverse name).
-    Name(Arc<NameAnswers>),
+    Name(NameAnswers),
     /// A name of a Service: look it up in the Service's current snapshot.
     Service(Arc<ServiceSlot>),
 }
@@ -101,10 +125,26 @@ impl Store {
 
     /// Looks `key` up and hands what it found to `f`, without allocating.
     pub fn lookup<R>(&self, key: &[u8], f: impl FnOnce(Lookup<'_>) -> R) -> R {
-        let Some(route) = self.index.get(key) else {
+        if let Some(route) = self.index.get(key) {
+            return Self::resolve(route.value(), key, f);
+        }
+        // Not indexed: a pod's name is found through its Service's name (see the module
+        // docs). Any other route of the parent means the name does not exist.
+        let mut buf = [0; 256];
+        let Some(parent) = parent_key(key, &mut buf) else {
             return f(Lookup::NoName);
         };
-        match route.value() {
+        match self.index.get(parent) {
+            Some(route) if matches!(route.value(), Route::Service(_)) => {
+                Self::resolve(route.value(), key, f)
+            }
+            _ => f(Lookup::NoName),
+        }
+    }
+
+    /// What `route` holds for `key`.
+    fn resolve<R>(route: &Route, key: &[u8], f: impl FnOnce(Lookup<'_>) -> R) -> R {
+        match route {
             Route::EmptyNonTerminal => f(Lookup::EmptyNonTerminal),
             Route::Name(answers) => f(Lookup::Name(answers)),
             Route::Service(slot) => {
@@ -150,24 +190,24 @@ mod tests {
     use crate::compile::{ANY_ZONE, CompiledRrset};
 
     fn answers(tag: u8) -> NameAnswers {
-        NameAnswers {
-            rrsets: Box::new([CompiledRrset {
+        NameAnswers::new(
+            &[CompiledRrset {
                 rtype: 1,
                 zone: ANY_ZONE,
                 ancount: 1,
                 arcount: 0,
-                answer_len: 1,
-                bytes: Box::new([tag]),
-            }]),
-            negative_ttl: None,
-        }
+                answer: vec![tag],
+                additional: vec![],
+            }],
+            None,
+        )
     }
 
     fn found(store: &Store, key: &[u8]) -> Option<u8> {
         store.lookup(key, |l| match l {
             Lookup::NoName => None,
             Lookup::EmptyNonTerminal => Some(0),
-            Lookup::Name(a) => Some(a.rrsets.first().map_or(0, |r| r.bytes[0])),
+            Lookup::Name(a) => Some(a.rrsets().next().map_or(0, |r| r.answer[0])),
         })
     }
 
@@ -189,5 +229,35 @@ mod tests {
         store.set_route(b"\0ent".to_vec().into(), Route::EmptyNonTerminal);
         assert_eq!(found(&store, b"\0ent"), Some(0));
         assert_eq!(found(&store, b"\0missing"), None);
+    }
+
+    #[test]
+    fn a_child_of_a_service_name_is_found_through_it_unindexed() {
+        let store = Store::new();
+        let slot = Arc::new(ServiceSlot::default());
+        let service: Box<[u8]> = Box::new(*b"\0\x03svc");
+        let pod: Box<[u8]> = Box::new(*b"\0\x03pod\x03svc");
+        let grandchild: &[u8] = b"\0\x01x\x03pod\x03svc";
+        store.set_route(service.clone(), Route::Service(slot.clone()));
+        slot.publish(ServiceAnswers::from_iter([
+            (service.clone(), answers(1)),
+            (pod.clone(), answers(2)),
+        ]));
+        assert!(is_child_key(&pod, &service));
+        assert!(!is_child_key(grandchild, &service));
+        assert_eq!(found(&store, &pod), Some(2), "found through the Service");
+        assert_eq!(
+            found(&store, b"\0\x03bad\x03svc"),
+            None,
+            "not in the snapshot"
+        );
+        assert_eq!(found(&store, grandchild), None, "two labels below");
+        // A parent that is not a Service's name lends its children nothing.
+        store.set_route(b"\0\x03ent".to_vec().into(), Route::EmptyNonTerminal);
+        assert_eq!(found(&store, b"\0\x03pod\x03ent"), None);
+        // Keys whose first label runs past the end are not keys: no parent, no panic.
+        for bad in [&b""[..], b"\0", b"\0\x09ab", b"\0\xff"] {
+            assert_eq!(found(&store, bad), None, "{bad:?}");
+        }
     }
 }
