@@ -128,15 +128,19 @@ impl NameAnswers {
     /// The record set for `qtype` asked in forward zone `zone` (or a reverse zone:
     /// [`ANY_ZONE`]), or the CNAME when the name is an alias (RFC 1034 3.6.2).
     pub fn find(&self, qtype: u16, zone: u8) -> Option<Rrset<'_>> {
-        let in_zone = |r: &Rrset<'_>| r.zone == ANY_ZONE || r.zone == zone;
-        self.rrsets()
-            .filter(in_zone)
-            .find(|r| r.rtype == qtype)
-            .or_else(|| {
-                self.rrsets()
-                    .filter(in_zone)
-                    .find(|r| r.rtype == rtype::CNAME)
-            })
+        let mut cname = None;
+        for r in self.rrsets() {
+            if r.zone != ANY_ZONE && r.zone != zone {
+                continue;
+            }
+            if r.rtype == qtype {
+                return Some(r);
+            }
+            if r.rtype == rtype::CNAME && cname.is_none() {
+                cname = Some(r);
+            }
+        }
+        cname
     }
 
     /// Any one record set, for a QTYPE=ANY query (RFC 8482: answer with one RRset).

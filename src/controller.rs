@@ -491,7 +491,11 @@ impl Controller {
         // Names one label below the Service's name are found through it, unindexed (see
         // `store`); every other name of the Service is routed to its slot.
         let base = service_key(key);
-        let indexed = |k: &[u8]| !base.as_deref().is_some_and(|b| store::is_child_key(k, b));
+        let indexed = |k: &[u8]| {
+            !base
+                .as_deref()
+                .is_some_and(|b| store::found_through_parent(k, b))
+        };
         self.unindexed_names -= old_keys.iter().filter(|k| !indexed(&k[..])).count();
         self.unindexed_names += new_keys.iter().filter(|k| !indexed(&k[..])).count();
         // Route new names first (they answer NXDOMAIN from the old snapshot, as before),

@@ -8,8 +8,9 @@
 //! names, the zone apex) route to their own answers directly.
 //!
 //! The names one label below a Service's name (its pods' names, most of the names in a
-//! cluster) are not in the index at all: a lookup that misses tries the name's parent, and
-//! when that routes to a Service, finds the name in the Service's snapshot. That saves an
+//! cluster) are not in the index at all: a lookup of a name of that depth asks the name's
+//! parent first, and when that routes to a Service, finds the name in the Service's
+//! snapshot. That saves an
 //! index entry and a copy of the key per pod, and a pod's name appears and disappears in
 //! the same atomic swap as its answers.
 
@@ -44,22 +45,44 @@ pub fn key(kind: ZoneKind, name: &RelativeName) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
-/// The key of the name one label above `key` (same zone kind), written into `buf`; `None`
-/// at the zone apex or when `key` is not a well-formed key.
-pub fn parent_key<'b>(key: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b [u8]> {
-    let (&kind, rest) = key.split_first()?;
-    let (&first_label, _) = rest.split_first()?;
-    let parent = rest.get(1 + usize::from(first_label)..)?;
-    let out = buf.get_mut(..1 + parent.len())?;
-    out[0] = kind;
-    out[1..].copy_from_slice(parent);
-    Some(out)
+/// The wire name one label above `name` (a key without its zone-kind byte); `None` at the
+/// apex or when the first label runs past the end.
+fn parent_name(name: &[u8]) -> Option<&[u8]> {
+    let (&first_label, rest) = name.split_first()?;
+    rest.get(usize::from(first_label)..)
 }
 
-/// Whether `key` names a child of `parent` (exactly one label below it).
-pub fn is_child_key(key: &[u8], parent: &[u8]) -> bool {
-    let mut buf = [0; 256];
-    parent_key(key, &mut buf) == Some(parent)
+/// How many labels an unindexed name has: a pod's name is one label below its Service's
+/// (`<pod>.<svc>.<ns>.svc`). Only forward names of exactly this many labels are looked up
+/// through their parent, so every other name costs one index lookup as before.
+const UNINDEXED_LABELS: usize = 4;
+
+/// Whether `name` has exactly `n` labels (stops counting past `n`).
+fn has_labels(name: &[u8], n: usize) -> bool {
+    let (mut at, mut count) = (0usize, 0usize);
+    while let Some(&len) = name.get(at) {
+        count += 1;
+        if count > n {
+            return false;
+        }
+        at += 1 + usize::from(len);
+    }
+    count == n && at == name.len()
+}
+
+/// Whether the controller leaves `key` out of the index because its parent, `service` (a
+/// Service's name), routes to the snapshot that holds it: `key` is a forward name exactly
+/// one label below `service` with [`UNINDEXED_LABELS`] labels.
+pub fn found_through_parent(key: &[u8], service: &[u8]) -> bool {
+    match (key.split_first(), service.split_first()) {
+        (Some((&kind, name)), Some((&service_kind, service_name))) => {
+            kind == ZoneKind::Forward as u8
+                && service_kind == kind
+                && has_labels(name, UNINDEXED_LABELS)
+                && parent_name(name) == Some(service_name)
+        }
+        _ => false,
+    }
 }
 
 /// The hasher of every map on the query path: foldhash is several times faster than the
@@ -109,10 +132,16 @@ pub enum Lookup<'a> {
     Name(&'a NameAnswers),
 }
 
+/// The routes of the names of one zone kind, by wire name.
+type NameIndex = DashMap<Box<[u8]>, Route, FastHash>;
+
 /// The name index shared by the controller and every query worker.
 #[derive(Debug, Default)]
 pub struct Store {
-    index: DashMap<Box<[u8]>, Route, FastHash>,
+    /// One map per [`ZoneKind`], keyed by the name without the kind byte, so that a name's
+    /// parent is a suffix of the same bytes: the fallback lookup of a pod's name copies
+    /// nothing.
+    index: [NameIndex; 3],
     /// Set once the first complete set of records is published. Before that, in-zone queries
     /// get SERVFAIL: a resolver caches an NXDOMAIN, and would cache a false one.
     ready: AtomicBool,
@@ -123,22 +152,33 @@ impl Store {
         Self::default()
     }
 
+    /// The map of `key`'s zone kind and the name part of the key.
+    fn split<'k>(&self, key: &'k [u8]) -> Option<(&NameIndex, &'k [u8])> {
+        let (&kind, name) = key.split_first()?;
+        Some((self.index.get(usize::from(kind))?, name))
+    }
+
     /// Looks `key` up and hands what it found to `f`, without allocating.
+    ///
+    /// A forward name of [`UNINDEXED_LABELS`] labels (most queries: pods' names) asks its
+    /// parent first: when the parent routes to a Service, the name is in that Service's
+    /// snapshot if it exists at all, whether it is indexed or not. Any other name is
+    /// indexed if it exists.
     pub fn lookup<R>(&self, key: &[u8], f: impl FnOnce(Lookup<'_>) -> R) -> R {
-        if let Some(route) = self.index.get(key) {
-            return Self::resolve(route.value(), key, f);
-        }
-        // Not indexed: a pod's name is found through its Service's name (see the module
-        // docs). Any other route of the parent means the name does not exist.
-        let mut buf = [0; 256];
-        let Some(parent) = parent_key(key, &mut buf) else {
+        let Some((index, name)) = self.split(key) else {
             return f(Lookup::NoName);
         };
-        match self.index.get(parent) {
-            Some(route) if matches!(route.value(), Route::Service(_)) => {
-                Self::resolve(route.value(), key, f)
-            }
-            _ => f(Lookup::NoName),
+        if key.first() == Some(&(ZoneKind::Forward as u8))
+            && has_labels(name, UNINDEXED_LABELS)
+            && let Some(parent) = parent_name(name)
+            && let Some(route) = index.get(parent)
+            && let Route::Service(_) = route.value()
+        {
+            return Self::resolve(route.value(), key, f);
+        }
+        match index.get(name) {
+            Some(route) => Self::resolve(route.value(), key, f),
+            None => f(Lookup::NoName),
         }
     }
 
@@ -157,22 +197,27 @@ impl Store {
         }
     }
 
-    /// Routes `key`; replaces whatever route it had.
+    /// Routes `key`; replaces whatever route it had. A key without a valid zone kind is
+    /// ignored (keys come from [`key`]).
     pub fn set_route(&self, key: Box<[u8]>, route: Route) {
-        self.index.insert(key, route);
+        if let Some((index, name)) = self.split(&key) {
+            index.insert(name.into(), route);
+        }
     }
 
     pub fn remove(&self, key: &[u8]) {
-        self.index.remove(key);
+        if let Some((index, name)) = self.split(key) {
+            index.remove(name);
+        }
     }
 
     /// Number of names in the index.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.iter().map(DashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.iter().all(DashMap::is_empty)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -235,16 +280,20 @@ mod tests {
     fn a_child_of_a_service_name_is_found_through_it_unindexed() {
         let store = Store::new();
         let slot = Arc::new(ServiceSlot::default());
-        let service: Box<[u8]> = Box::new(*b"\0\x03svc");
-        let pod: Box<[u8]> = Box::new(*b"\0\x03pod\x03svc");
-        let grandchild: &[u8] = b"\0\x01x\x03pod\x03svc";
+        let service: Box<[u8]> = Box::new(*b"\0\x01s\x02ns\x03svc");
+        let pod: Box<[u8]> = Box::new(*b"\0\x03pod\x01s\x02ns\x03svc");
+        let grandchild: &[u8] = b"\0\x01x\x03pod\x01s\x02ns\x03svc";
         store.set_route(service.clone(), Route::Service(slot.clone()));
         slot.publish(ServiceAnswers::from_iter([
             (service.clone(), answers(1)),
             (pod.clone(), answers(2)),
         ]));
-        assert!(is_child_key(&pod, &service));
-        assert!(!is_child_key(grandchild, &service));
+        assert!(found_through_parent(&pod, &service));
+        assert!(!found_through_parent(grandchild, &service));
+        assert!(!found_through_parent(
+            b"\x01\x03pod\x01s\x02ns\x03svc",
+            b"\x01\x01s\x02ns\x03svc"
+        ));
         assert_eq!(found(&store, &pod), Some(2), "found through the Service");
         assert_eq!(
             found(&store, b"\0\x03bad\x03svc"),
@@ -253,8 +302,11 @@ mod tests {
         );
         assert_eq!(found(&store, grandchild), None, "two labels below");
         // A parent that is not a Service's name lends its children nothing.
-        store.set_route(b"\0\x03ent".to_vec().into(), Route::EmptyNonTerminal);
-        assert_eq!(found(&store, b"\0\x03pod\x03ent"), None);
+        store.set_route(
+            b"\0\x01e\x02ns\x03svc".to_vec().into(),
+            Route::EmptyNonTerminal,
+        );
+        assert_eq!(found(&store, b"\0\x03pod\x01e\x02ns\x03svc"), None);
         // Keys whose first label runs past the end are not keys: no parent, no panic.
         for bad in [&b""[..], b"\0", b"\0\x09ab", b"\0\xff"] {
             assert_eq!(found(&store, bad), None, "{bad:?}");
