@@ -86,6 +86,22 @@ impl NameAnswers {
         Self(out.into_boxed_slice())
     }
 
+    /// The packed bytes, to store elsewhere (see `store::SnapshotEntry`).
+    pub fn packed(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// What the query path reads.
+    pub fn view(&self) -> Answers<'_> {
+        Answers(&self.0)
+    }
+}
+
+/// A borrowed [`NameAnswers`], wherever its packed bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answers<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Answers<'a> {
     /// The TTL of this name's negative answers when it is not the zone's (ordinal slots).
     pub fn negative_ttl(&self) -> Option<u32> {
         match self.0.first() {
@@ -98,12 +114,12 @@ impl NameAnswers {
     }
 
     /// The record sets, in the order they were packed.
-    pub fn rrsets(&self) -> impl Iterator<Item = Rrset<'_>> {
+    pub fn rrsets(&self) -> impl Iterator<Item = Rrset<'a>> + use<'a> {
         let start = match self.0.first() {
             Some(1) => 5,
             _ => 1,
         };
-        let mut rest = self.0.get(start..).unwrap_or_default();
+        let mut rest: &'a [u8] = self.0.get(start..).unwrap_or_default();
         std::iter::from_fn(move || {
             let (header, body) = rest.split_at_checked(RRSET_HEADER)?;
             let u16_at = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
@@ -127,7 +143,7 @@ impl NameAnswers {
 
     /// The record set for `qtype` asked in forward zone `zone` (or a reverse zone:
     /// [`ANY_ZONE`]), or the CNAME when the name is an alias (RFC 1034 3.6.2).
-    pub fn find(&self, qtype: u16, zone: u8) -> Option<Rrset<'_>> {
+    pub fn find(&self, qtype: u16, zone: u8) -> Option<Rrset<'a>> {
         let mut cname = None;
         for r in self.rrsets() {
             if r.zone != ANY_ZONE && r.zone != zone {
@@ -144,7 +160,7 @@ impl NameAnswers {
     }
 
     /// Any one record set, for a QTYPE=ANY query (RFC 8482: answer with one RRset).
-    pub fn first(&self, zone: u8) -> Option<Rrset<'_>> {
+    pub fn first(&self, zone: u8) -> Option<Rrset<'a>> {
         self.rrsets().find(|r| r.zone == ANY_ZONE || r.zone == zone)
     }
 }
@@ -403,12 +419,12 @@ mod tests {
             slot: false,
         };
         let compiled = compile_name(&records, &ctx());
-        let rr = compiled.find(rtype::A, 0).unwrap();
+        let rr = compiled.view().find(rtype::A, 0).unwrap();
         assert_eq!(
             rr.answer,
             b"\xC0\x0C\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04\x0a\xf4\x01\x05"
         );
         assert_eq!((rr.ancount, rr.arcount), (1, 0));
-        assert!(compiled.find(rtype::AAAA, 0).is_none());
+        assert!(compiled.view().find(rtype::AAAA, 0).is_none());
     }
 }

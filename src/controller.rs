@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::model::{EndpointSlice, Kind, Object, ObjectKey, Service, StatefulSet};
 use crate::name::{MAX_NAME_LEN, RelativeName, reverse_name};
 use crate::records::{self, NameRecords, PtrSource, RData, RecordOptions, RrSet, Target, rtype};
-use crate::store::{self, Route, ServiceAnswers, ServiceSlot, Store, ZoneKind};
+use crate::store::{self, Route, ServiceAnswers, ServiceSlot, SnapshotEntry, Store, ZoneKind};
 use crate::zones;
 
 /// A change from a source.
@@ -473,17 +473,17 @@ impl Controller {
                 tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");
                 continue;
             }
-            answers.insert(
-                store::key(ZoneKind::Forward, &name.name),
-                compile_name(name, &self.compile),
-            );
+            answers.insert(SnapshotEntry::new(
+                &store::key(ZoneKind::Forward, &name.name),
+                &compile_name(name, &self.compile),
+            ));
         }
         let old = self.published.remove(key);
-        let old_keys: BTreeSet<Box<[u8]>> = old
-            .as_ref()
-            .map(|o| o.slot.snapshot().keys().cloned().collect())
-            .unwrap_or_default();
-        let new_keys: BTreeSet<&Box<[u8]>> = answers.keys().collect();
+        let old_snapshot = old.as_ref().map(|o| o.slot.snapshot());
+        let old_keys: BTreeSet<&[u8]> = old_snapshot
+            .iter()
+            .flat_map(|snapshot| snapshot.iter().map(SnapshotEntry::key))
+            .collect();
         let slot = old
             .as_ref()
             .map(|o| o.slot.clone())
@@ -496,25 +496,25 @@ impl Controller {
                 .as_deref()
                 .is_some_and(|b| store::found_through_parent(k, b))
         };
-        self.unindexed_names -= old_keys.iter().filter(|k| !indexed(&k[..])).count();
-        self.unindexed_names += new_keys.iter().filter(|k| !indexed(&k[..])).count();
+        let new_keys = || answers.iter().map(SnapshotEntry::key);
+        self.unindexed_names -= old_keys.iter().filter(|k| !indexed(k)).count();
+        self.unindexed_names += new_keys().filter(|k| !indexed(k)).count();
         // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
         // swap the snapshot, then drop routes of names that are gone.
-        for k in &new_keys {
-            if !old_keys.contains(*k) && indexed(&k[..]) {
-                self.store
-                    .set_route((*k).clone(), Route::Service(slot.clone()));
+        for k in new_keys() {
+            if !old_keys.contains(k) && indexed(k) {
+                self.store.set_route(k.into(), Route::Service(slot.clone()));
             }
         }
         let had_names = !old_keys.is_empty();
-        let has_names = !new_keys.is_empty();
-        let gone: Vec<Box<[u8]>> = old_keys
+        let has_names = !answers.is_empty();
+        let gone: Vec<&[u8]> = old_keys
             .into_iter()
-            .filter(|k| !answers.contains_key(k) && indexed(&k[..]))
+            .filter(|k| !answers.contains(*k) && indexed(k))
             .collect();
         slot.publish(answers);
         for k in gone {
-            self.store.remove(&k);
+            self.store.remove(k);
         }
         let namespace_ent = RelativeName::from_labels([key.namespace.as_str(), "svc"]);
         if let Ok(ent) = namespace_ent {

@@ -14,14 +14,16 @@
 //! index entry and a copy of the key per pod, and a pod's name appears and disappears in
 //! the same atomic swap as its answers.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
-use crate::compile::NameAnswers;
+use crate::compile::{Answers, NameAnswers};
 use crate::name::RelativeName;
 
 /// Which tree of names a key belongs to: every forward zone serves the same records, the
@@ -90,7 +92,63 @@ pub fn found_through_parent(key: &[u8], service: &[u8]) -> bool {
 pub type FastHash = foldhash::fast::RandomState;
 
 /// The compiled answers of every name of one Service, swapped in whole.
-pub type ServiceAnswers = HashMap<Box<[u8]>, NameAnswers, FastHash>;
+pub type ServiceAnswers = HashSet<SnapshotEntry, FastHash>;
+
+/// One name of a Service's snapshot with its answers, in one allocation:
+/// `[key length: u16][key][packed answers]`. A Service snapshot holds one per name, most of
+/// them pods' names, so the key and the answers share a heap block and the table holds a
+/// single pointer. Hashed and compared by the key alone, so the set is looked up by key.
+#[derive(Debug, Clone)]
+pub struct SnapshotEntry(Box<[u8]>);
+
+impl SnapshotEntry {
+    pub fn new(key: &[u8], answers: &NameAnswers) -> Self {
+        let packed = answers.packed();
+        // Keys are at most 256 bytes (a kind byte and a name): the length always fits.
+        let key_len = u16::try_from(key.len()).unwrap_or(u16::MAX);
+        let key = &key[..usize::from(key_len)];
+        let mut bytes = Vec::with_capacity(2 + key.len() + packed.len());
+        bytes.extend_from_slice(&key_len.to_be_bytes());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(packed);
+        Self(bytes.into_boxed_slice())
+    }
+
+    fn key_len(&self) -> usize {
+        match self.0.get(..2) {
+            Some(&[high, low]) => usize::from(u16::from_be_bytes([high, low])),
+            _ => 0,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        self.0.get(2..2 + self.key_len()).unwrap_or_default()
+    }
+
+    pub fn answers(&self) -> Answers<'_> {
+        Answers(self.0.get(2 + self.key_len()..).unwrap_or_default())
+    }
+}
+
+impl Borrow<[u8]> for SnapshotEntry {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+impl Hash for SnapshotEntry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialEq for SnapshotEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for SnapshotEntry {}
 
 /// Where the answers of one name live.
 #[derive(Debug, Clone)]
@@ -129,7 +187,7 @@ pub enum Lookup<'a> {
     /// The name exists only because names below it do: NODATA for every type.
     EmptyNonTerminal,
     /// The name and its answers.
-    Name(&'a NameAnswers),
+    Name(Answers<'a>),
 }
 
 /// The routes of the names of one zone kind, by wire name.
@@ -186,11 +244,11 @@ impl Store {
     fn resolve<R>(route: &Route, key: &[u8], f: impl FnOnce(Lookup<'_>) -> R) -> R {
         match route {
             Route::EmptyNonTerminal => f(Lookup::EmptyNonTerminal),
-            Route::Name(answers) => f(Lookup::Name(answers)),
+            Route::Name(answers) => f(Lookup::Name(answers.view())),
             Route::Service(slot) => {
                 let snapshot = slot.answers.load();
                 match snapshot.get(key) {
-                    Some(answers) => f(Lookup::Name(answers)),
+                    Some(entry) => f(Lookup::Name(entry.answers())),
                     None => f(Lookup::NoName),
                 }
             }
@@ -265,8 +323,12 @@ mod tests {
         store.set_route(a.clone(), Route::Service(slot.clone()));
         store.set_route(b.clone(), Route::Service(slot.clone()));
         assert_eq!(found(&store, &a), None, "routed but not yet published");
-        let snapshot =
-            |tag| ServiceAnswers::from_iter([(a.clone(), answers(tag)), (b.clone(), answers(tag))]);
+        let snapshot = |tag| {
+            ServiceAnswers::from_iter([
+                SnapshotEntry::new(&a, &answers(tag)),
+                SnapshotEntry::new(&b, &answers(tag)),
+            ])
+        };
         slot.publish(snapshot(1));
         assert_eq!((found(&store, &a), found(&store, &b)), (Some(1), Some(1)));
         slot.publish(snapshot(2));
@@ -285,8 +347,8 @@ mod tests {
         let grandchild: &[u8] = b"\0\x01x\x03pod\x01s\x02ns\x03svc";
         store.set_route(service.clone(), Route::Service(slot.clone()));
         slot.publish(ServiceAnswers::from_iter([
-            (service.clone(), answers(1)),
-            (pod.clone(), answers(2)),
+            SnapshotEntry::new(&service, &answers(1)),
+            SnapshotEntry::new(&pod, &answers(2)),
         ]));
         assert!(found_through_parent(&pod, &service));
         assert!(!found_through_parent(grandchild, &service));
