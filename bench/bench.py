@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PORTS = {"headless-dns": 15353, "knot": 15354, "nsd": 15355, "limit": 15356}
+PORTS = {"headless-dns": 15353, "knot": 15354, "nsd": 15355, "limit": 15356, "baseline": 15357}
 
 
 def sh(cmd, **kw):
@@ -88,7 +88,19 @@ def start_servers(args, data, work):
         procs["headless-dns"] = subprocess.Popen(
             pin + [binary, "--manifests", os.path.join(data, "manifests"),
                    "--listen", f"127.0.0.1:{PORTS['headless-dns']}",
-                   "--max-udp-size", "4096", "--log", "warn"]
+                   "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
+            + (["--threads", str(args.threads)] if args.threads else []),
+            stdout=subprocess.DEVNULL)
+    if "baseline" in args.servers:
+        # Another headless-dns build (e.g. the last commit's), interleaved with this one so
+        # that both see the same drift of the machine: HEADLESS_DNS_BASELINE_BIN.
+        baseline = os.environ.get("HEADLESS_DNS_BASELINE_BIN")
+        if not baseline:
+            sys.exit("--servers baseline needs HEADLESS_DNS_BASELINE_BIN=/path/to/headless-dns")
+        procs["baseline"] = subprocess.Popen(
+            pin + [baseline, "--manifests", os.path.join(data, "manifests"),
+                   "--listen", f"127.0.0.1:{PORTS['baseline']}",
+                   "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
             + (["--threads", str(args.threads)] if args.threads else []),
             stdout=subprocess.DEVNULL)
     if "knot" in args.servers:
@@ -261,6 +273,10 @@ def report(args, results, lat, workloads):
                 best_qps = max(med(p, "qps") for p in peers)
                 best_cpu = min(med(p, "cpu_us") for p in peers)
                 ratio = f"{med(name, 'qps') / best_qps:.2f}, {med(name, 'cpu_us') / best_cpu:.2f}"
+            if name == "baseline" and (workload, "headless-dns") in results:
+                # This build against the baseline build.
+                ratio = (f"headless-dns / baseline: {med('headless-dns', 'qps') / med(name, 'qps'):.2f}, "
+                         f"{med('headless-dns', 'cpu_us') / med(name, 'cpu_us'):.2f}")
             lines.append(
                 f"| {workload} | {name} | {statistics.median(qps):,.0f} ({min(qps):,.0f}-{max(qps):,.0f}) "
                 f"| {med(name, 'avg_ms'):.3f} | {l.get('p99_ms', float('nan')):.3f} "
@@ -297,7 +313,7 @@ def main():
     try:
         for name in args.servers:
             if name != "limit":
-                check(name, PORTS[name], expected, ordered=name == "headless-dns")
+                check(name, PORTS[name], expected, ordered=name in ("headless-dns", "baseline"))
         results = throughput(args, procs, workloads, data)
         lat = {}
         for workload in workloads:
