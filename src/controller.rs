@@ -224,7 +224,7 @@ impl Controller {
         } else {
             Route::Name(compile_name(records, &self.compile))
         };
-        self.store.set_route(key, route);
+        self.store.set_route(&key, route);
     }
 
     /// Applies a batch of changes, then republishes every Service they touched, each once.
@@ -503,7 +503,7 @@ impl Controller {
         // swap the snapshot, then drop routes of names that are gone.
         for k in new_keys() {
             if !old_keys.contains(k) && indexed(k) {
-                self.store.set_route(k.into(), Route::Service(slot.clone()));
+                self.store.set_route(k, Route::Service(slot.clone()));
             }
         }
         let had_names = !old_keys.is_empty();
@@ -621,7 +621,7 @@ impl Controller {
             slot: false,
         };
         let answers: NameAnswers = compile_name(&records, &self.compile);
-        self.store.set_route(key, Route::Name(answers));
+        self.store.set_route(&key, Route::Name(answers));
         if !was_published && let Some(parent) = name.parent() {
             self.ent_ref(kind, &parent, true);
         }
@@ -636,7 +636,7 @@ impl Controller {
             let count = self.ent_refs.entry(key.clone()).or_insert(0);
             *count += 1;
             if *count == 1 {
-                self.store.set_route(key, Route::EmptyNonTerminal);
+                self.store.set_route(&key, Route::EmptyNonTerminal);
             }
             current = if ancestors { n.parent() } else { None };
         }
@@ -861,6 +861,47 @@ mod tests {
             ports: vec![],
             publish_not_ready: false,
         })
+    }
+
+    #[test]
+    fn pod_names_are_counted_and_go_with_their_service_though_not_indexed() {
+        let (store, mut controller) = controller();
+        let fixed = controller.stats().names;
+        controller.apply(headless(
+            "nginx",
+            &[("web-0", "10.0.0.1"), ("web-1", "10.0.0.2")],
+        ));
+        // nginx, web-0, web-1, _tcp and _web._tcp under it, demo.svc; two reverse names and
+        // their ancestors 0.0.10, 0.10 and 10.
+        assert_eq!(controller.stats().names, fixed + 11);
+        assert_eq!(
+            store.len(),
+            fixed + 11 - 3,
+            "web-0, web-1 and _tcp are not indexed"
+        );
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "web-1.nginx.demo.svc"),
+            Some(vec![rtype::A])
+        );
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "_tcp.nginx.demo.svc"),
+            Some(vec![])
+        );
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "_web._tcp.nginx.demo.svc"),
+            Some(vec![rtype::SRV])
+        );
+        controller.apply([Change::Delete(
+            Kind::Service,
+            ObjectKey::new("demo", "nginx"),
+        )]);
+        assert_eq!(
+            types_at(&store, ZoneKind::Forward, "web-0.nginx.demo.svc"),
+            None
+        );
+        assert_eq!(types_at(&store, ZoneKind::Forward, "nginx.demo.svc"), None);
+        assert_eq!(controller.stats().names, fixed);
+        assert_eq!(store.len(), fixed);
     }
 
     #[test]

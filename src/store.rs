@@ -10,9 +10,8 @@
 //! The names one label below a Service's name (its pods' names, most of the names in a
 //! cluster) are not in the index at all: a lookup of a name of that depth asks the name's
 //! parent first, and when that routes to a Service, finds the name in the Service's
-//! snapshot. That saves an
-//! index entry and a copy of the key per pod, and a pod's name appears and disappears in
-//! the same atomic swap as its answers.
+//! snapshot. That saves an index entry and a copy of the key per pod, and a pod's name
+//! appears and disappears in the same atomic swap as its answers.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
@@ -257,8 +256,8 @@ impl Store {
 
     /// Routes `key`; replaces whatever route it had. A key without a valid zone kind is
     /// ignored (keys come from [`key`]).
-    pub fn set_route(&self, key: Box<[u8]>, route: Route) {
-        if let Some((index, name)) = self.split(&key) {
+    pub fn set_route(&self, key: &[u8], route: Route) {
+        if let Some((index, name)) = self.split(key) {
             index.insert(name.into(), route);
         }
     }
@@ -320,8 +319,8 @@ mod tests {
         let slot = Arc::new(ServiceSlot::default());
         let a: Box<[u8]> = Box::new(*b"\0a");
         let b: Box<[u8]> = Box::new(*b"\0b");
-        store.set_route(a.clone(), Route::Service(slot.clone()));
-        store.set_route(b.clone(), Route::Service(slot.clone()));
+        store.set_route(&a, Route::Service(slot.clone()));
+        store.set_route(&b, Route::Service(slot.clone()));
         assert_eq!(found(&store, &a), None, "routed but not yet published");
         let snapshot = |tag| {
             ServiceAnswers::from_iter([
@@ -333,7 +332,7 @@ mod tests {
         assert_eq!((found(&store, &a), found(&store, &b)), (Some(1), Some(1)));
         slot.publish(snapshot(2));
         assert_eq!((found(&store, &a), found(&store, &b)), (Some(2), Some(2)));
-        store.set_route(b"\0ent".to_vec().into(), Route::EmptyNonTerminal);
+        store.set_route(b"\0ent", Route::EmptyNonTerminal);
         assert_eq!(found(&store, b"\0ent"), Some(0));
         assert_eq!(found(&store, b"\0missing"), None);
     }
@@ -345,7 +344,7 @@ mod tests {
         let service: Box<[u8]> = Box::new(*b"\0\x01s\x02ns\x03svc");
         let pod: Box<[u8]> = Box::new(*b"\0\x03pod\x01s\x02ns\x03svc");
         let grandchild: &[u8] = b"\0\x01x\x03pod\x01s\x02ns\x03svc";
-        store.set_route(service.clone(), Route::Service(slot.clone()));
+        store.set_route(&service, Route::Service(slot.clone()));
         slot.publish(ServiceAnswers::from_iter([
             SnapshotEntry::new(&service, &answers(1)),
             SnapshotEntry::new(&pod, &answers(2)),
@@ -364,10 +363,7 @@ mod tests {
         );
         assert_eq!(found(&store, grandchild), None, "two labels below");
         // A parent that is not a Service's name lends its children nothing.
-        store.set_route(
-            b"\0\x01e\x02ns\x03svc".to_vec().into(),
-            Route::EmptyNonTerminal,
-        );
+        store.set_route(b"\0\x01e\x02ns\x03svc", Route::EmptyNonTerminal);
         assert_eq!(found(&store, b"\0\x03pod\x01e\x02ns\x03svc"), None);
         // Keys whose first label runs past the end are not keys: no parent, no panic.
         for bad in [&b""[..], b"\0", b"\0\x09ab", b"\0\xff"] {
