@@ -78,6 +78,15 @@ def server_dir(work, name, data):
     return folder
 
 
+def start_headless_dns(args, pin, binary, port, data):
+    return subprocess.Popen(
+        pin + [binary, "--manifests", os.path.join(data, "manifests"),
+               "--listen", f"127.0.0.1:{port}",
+               "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
+        + (["--threads", str(args.threads)] if args.threads else []),
+        stdout=subprocess.DEVNULL)
+
+
 def start_servers(args, data, work):
     procs = {}
     pin = ["taskset", "-c", args.server_cpus]
@@ -85,24 +94,14 @@ def start_servers(args, data, work):
         # HEADLESS_DNS_BIN: another build, e.g. an older commit's, to compare against.
         binary = os.environ.get("HEADLESS_DNS_BIN") or os.path.join(
             ROOT, "target", "release", "headless-dns")
-        procs["headless-dns"] = subprocess.Popen(
-            pin + [binary, "--manifests", os.path.join(data, "manifests"),
-                   "--listen", f"127.0.0.1:{PORTS['headless-dns']}",
-                   "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
-            + (["--threads", str(args.threads)] if args.threads else []),
-            stdout=subprocess.DEVNULL)
+        procs["headless-dns"] = start_headless_dns(args, pin, binary, PORTS["headless-dns"], data)
     if "baseline" in args.servers:
         # Another headless-dns build (e.g. the last commit's), interleaved with this one so
         # that both see the same drift of the machine: HEADLESS_DNS_BASELINE_BIN.
         baseline = os.environ.get("HEADLESS_DNS_BASELINE_BIN")
         if not baseline:
             sys.exit("--servers baseline needs HEADLESS_DNS_BASELINE_BIN=/path/to/headless-dns")
-        procs["baseline"] = subprocess.Popen(
-            pin + [baseline, "--manifests", os.path.join(data, "manifests"),
-                   "--listen", f"127.0.0.1:{PORTS['baseline']}",
-                   "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
-            + (["--threads", str(args.threads)] if args.threads else []),
-            stdout=subprocess.DEVNULL)
+        procs["baseline"] = start_headless_dns(args, pin, baseline, PORTS["baseline"], data)
     if "knot" in args.servers:
         kdir = server_dir(work, "knot", data)
         workers = args.threads or 1
