@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
+use crate::server::accept_next;
 use crate::store::Store;
 
 /// A client that sends no complete request in this long is dropped.
@@ -36,21 +37,7 @@ pub struct HttpState {
 /// Serves until shutdown.
 pub async fn serve(listener: TcpListener, state: HttpState, mut shutdown: watch::Receiver<bool>) {
     let mut open = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            Some(_) = open.join_next(), if !open.is_empty() => continue,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, _)) = accept_next(&listener, &mut shutdown, &mut open, "HTTP").await {
         if open.len() >= MAX_CONNECTIONS {
             continue; // dropped: closes the connection
         }

@@ -143,22 +143,7 @@ async fn serve_tcp(
     stats: Arc<QueryStats>,
 ) {
     let mut open = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            Some(_) = open.join_next(), if !open.is_empty() => continue,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(error) => {
-                // EMFILE and friends: back off a little instead of spinning.
-                tracing::warn!(%error, "TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = accept_next(&listener, &mut shutdown, &mut open, "DNS").await {
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "TCP connection refused: --max-tcp-connections reached");
             drop(stream);
@@ -174,6 +159,32 @@ async fn serve_tcp(
     }
     // Let every open connection finish the query it is on; each sees the same signal.
     while open.join_next().await.is_some() {}
+}
+
+/// The next accepted connection of a TCP server (DNS or HTTP), reaping the tasks in `open`
+/// that have finished while waiting; `None` once shutdown is signalled.
+pub(crate) async fn accept_next<T: 'static>(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+    open: &mut JoinSet<T>,
+    server: &'static str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return None,
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(connection) => return Some(connection),
+            Err(error) => {
+                // EMFILE and friends: back off a little instead of spinning.
+                tracing::warn!(%error, server, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn serve_connection(
