@@ -7,12 +7,17 @@
 use std::sync::Arc;
 
 use crate::compile::Rrset;
-use crate::store::{Lookup, Store};
+use crate::records::rtype;
+use crate::store::{Lookup, PtrAnswer, Store};
 use crate::wire::QuestionName;
 use crate::wire::{
     self, CLASS_IN, Edns, HEADER_LEN, MIN_UDP_PAYLOAD, OPT_LEN, Parsed, Query, flags, qtype, rcode,
 };
 use crate::zones::{Zone, ZoneTable};
+
+/// Octets of a resource record besides its RDATA, with the owner as a pointer: owner (2),
+/// type, class, TTL, RDLENGTH.
+const RECORD_FIXED_LEN: usize = 2 + 2 + 2 + 4 + 2;
 
 /// How the query arrived: it decides the response size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +54,16 @@ pub struct Responder {
 /// The body chosen for a response before it is assembled.
 enum Body<'a> {
     Positive(Rrset<'a>),
+    /// Address records written from a pod table: `addresses` back to back, `width` octets
+    /// each, of type `rtype`.
+    Addresses {
+        rtype: u16,
+        addresses: &'a [u8],
+        width: usize,
+        ttl: u32,
+    },
+    /// A pod's reverse name: one PTR record.
+    Ptr(PtrAnswer<'a>),
     /// NXDOMAIN or NODATA: the zone's SOA goes in the authority section.
     /// With the name's own negative TTL when it has one (ordinal slots).
     Negative {
@@ -189,6 +204,32 @@ impl Responder {
                         },
                     }
                 }
+                Lookup::Ptr(ptr) if matches!(question.qtype, rtype::PTR | qtype::ANY) => {
+                    Body::Ptr(ptr)
+                }
+                Lookup::Ptr(_) => Body::Negative {
+                    rcode: rcode::NOERROR,
+                    ttl: None,
+                },
+                Lookup::Addresses(found) => {
+                    let rtype = if question.qtype == qtype::ANY {
+                        found.entry.first_type().unwrap_or(qtype::ANY)
+                    } else {
+                        question.qtype
+                    };
+                    match found.entry.addresses(rtype) {
+                        (addresses, width) if !addresses.is_empty() => Body::Addresses {
+                            rtype,
+                            addresses,
+                            width,
+                            ttl: found.ttl,
+                        },
+                        _ => Body::Negative {
+                            rcode: rcode::NOERROR,
+                            ttl: found.negative_ttl,
+                        },
+                    }
+                }
             };
             self.assemble(q, msg, transport, in_zone, body, out)
         })
@@ -207,7 +248,7 @@ impl Responder {
     ) -> u16 {
         let question_end = HEADER_LEN + q.question.wire_len();
         let (rcode, authoritative) = match &body {
-            Body::Positive(_) => (rcode::NOERROR, true),
+            Body::Positive(_) | Body::Addresses { .. } | Body::Ptr(_) => (rcode::NOERROR, true),
             Body::Negative { rcode, .. } => (*rcode, true),
             Body::Bare {
                 rcode,
@@ -240,6 +281,48 @@ impl Responder {
                         out.extend_from_slice(additional);
                         arcount = rrset.arcount;
                     }
+                }
+            }
+            Body::Addresses {
+                rtype,
+                addresses,
+                width,
+                ttl,
+            } => {
+                let count = addresses.len() / width;
+                if out.len() + count * (RECORD_FIXED_LEN + width) + opt_len > limit {
+                    response_flags |= flags::TC;
+                } else {
+                    for address in addresses.chunks_exact(width) {
+                        // Owner: the question name (a pointer to it); then type, class, TTL,
+                        // RDLENGTH and the address.
+                        out.extend_from_slice(&[0xC0, 0x0C]);
+                        out.extend_from_slice(&rtype.to_be_bytes());
+                        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+                        out.extend_from_slice(&ttl.to_be_bytes());
+                        out.extend_from_slice(&(width as u16).to_be_bytes());
+                        out.extend_from_slice(address);
+                    }
+                    ancount = u16::try_from(count).unwrap_or(u16::MAX);
+                }
+            }
+            Body::Ptr(ptr) => {
+                // The target is written whole: nothing in the question (a reverse name) is
+                // a suffix of it.
+                let rdata_len = 1 + ptr.label.len() + ptr.suffix.len();
+                if out.len() + RECORD_FIXED_LEN + rdata_len + opt_len > limit {
+                    response_flags |= flags::TC;
+                } else {
+                    out.extend_from_slice(&[0xC0, 0x0C]);
+                    out.extend_from_slice(&rtype::PTR.to_be_bytes());
+                    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+                    out.extend_from_slice(&ptr.ttl.to_be_bytes());
+                    out.extend_from_slice(&(rdata_len as u16).to_be_bytes());
+                    // Labels are at most 63 octets.
+                    out.push(ptr.label.len() as u8);
+                    out.extend_from_slice(ptr.label);
+                    out.extend_from_slice(ptr.suffix);
+                    ancount = 1;
                 }
             }
             Body::Negative { ttl, .. } => {

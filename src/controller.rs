@@ -18,8 +18,11 @@ use crate::compile::{CompileContext, NameAnswers, compile_name};
 use crate::metrics::Metrics;
 use crate::model::{EndpointSlice, Kind, Object, ObjectKey, Service, StatefulSet};
 use crate::name::{MAX_NAME_LEN, RelativeName, reverse_name};
+use crate::pod_table::PodTableBuilder;
 use crate::records::{self, NameRecords, PtrSource, RData, RecordOptions, RrSet, Target, rtype};
-use crate::store::{self, Route, ServiceAnswers, ServiceSlot, SnapshotEntry, Store, ZoneKind};
+use crate::store::{
+    self, Route, ServiceAnswers, ServiceSlot, ServiceSnapshot, SnapshotEntry, Store, ZoneKind,
+};
 use crate::zones;
 
 /// A change from a source.
@@ -114,6 +117,19 @@ fn service_key(service: &ObjectKey) -> Option<Box<[u8]>> {
     RelativeName::from_labels([service.name.as_str(), service.namespace.as_str(), "svc"])
         .ok()
         .map(|name| store::key(ZoneKind::Forward, &name))
+}
+
+/// Whether the reverse name of `ip` can be answered from `slot`'s pod table with `target`:
+/// the table's name with that address is `target` (a pod's name, one label below the
+/// Service's; a ClusterIP Service's own name is not in the table).
+fn answers_from_table(slot: &ServiceSlot, ip: IpAddr, target: &RelativeName) -> bool {
+    let snapshot = slot.snapshot();
+    let label = match ip {
+        IpAddr::V4(v4) => snapshot.pods.label_of(&v4.octets()),
+        IpAddr::V6(v6) => snapshot.pods.label_of(&v6.octets()),
+    };
+    let mut target_labels = target.labels();
+    label.is_some() && label == target_labels.next() && target_labels.count() == 3
 }
 
 /// The Services that claim one address for reverse lookups. There is one per address in the
@@ -466,53 +482,74 @@ impl Controller {
                 }
             },
         };
-        let mut answers =
-            ServiceAnswers::with_capacity_and_hasher(records.names.len(), Default::default());
-        for name in &records.names {
-            if name.name.wire().len() + self.longest_zone > MAX_NAME_LEN {
-                tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");
-                continue;
-            }
-            answers.insert(SnapshotEntry::new(
-                &store::key(ZoneKind::Forward, &name.name),
-                &compile_name(name, &self.compile),
-            ));
-        }
-        let old = self.published.remove(key);
-        let old_snapshot = old.as_ref().map(|o| o.slot.snapshot());
-        let old_keys: BTreeSet<&[u8]> = old_snapshot
-            .iter()
-            .flat_map(|snapshot| snapshot.iter().map(SnapshotEntry::key))
-            .collect();
-        let slot = old
-            .as_ref()
-            .map(|o| o.slot.clone())
-            .unwrap_or_else(|| Arc::new(ServiceSlot::default()));
         // Names one label below the Service's name are found through it, unindexed (see
-        // `store`); every other name of the Service is routed to its slot.
+        // `store`); every other name of the Service is routed to its slot. Those with
+        // addresses alone (pods' names) go in the compact table.
         let base = service_key(key);
         let indexed = |k: &[u8]| {
             !base
                 .as_deref()
                 .is_some_and(|b| store::found_through_parent(k, b))
         };
-        let new_keys = || answers.iter().map(SnapshotEntry::key);
-        self.unindexed_names -= old_keys.iter().filter(|k| !indexed(k)).count();
-        self.unindexed_names += new_keys().filter(|k| !indexed(k)).count();
+        let mut answers = ServiceAnswers::default();
+        let mut pods = PodTableBuilder::default();
+        for name in &records.names {
+            if name.name.wire().len() + self.longest_zone > MAX_NAME_LEN {
+                tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");
+                continue;
+            }
+            let name_key = store::key(ZoneKind::Forward, &name.name);
+            if !indexed(&name_key)
+                && let Some(label) = name.name.labels().next()
+                && let Some(addresses) = name.addresses_only()
+                && pods.add(label, &addresses, name.slot)
+            {
+                continue;
+            }
+            answers.insert(SnapshotEntry::new(
+                &name_key,
+                &compile_name(name, &self.compile),
+            ));
+        }
+        answers.shrink_to_fit();
+        let snapshot = ServiceSnapshot {
+            names: answers,
+            pods: pods.build(),
+            ttl: self.compile.ttl,
+            slot_negative_ttl: self.compile.slot_negative_ttl,
+            name_in_primary_zone: self.name_in_primary_zone(key),
+        };
+        let old = self.published.remove(key);
+        let old_snapshot = old.as_ref().map(|o| o.slot.snapshot());
+        let old_keys: BTreeSet<&[u8]> = old_snapshot
+            .iter()
+            .flat_map(|snapshot| snapshot.names.iter().map(SnapshotEntry::key))
+            .collect();
+        let slot = old
+            .as_ref()
+            .map(|o| o.slot.clone())
+            .unwrap_or_else(|| Arc::new(ServiceSlot::default()));
+        let unindexed = |s: &ServiceSnapshot| {
+            s.pods.len() + s.names.iter().filter(|e| !indexed(e.key())).count()
+        };
+        self.unindexed_names -= old_snapshot.as_deref().map_or(0, unindexed);
+        self.unindexed_names += unindexed(&snapshot);
         // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
         // swap the snapshot, then drop routes of names that are gone.
-        for k in new_keys() {
+        for k in snapshot.names.iter().map(SnapshotEntry::key) {
             if !old_keys.contains(k) && indexed(k) {
                 self.store.set_route(k, Route::Service(slot.clone()));
             }
         }
-        let had_names = !old_keys.is_empty();
-        let has_names = !answers.is_empty();
+        let had_names = old_snapshot
+            .as_deref()
+            .is_some_and(|s| !s.names.is_empty() || !s.pods.is_empty());
+        let has_names = !snapshot.names.is_empty() || !snapshot.pods.is_empty();
         let gone: Vec<&[u8]> = old_keys
             .into_iter()
-            .filter(|k| !answers.contains(*k) && indexed(k))
+            .filter(|k| !snapshot.names.contains(*k) && indexed(k))
             .collect();
-        slot.publish(answers);
+        slot.publish(snapshot);
         for k in gone {
             self.store.remove(k);
         }
@@ -526,10 +563,21 @@ impl Controller {
             }
         }
         let old_ips = old.map(|o| o.reverse_ips).unwrap_or_default();
+        // Published before its reverse names, which may be answered through its slot.
+        self.published.insert(
+            key.clone(),
+            Published {
+                slot,
+                reverse_ips: Vec::new(),
+            },
+        );
         let reverse_ips = self.update_reverse(key, old_ips, records.reverse);
         if has_names || !reverse_ips.is_empty() {
-            self.published
-                .insert(key.clone(), Published { slot, reverse_ips });
+            if let Some(published) = self.published.get_mut(key) {
+                published.reverse_ips = reverse_ips;
+            }
+        } else {
+            self.published.remove(key);
         }
     }
 
@@ -583,6 +631,17 @@ impl Controller {
         ips
     }
 
+    /// A Service's name (`<svc>.<ns>.svc`) in the primary zone, root label included.
+    fn name_in_primary_zone(&self, service: &ObjectKey) -> Box<[u8]> {
+        match RelativeName::from_labels([service.name.as_str(), service.namespace.as_str(), "svc"])
+        {
+            Ok(name) => [name.wire(), &self.compile.primary_zone]
+                .concat()
+                .into_boxed_slice(),
+            Err(_) => Box::default(),
+        }
+    }
+
     /// Publishes the PTR answer of one address from every Service that claims it.
     fn republish_reverse(&mut self, ip: IpAddr) {
         let kind = if ip.is_ipv4() {
@@ -599,6 +658,7 @@ impl Controller {
         if entry.claims.is_empty() {
             self.reverse.remove(&ip);
             if was_published {
+                self.store.set_ptr_slot(ip, None);
                 self.store.remove(&key);
                 if let Some(parent) = name.parent() {
                     self.ent_unref(kind, &parent, true);
@@ -607,6 +667,25 @@ impl Controller {
             return;
         }
         entry.published = true;
+        // The common case, one pod of one Service, is answered from that Service's pod
+        // table: no answer of its own, no key. The switch between the two forms adds the
+        // new one before removing the old, and the pod table is looked at first.
+        let through_table = match &*entry.claims {
+            [(owner, source)] => self
+                .published
+                .get(&**owner)
+                .map(|published| published.slot.clone())
+                .filter(|slot| answers_from_table(slot, ip, &source.target)),
+            _ => None,
+        };
+        if let Some(slot) = through_table {
+            self.store.set_ptr_slot(ip, Some(slot));
+            self.store.remove(&key);
+            if !was_published && let Some(parent) = name.parent() {
+                self.ent_ref(kind, &parent, true);
+            }
+            return;
+        }
         let targets = records::ptr_answer(entry.claims.iter().map(|(_, source)| source));
         let records = NameRecords {
             name: name.clone(),
@@ -622,6 +701,7 @@ impl Controller {
         };
         let answers: NameAnswers = compile_name(&records, &self.compile);
         self.store.set_route(&key, Route::Name(answers));
+        self.store.set_ptr_slot(ip, None);
         if !was_published && let Some(parent) = name.parent() {
             self.ent_ref(kind, &parent, true);
         }
@@ -759,7 +839,7 @@ fn governing_service(sts: &StatefulSet) -> ObjectKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::zone_wire;
+    use crate::compile::{ANY_ZONE, zone_wire};
     use crate::store::Lookup;
 
     fn controller() -> (Arc<Store>, Controller) {
@@ -787,6 +867,13 @@ mod tests {
             Lookup::NoName => None,
             Lookup::EmptyNonTerminal => Some(vec![]),
             Lookup::Name(a) => Some(a.rrsets().map(|r| r.rtype).collect()),
+            Lookup::Addresses(a) => Some(
+                [rtype::A, rtype::AAAA]
+                    .into_iter()
+                    .filter(|t| !a.entry.addresses(*t).0.is_empty())
+                    .collect(),
+            ),
+            Lookup::Ptr(_) => Some(vec![rtype::PTR]),
         })
     }
 
@@ -825,19 +912,94 @@ mod tests {
         types_at(store, ZoneKind::ReverseV4, reversed)
     }
 
+    /// Dotted wire name.
+    fn dotted(wire: &[u8]) -> String {
+        let mut labels = Vec::new();
+        let mut at = 0;
+        while let Some(&len) = wire.get(at).filter(|&&l| l != 0) {
+            let label = &wire[at + 1..at + 1 + usize::from(len)];
+            labels.push(String::from_utf8_lossy(label).into_owned());
+            at += 1 + usize::from(len);
+        }
+        labels.join(".")
+    }
+
+    /// The targets of a reverse name's PTR records, and whether they come from a pod table.
+    fn ptr_targets(store: &Store, reversed: &str) -> Option<(bool, Vec<String>)> {
+        let name = RelativeName::from_labels(reversed.split('.')).unwrap();
+        store.lookup(&store::key(ZoneKind::ReverseV4, &name), |l| match l {
+            Lookup::Ptr(p) => Some((
+                true,
+                vec![format!(
+                    "{}.{}",
+                    dotted(&[&[p.label.len() as u8], p.label].concat()),
+                    dotted(p.suffix)
+                )],
+            )),
+            Lookup::Name(a) => {
+                let rrset = a.find(rtype::PTR, ANY_ZONE)?;
+                let mut targets = Vec::new();
+                let mut rest = rrset.answer;
+                // Each record: owner pointer (2), type, class, TTL, RDLENGTH, the target.
+                while rest.len() > 12 {
+                    let rdlen = usize::from(u16::from_be_bytes([rest[10], rest[11]]));
+                    targets.push(dotted(&rest[12..12 + rdlen]));
+                    rest = &rest[12 + rdlen..];
+                }
+                Some((false, targets))
+            }
+            _ => None,
+        })
+    }
+
     #[test]
     fn reverse_names_follow_every_claim() {
         let (store, mut controller) = controller();
         // One pod in a StatefulSet's Service (hostname) and in a second headless Service.
         controller.apply(headless("nginx", &[("web-0", "10.0.0.1")]));
-        controller.apply(headless("other", &[("", "10.0.0.1"), ("", "10.0.0.2")]));
+        let web_0 = "web-0.nginx.demo.svc.cluster.local".to_string();
         controller.apply([Change::Synced]);
+        assert_eq!(
+            ptr_targets(&store, "1.0.0.10"),
+            Some((true, vec![web_0.clone()])),
+            "one claim: answered from the pod table"
+        );
+        controller.apply(headless("other", &[("", "10.0.0.1"), ("", "10.0.0.2")]));
         assert_eq!(ptr(&store, "1.0.0.10"), Some(vec![rtype::PTR]));
         assert_eq!(ptr(&store, "2.0.0.10"), Some(vec![rtype::PTR]));
+        assert_eq!(
+            ptr_targets(&store, "1.0.0.10"),
+            Some((false, vec![web_0.clone()])),
+            "two claims: compiled, the hostname's name wins"
+        );
+        assert_eq!(
+            ptr_targets(&store, "2.0.0.10"),
+            Some((
+                true,
+                vec!["10-0-0-2.other.demo.svc.cluster.local".to_string()]
+            ))
+        );
         assert_eq!(ptr(&store, "0.0.10"), Some(vec![]), "empty non-terminal");
         // The pod leaves `other`: its address stays claimed by nginx.
         controller.apply(headless("other", &[("", "10.0.0.2")]));
         assert_eq!(ptr(&store, "1.0.0.10"), Some(vec![rtype::PTR]));
+        assert_eq!(ptr_targets(&store, "1.0.0.10"), Some((true, vec![web_0])));
+        // Two Services without hostnames: both names.
+        controller.apply(headless("third", &[("", "10.0.0.2")]));
+        assert_eq!(
+            ptr_targets(&store, "2.0.0.10"),
+            Some((
+                false,
+                vec![
+                    "10-0-0-2.other.demo.svc.cluster.local".to_string(),
+                    "10-0-0-2.third.demo.svc.cluster.local".to_string()
+                ]
+            ))
+        );
+        controller.apply([Change::Delete(
+            Kind::Service,
+            ObjectKey::new("demo", "third"),
+        )]);
         // Deleting both Services removes every reverse name and the empty non-terminals.
         controller.apply([
             Change::Delete(Kind::Service, ObjectKey::new("demo", "nginx")),

@@ -223,7 +223,8 @@ pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>,
     Ok(Some(EndpointSlice {
         service: ObjectKey::new(key.namespace.clone(), service_name.clone()),
         key,
-        endpoints,
+        // Exact size (pushing grew the `Vec` by doubling), and shared by clones.
+        endpoints: endpoints.into(),
         ports,
     }))
 }
@@ -286,10 +287,11 @@ pub fn endpoints(eps: &K8sEndpoints) -> Result<Object, ConvertError> {
         subsets.push(EndpointSlice {
             key: ObjectKey::new(service.namespace.clone(), format!("{}#{i}", service.name)),
             service: service.clone(),
-            endpoints,
+            endpoints: endpoints.into(),
             ports,
         });
     }
+    subsets.shrink_to_fit();
     Ok(Object::Endpoints { service, subsets })
 }
 

@@ -46,6 +46,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod model;
 pub mod name;
+pub mod pod_table;
 pub mod records;
 pub mod server;
 pub mod store;

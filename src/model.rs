@@ -6,6 +6,7 @@
 //! memory once per object for the life of the process, so add one only when a record needs it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// `namespace/name` of a namespaced object. Ordered so that every map keyed by it iterates
 /// the same way on every replica.
@@ -88,7 +89,10 @@ pub struct EndpointSlice {
     pub key: ObjectKey,
     /// The Service named by the `kubernetes.io/service-name` label.
     pub service: ObjectKey,
-    pub endpoints: Vec<Endpoint>,
+    /// Shared, not copied, when the object is cloned: the manifests folder keeps each
+    /// file's last good objects while the controller holds the same ones, and endpoints
+    /// are most of a cluster's model.
+    pub endpoints: Arc<[Endpoint]>,
     pub ports: Vec<Port>,
 }
 

@@ -171,6 +171,58 @@ pub fn reverse_name(ip: IpAddr) -> RelativeName {
     RelativeName(wire.into_boxed_slice())
 }
 
+/// The address whose reverse name (relative to `in-addr.arpa` or `ip6.arpa`, by `v6`) is
+/// `wire`, lowercase: the inverse of [`reverse_name`], and only for the names it writes
+/// (`010` or an uppercase nibble is another name, not this address).
+pub fn parse_reverse_name(wire: &[u8], v6: bool) -> Option<IpAddr> {
+    let mut rest = wire;
+    let mut next_label = move || -> Option<&[u8]> {
+        let (&len, tail) = rest.split_first()?;
+        let (label, tail) = tail.split_at_checked(usize::from(len))?;
+        rest = tail;
+        Some(label)
+    };
+    if v6 {
+        let mut octets = [0u8; 16];
+        for i in (0..16).rev() {
+            let low = nibble(next_label()?)?;
+            let high = nibble(next_label()?)?;
+            octets[i] = high << 4 | low;
+        }
+        next_label().is_none().then_some(IpAddr::from(octets))
+    } else {
+        let mut octets = [0u8; 4];
+        for i in (0..4).rev() {
+            octets[i] = decimal_octet(next_label()?)?;
+        }
+        next_label().is_none().then_some(IpAddr::from(octets))
+    }
+}
+
+/// A one-digit lowercase hex label.
+fn nibble(label: &[u8]) -> Option<u8> {
+    match label {
+        [d @ b'0'..=b'9'] => Some(d - b'0'),
+        [h @ b'a'..=b'f'] => Some(h - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// A canonical decimal label of at most 255 (`0`, `7`, `255`; not `007` or `256`).
+fn decimal_octet(label: &[u8]) -> Option<u8> {
+    if label.is_empty() || label.len() > 3 || (label.len() > 1 && label[0] == b'0') {
+        return None;
+    }
+    let mut value = 0u16;
+    for &b in label {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u16::from(b - b'0');
+    }
+    u8::try_from(value).ok()
+}
+
 /// The StatefulSet ordinal of a pod hostname: `web-10` is (`web`, 10). Only canonical decimal
 /// numbers count (`web-01` has no ordinal), so that the order is exact and unambiguous.
 pub fn ordinal(hostname: &str) -> Option<(&str, u32)> {
@@ -237,6 +289,48 @@ mod tests {
             "fd00::7",
             "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f",
         );
+    }
+
+    #[test]
+    fn reverse_names_parse_back_and_only_those() {
+        for ip in [
+            "10.244.0.7",
+            "0.0.0.0",
+            "255.255.255.255",
+            "fd00::7",
+            "2001:db8::ab:cdef",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let name = reverse_name(ip);
+            assert_eq!(
+                parse_reverse_name(name.wire(), ip.is_ipv6()),
+                Some(ip),
+                "{ip}"
+            );
+            assert_eq!(parse_reverse_name(name.wire(), !ip.is_ipv6()), None, "{ip}");
+        }
+        let v4 = |s: &str| RelativeName::from_labels(s.split('.')).unwrap();
+        for other in [
+            "7.0.244.010",
+            "7.0.244.256",
+            "7.0.244",
+            "7.0.244.10.1",
+            "7.0.x.10",
+            "7.0.-1.10",
+        ] {
+            assert_eq!(parse_reverse_name(v4(other).wire(), false), None, "{other}");
+        }
+        let upper = reverse_name("fd00::7".parse().unwrap())
+            .to_string()
+            .to_uppercase();
+        let upper: Vec<u8> = upper
+            .split('.')
+            .flat_map(|l| [1, l.as_bytes()[0]])
+            .collect();
+        assert_eq!(parse_reverse_name(&upper, true), None, "uppercase nibbles");
+        for bad in [&b""[..], b"\x05\x01", b"\x017\x010\x03244\x0210\x00"] {
+            assert_eq!(parse_reverse_name(bad, false), None, "{bad:?}");
+        }
     }
 
     #[test]

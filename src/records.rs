@@ -102,6 +102,27 @@ pub struct NameRecords {
     pub slot: bool,
 }
 
+impl NameRecords {
+    /// The name's addresses in answer order (its A and AAAA records, record sets in order),
+    /// when addresses are all it has: a pod's name, an ordinal slot, an empty name.
+    pub fn addresses_only(&self) -> Option<Vec<IpAddr>> {
+        let mut addresses = Vec::new();
+        for rrset in &self.rrsets {
+            if !rrset.additional.is_empty() {
+                return None;
+            }
+            for record in &rrset.records {
+                match record {
+                    RData::A(ip) => addresses.push(IpAddr::V4(*ip)),
+                    RData::Aaaa(ip) => addresses.push(IpAddr::V6(*ip)),
+                    _ => return None,
+                }
+            }
+        }
+        Some(addresses)
+    }
+}
+
 /// Choices that change which records a Service has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordOptions {
@@ -176,7 +197,7 @@ impl MergedEndpoint {
 fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
     let mut by_ip: BTreeMap<IpAddr, MergedEndpoint> = BTreeMap::new();
     for slice in slices {
-        for ep in &slice.endpoints {
+        for ep in slice.endpoints.iter() {
             let merged = by_ip.entry(ep.ip).or_insert_with(|| MergedEndpoint {
                 ip: ep.ip,
                 hostname: None,

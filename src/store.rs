@@ -16,6 +16,7 @@
 use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,7 +24,8 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use crate::compile::{Answers, NameAnswers};
-use crate::name::RelativeName;
+use crate::name::{self, RelativeName};
+use crate::pod_table::{PodEntry, PodTable};
 
 /// Which tree of names a key belongs to: every forward zone serves the same records, the
 /// reverse zones their own. The first byte of every key.
@@ -90,8 +92,24 @@ pub fn found_through_parent(key: &[u8], service: &[u8]) -> bool {
 /// default SipHash on short keys and still seeded per process.
 pub type FastHash = foldhash::fast::RandomState;
 
-/// The compiled answers of every name of one Service, swapped in whole.
+/// The compiled answers of the names of one Service that are not in its [`PodTable`].
 pub type ServiceAnswers = HashSet<SnapshotEntry, FastHash>;
+
+/// Everything one Service answers, swapped in whole: its pods' names (and the other
+/// address-only names one label below its own) in a compact table, every other name with
+/// its compiled answers.
+#[derive(Debug, Default)]
+pub struct ServiceSnapshot {
+    pub names: ServiceAnswers,
+    pub pods: PodTable,
+    /// TTL of the records written from `pods`.
+    pub ttl: u32,
+    /// Negative TTL of the ordinal slots in `pods`.
+    pub slot_negative_ttl: u32,
+    /// The Service's name in the primary zone, in wire form, root label included: what
+    /// follows a pod's label in the target of its reverse name.
+    pub name_in_primary_zone: Box<[u8]>,
+}
 
 /// One name of a Service's snapshot with its answers, in one allocation:
 /// `[key length: u16][key][packed answers]`. A Service snapshot holds one per name, most of
@@ -163,19 +181,29 @@ pub enum Route {
 /// The current snapshot of one Service's answers.
 #[derive(Debug, Default)]
 pub struct ServiceSlot {
-    answers: ArcSwap<ServiceAnswers>,
+    answers: ArcSwap<ServiceSnapshot>,
 }
 
 impl ServiceSlot {
-    /// Makes `answers` the Service's answers, atomically for every reader.
-    pub fn publish(&self, answers: ServiceAnswers) {
-        self.answers.store(Arc::new(answers));
+    /// Makes `snapshot` the Service's answers, atomically for every reader.
+    pub fn publish(&self, snapshot: ServiceSnapshot) {
+        self.answers.store(Arc::new(snapshot));
     }
 
     /// The current answers (for the writer, to diff against the next ones).
-    pub fn snapshot(&self) -> Arc<ServiceAnswers> {
+    pub fn snapshot(&self) -> Arc<ServiceSnapshot> {
         self.answers.load_full()
     }
+}
+
+/// A name of a [`PodTable`]: addresses, written as records per query.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressAnswers<'a> {
+    pub entry: PodEntry<'a>,
+    /// TTL of its records.
+    pub ttl: u32,
+    /// TTL of its negative answers, when it is not the zone's (ordinal slots).
+    pub negative_ttl: Option<u32>,
 }
 
 /// What a lookup found.
@@ -187,6 +215,20 @@ pub enum Lookup<'a> {
     EmptyNonTerminal,
     /// The name and its answers.
     Name(Answers<'a>),
+    /// A name whose answers are addresses (a pod's name), and those addresses.
+    Addresses(AddressAnswers<'a>),
+    /// A pod's reverse name: one PTR record to `label` + `suffix`.
+    Ptr(PtrAnswer<'a>),
+}
+
+/// The one PTR record of a pod's address, written per query from its Service's pod table.
+#[derive(Debug, Clone, Copy)]
+pub struct PtrAnswer<'a> {
+    /// The pod's label (hostname or dashed address).
+    pub label: &'a [u8],
+    /// Its Service's name in the primary zone, root label included.
+    pub suffix: &'a [u8],
+    pub ttl: u32,
 }
 
 /// The routes of the names of one zone kind, by wire name.
@@ -199,6 +241,12 @@ pub struct Store {
     /// parent is a suffix of the same bytes: the fallback lookup of a pod's name copies
     /// nothing.
     index: [NameIndex; 3],
+    /// Addresses whose reverse name answers one pod's name: the Service whose pod table
+    /// has it. There is one per pod, so they are keyed by the address (no key allocation)
+    /// and resolved through the table (no answer of their own). Other reverse names are in
+    /// `index`.
+    ptr_v4: DashMap<Ipv4Addr, Arc<ServiceSlot>, FastHash>,
+    ptr_v6: DashMap<Ipv6Addr, Arc<ServiceSlot>, FastHash>,
     /// Set once the first complete set of records is published. Before that, in-zone queries
     /// get SERVFAIL: a resolver caches an NXDOMAIN, and would cache a false one.
     ready: AtomicBool,
@@ -229,13 +277,64 @@ impl Store {
             && has_labels(name, UNINDEXED_LABELS)
             && let Some(parent) = parent_name(name)
             && let Some(route) = index.get(parent)
-            && let Route::Service(_) = route.value()
+            && let Route::Service(slot) = route.value()
         {
-            return Self::resolve(route.value(), key, f);
+            let snapshot = slot.answers.load();
+            // The name's first label, which is its entry's label in the table.
+            let label = name.get(1..name.len() - parent.len()).unwrap_or_default();
+            if let Some(entry) = snapshot.pods.get(label) {
+                return f(Lookup::Addresses(AddressAnswers {
+                    entry,
+                    ttl: snapshot.ttl,
+                    negative_ttl: entry.is_slot().then_some(snapshot.slot_negative_ttl),
+                }));
+            }
+            return match snapshot.names.get(key) {
+                Some(entry) => f(Lookup::Name(entry.answers())),
+                None => f(Lookup::NoName),
+            };
+        }
+        let kind = key.first().copied();
+        let reverse_v4 = kind == Some(ZoneKind::ReverseV4 as u8);
+        if (reverse_v4 || kind == Some(ZoneKind::ReverseV6 as u8))
+            && let Some(address) = name::parse_reverse_name(name, !reverse_v4)
+            && let Some(snapshot) = self.ptr_snapshot(address)
+        {
+            let label = match address {
+                IpAddr::V4(ip) => snapshot.pods.label_of(&ip.octets()),
+                IpAddr::V6(ip) => snapshot.pods.label_of(&ip.octets()),
+            };
+            if let Some(label) = label {
+                return f(Lookup::Ptr(PtrAnswer {
+                    label,
+                    suffix: &snapshot.name_in_primary_zone,
+                    ttl: snapshot.ttl,
+                }));
+            }
         }
         match index.get(name) {
             Some(route) => Self::resolve(route.value(), key, f),
             None => f(Lookup::NoName),
+        }
+    }
+
+    /// The current snapshot of the Service whose pod table answers the reverse name of
+    /// `address`.
+    fn ptr_snapshot(&self, address: IpAddr) -> Option<arc_swap::Guard<Arc<ServiceSnapshot>>> {
+        match address {
+            IpAddr::V4(ip) => self.ptr_v4.get(&ip).map(|slot| slot.answers.load()),
+            IpAddr::V6(ip) => self.ptr_v6.get(&ip).map(|slot| slot.answers.load()),
+        }
+    }
+
+    /// Makes the reverse name of `address` answer from `slot`'s pod table (its one pod
+    /// with that address), or, with `None`, from the index again.
+    pub fn set_ptr_slot(&self, address: IpAddr, slot: Option<Arc<ServiceSlot>>) {
+        match (address, slot) {
+            (IpAddr::V4(ip), Some(slot)) => drop(self.ptr_v4.insert(ip, slot)),
+            (IpAddr::V6(ip), Some(slot)) => drop(self.ptr_v6.insert(ip, slot)),
+            (IpAddr::V4(ip), None) => drop(self.ptr_v4.remove(&ip)),
+            (IpAddr::V6(ip), None) => drop(self.ptr_v6.remove(&ip)),
         }
     }
 
@@ -246,7 +345,7 @@ impl Store {
             Route::Name(answers) => f(Lookup::Name(answers.view())),
             Route::Service(slot) => {
                 let snapshot = slot.answers.load();
-                match snapshot.get(key) {
+                match snapshot.names.get(key) {
                     Some(entry) => f(Lookup::Name(entry.answers())),
                     None => f(Lookup::NoName),
                 }
@@ -268,13 +367,13 @@ impl Store {
         }
     }
 
-    /// Number of names in the index.
+    /// Number of names in the index and of reverse names answered from pod tables.
     pub fn len(&self) -> usize {
-        self.index.iter().map(DashMap::len).sum()
+        self.index.iter().map(DashMap::len).sum::<usize>() + self.ptr_v4.len() + self.ptr_v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.iter().all(DashMap::is_empty)
+        self.len() == 0
     }
 
     pub fn is_ready(&self) -> bool {
@@ -290,6 +389,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::compile::{ANY_ZONE, CompiledRrset};
+    use crate::pod_table::PodTableBuilder;
 
     fn answers(tag: u8) -> NameAnswers {
         NameAnswers::new(
@@ -310,6 +410,7 @@ mod tests {
             Lookup::NoName => None,
             Lookup::EmptyNonTerminal => Some(0),
             Lookup::Name(a) => Some(a.rrsets().next().map_or(0, |r| r.answer[0])),
+            Lookup::Addresses(_) | Lookup::Ptr(_) => Some(u8::MAX),
         })
     }
 
@@ -322,11 +423,12 @@ mod tests {
         store.set_route(&a, Route::Service(slot.clone()));
         store.set_route(&b, Route::Service(slot.clone()));
         assert_eq!(found(&store, &a), None, "routed but not yet published");
-        let snapshot = |tag| {
-            ServiceAnswers::from_iter([
+        let snapshot = |tag| ServiceSnapshot {
+            names: ServiceAnswers::from_iter([
                 SnapshotEntry::new(&a, &answers(tag)),
                 SnapshotEntry::new(&b, &answers(tag)),
-            ])
+            ]),
+            ..Default::default()
         };
         slot.publish(snapshot(1));
         assert_eq!((found(&store, &a), found(&store, &b)), (Some(1), Some(1)));
@@ -345,10 +447,18 @@ mod tests {
         let pod: Box<[u8]> = Box::new(*b"\0\x03pod\x01s\x02ns\x03svc");
         let grandchild: &[u8] = b"\0\x01x\x03pod\x01s\x02ns\x03svc";
         store.set_route(&service, Route::Service(slot.clone()));
-        slot.publish(ServiceAnswers::from_iter([
-            SnapshotEntry::new(&service, &answers(1)),
-            SnapshotEntry::new(&pod, &answers(2)),
-        ]));
+        let mut pods = PodTableBuilder::default();
+        assert!(pods.add(b"web", &["10.0.0.9".parse().unwrap()], true));
+        slot.publish(ServiceSnapshot {
+            names: ServiceAnswers::from_iter([
+                SnapshotEntry::new(&service, &answers(1)),
+                SnapshotEntry::new(&pod, &answers(2)),
+            ]),
+            pods: pods.build(),
+            ttl: 30,
+            slot_negative_ttl: 1,
+            name_in_primary_zone: Box::default(),
+        });
         assert!(found_through_parent(&pod, &service));
         assert!(!found_through_parent(grandchild, &service));
         assert!(!found_through_parent(
@@ -356,6 +466,15 @@ mod tests {
             b"\x01\x01s\x02ns\x03svc"
         ));
         assert_eq!(found(&store, &pod), Some(2), "found through the Service");
+        let in_table = store.lookup(b"\0\x03web\x01s\x02ns\x03svc", |l| match l {
+            Lookup::Addresses(a) => Some((a.entry.addresses(1).0.to_vec(), a.ttl, a.negative_ttl)),
+            _ => None,
+        });
+        assert_eq!(
+            in_table,
+            Some((vec![10, 0, 0, 9], 30, Some(1))),
+            "in the pod table"
+        );
         assert_eq!(
             found(&store, b"\0\x03bad\x03svc"),
             None,
