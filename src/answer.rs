@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::compile::Rrset;
 use crate::records::rtype;
+use crate::srv;
 use crate::store::{Lookup, PtrAnswer, Store};
 use crate::wire::QuestionName;
 use crate::wire::{
@@ -54,6 +55,12 @@ pub struct Responder {
 /// The body chosen for a response before it is assembled.
 enum Body<'a> {
     Positive(Rrset<'a>),
+    /// A compact SRV record set (`srv`), written against the question's name up to its
+    /// zone (`relative`, lowercase wire).
+    CompactSrv {
+        rrset: Rrset<'a>,
+        relative: &'a [u8],
+    },
     /// Address records written from a pod table: `addresses` back to back, `width` octets
     /// each, of type `rtype`.
     Addresses {
@@ -197,6 +204,10 @@ impl Responder {
                         answers.find(question.qtype, zone.index)
                     };
                     match rrset {
+                        Some(rrset) if rrset.form == srv::FORM => Body::CompactSrv {
+                            rrset,
+                            relative: key.get(1..).unwrap_or_default(),
+                        },
                         Some(rrset) => Body::Positive(rrset),
                         None => Body::Negative {
                             rcode: rcode::NOERROR,
@@ -248,7 +259,9 @@ impl Responder {
     ) -> u16 {
         let question_end = HEADER_LEN + q.question.wire_len();
         let (rcode, authoritative) = match &body {
-            Body::Positive(_) | Body::Addresses { .. } | Body::Ptr(_) => (rcode::NOERROR, true),
+            Body::Positive(_) | Body::CompactSrv { .. } | Body::Addresses { .. } | Body::Ptr(_) => {
+                (rcode::NOERROR, true)
+            }
             Body::Negative { rcode, .. } => (*rcode, true),
             Body::Bare {
                 rcode,
@@ -282,6 +295,15 @@ impl Responder {
                         arcount = rrset.arcount;
                     }
                 }
+            }
+            Body::CompactSrv { rrset, relative } => {
+                let zone_wire = zone.map(|(z, _)| &z.wire[..]).unwrap_or(&[0]);
+                let written = srv::write(out, &rrset, relative, zone_wire, limit, opt_len);
+                if written.truncated {
+                    response_flags |= flags::TC;
+                }
+                ancount = written.ancount;
+                arcount = written.arcount;
             }
             Body::Addresses {
                 rtype,

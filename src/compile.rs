@@ -11,6 +11,7 @@
 
 use crate::name::RelativeName;
 use crate::records::{NameRecords, RData, RrSet, Target, rtype};
+use crate::srv;
 use crate::wire::{CLASS_IN, HEADER_LEN};
 
 /// A compiled record set that serves every zone alike.
@@ -23,6 +24,9 @@ pub struct CompiledRrset {
     pub rtype: u16,
     /// The index of the forward zone it was encoded for, or [`ANY_ZONE`].
     pub zone: u8,
+    /// How the sections are stored: [`WIRE`], or a compact form written per query
+    /// ([`srv::FORM`](crate::srv::FORM)).
+    pub form: u8,
     /// Records in the answer section.
     pub ancount: u16,
     /// Records in the additional section.
@@ -38,15 +42,19 @@ pub struct CompiledRrset {
 pub struct Rrset<'a> {
     pub rtype: u16,
     pub zone: u8,
+    pub form: u8,
     pub ancount: u16,
     pub arcount: u16,
     pub answer: &'a [u8],
     pub additional: &'a [u8],
 }
 
-/// Bytes before each record set's sections: rtype, zone, ancount, arcount, then the lengths
-/// of the answer and additional sections (u32: a large Service's answers pass 64 KiB).
-const RRSET_HEADER: usize = 2 + 1 + 2 + 2 + 4 + 4;
+/// The form of record sets whose sections are wire bytes, copied as they are.
+pub const WIRE: u8 = 0;
+
+/// Bytes before each record set's sections: rtype, zone, form, ancount, arcount, then the
+/// lengths of the answer and additional sections (u32: a large Service's answers pass 64 KiB).
+const RRSET_HEADER: usize = 2 + 1 + 1 + 2 + 2 + 4 + 4;
 
 /// Everything a name answers, packed into one allocation: a cluster has a few names per
 /// endpoint, so a name costs one heap block, not one per record set plus one for the list.
@@ -76,6 +84,7 @@ impl NameAnswers {
         for r in rrsets {
             out.extend_from_slice(&r.rtype.to_be_bytes());
             out.push(r.zone);
+            out.push(r.form);
             out.extend_from_slice(&r.ancount.to_be_bytes());
             out.extend_from_slice(&r.arcount.to_be_bytes());
             out.extend_from_slice(&clamp_u32(r.answer.len()).to_be_bytes());
@@ -127,14 +136,15 @@ impl<'a> Answers<'a> {
                 u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]])
                     as usize
             };
-            let (answer, body) = body.split_at_checked(len_at(7))?;
-            let (additional, body) = body.split_at_checked(len_at(11))?;
+            let (answer, body) = body.split_at_checked(len_at(8))?;
+            let (additional, body) = body.split_at_checked(len_at(12))?;
             rest = body;
             Some(Rrset {
                 rtype: u16_at(0),
                 zone: header[2],
-                ancount: u16_at(3),
-                arcount: u16_at(5),
+                form: header[3],
+                ancount: u16_at(4),
+                arcount: u16_at(6),
                 answer,
                 additional,
             })
@@ -183,6 +193,11 @@ pub fn compile_name(records: &NameRecords, ctx: &CompileContext) -> NameAnswers 
     let mut rrsets = Vec::with_capacity(records.rrsets.len());
     for rrset in &records.rrsets {
         if rrset.rtype == rtype::SRV {
+            // Kept compact when it can be: one copy for every zone, a fraction of the size.
+            if let Some(compact) = srv::compact(&records.name, rrset, ctx.ttl) {
+                rrsets.push(compact);
+                continue;
+            }
             for (index, zone) in ctx.forward_zones.iter().enumerate() {
                 let index = u8::try_from(index).unwrap_or(ANY_ZONE - 1);
                 rrsets.push(compile_rrset(&records.name, rrset, Some(zone), index, ctx));
@@ -215,6 +230,7 @@ fn compile_rrset(
     CompiledRrset {
         rtype: rrset.rtype,
         zone: zone_index,
+        form: WIRE,
         ancount: clamp_u16(rrset.records.len()),
         arcount: clamp_u16(rrset.additional.len()),
         answer,
@@ -405,6 +421,74 @@ mod tests {
         check(&layout, "dns-version", b"\x0bdns-version\xC0\x25");
         check(&layout, "_web._tcp.nginx.demo.svc", b"\xC0\x0C");
         check(&layout, "other.svc", b"\x05other\xC0\x21");
+    }
+
+    #[test]
+    fn compact_srv_writes_what_the_encoded_form_holds() {
+        let service = name("nginx.demo.svc");
+        let owner = name("_web._tcp.nginx.demo.svc");
+        let target = |label: &str| service.child(label).unwrap();
+        let srv = |label: &str, port| RData::Srv {
+            priority: 0,
+            weight: 50,
+            port,
+            target: target(label),
+        };
+        let rrset = RrSet {
+            rtype: rtype::SRV,
+            records: vec![srv("web-0", 80), srv("web-1", 8080)],
+            additional: vec![
+                (target("web-0"), RData::A("10.0.0.1".parse().unwrap())),
+                (target("web-1"), RData::Aaaa("fd00::1".parse().unwrap())),
+            ],
+        };
+        let ctx = ctx();
+        let zone = &ctx.forward_zones[0];
+        let encoded = compile_rrset(&owner, &rrset, Some(zone), 0, &ctx);
+        let compact = crate::srv::compact(&owner, &rrset, ctx.ttl).unwrap();
+        assert!(
+            compact.answer.len() + compact.additional.len()
+                < (encoded.answer.len() + encoded.additional.len()) / 2
+        );
+        let packed = NameAnswers::new(&[compact], None);
+        let view = packed.view().find(rtype::SRV, 0).unwrap();
+        let write = |limit| {
+            let mut out = vec![0; HEADER_LEN + owner.wire().len() + zone.len() + 4];
+            let written = crate::srv::write(&mut out, &view, owner.wire(), zone, limit, 11);
+            (
+                written,
+                out.split_off(HEADER_LEN + owner.wire().len() + zone.len() + 4),
+            )
+        };
+        let (written, bytes) = write(usize::MAX);
+        assert_eq!(
+            (written.ancount, written.arcount, written.truncated),
+            (2, 2, false)
+        );
+        assert_eq!(
+            bytes,
+            [encoded.answer.clone(), encoded.additional.clone()].concat()
+        );
+        // Room for the answer but not the additional records: those are left out whole.
+        let question_end = HEADER_LEN + owner.wire().len() + zone.len() + 4;
+        let (written, bytes) = write(question_end + encoded.answer.len() + 11);
+        assert_eq!(
+            (written.ancount, written.arcount, written.truncated),
+            (2, 0, false)
+        );
+        assert_eq!(bytes, encoded.answer);
+        // No room for the answer: nothing, truncated.
+        let (written, bytes) = write(question_end + encoded.answer.len() + 10);
+        assert!(written.truncated && bytes.is_empty());
+        // A target elsewhere keeps the encoded form.
+        let mut elsewhere = rrset.clone();
+        elsewhere.records.push(RData::Srv {
+            priority: 0,
+            weight: 50,
+            port: 80,
+            target: name("x.other.demo.svc"),
+        });
+        assert!(crate::srv::compact(&owner, &elsewhere, ctx.ttl).is_none());
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub mod name;
 pub mod pod_table;
 pub mod records;
 pub mod server;
+pub mod srv;
 pub mod store;
 pub mod udp;
 pub mod wire;

@@ -396,6 +396,7 @@ mod tests {
             &[CompiledRrset {
                 rtype: 1,
                 zone: ANY_ZONE,
+                form: crate::compile::WIRE,
                 ancount: 1,
                 arcount: 0,
                 answer: vec![tag],
