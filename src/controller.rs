@@ -114,7 +114,7 @@ impl SortedKeys {
 /// The store key of a Service's own name (`<svc>.<ns>.svc`); `None` when that is not a valid
 /// name (such a Service publishes nothing).
 fn service_key(service: &ObjectKey) -> Option<Box<[u8]>> {
-    RelativeName::from_labels([service.name.as_str(), service.namespace.as_str(), "svc"])
+    RelativeName::from_labels([&*service.name, &*service.namespace, "svc"])
         .ok()
         .map(|name| store::key(ZoneKind::Forward, &name))
 }
@@ -295,7 +295,7 @@ impl Controller {
         dirty: &mut BTreeSet<ObjectKey>,
     ) {
         let in_scope = |k: Kind, key: &ObjectKey| {
-            kind.is_none_or(|kind| kind == k) && namespace.is_none_or(|ns| key.namespace == ns)
+            kind.is_none_or(|kind| kind == k) && namespace.is_none_or(|ns| &*key.namespace == ns)
         };
         let mut seen: HashMap<Kind, HashSet<ObjectKey>> = HashMap::new();
         for object in objects {
@@ -553,7 +553,7 @@ impl Controller {
         for k in gone {
             self.store.remove(k);
         }
-        let namespace_ent = RelativeName::from_labels([key.namespace.as_str(), "svc"]);
+        let namespace_ent = RelativeName::from_labels([&*key.namespace, "svc"]);
         if let Ok(ent) = namespace_ent {
             match (had_names, has_names) {
                 // `svc` above it is always there (a static name).
@@ -633,8 +633,7 @@ impl Controller {
 
     /// A Service's name (`<svc>.<ns>.svc`) in the primary zone, root label included.
     fn name_in_primary_zone(&self, service: &ObjectKey) -> Box<[u8]> {
-        match RelativeName::from_labels([service.name.as_str(), service.namespace.as_str(), "svc"])
-        {
+        match RelativeName::from_labels([&*service.name, &*service.namespace, "svc"]) {
             Ok(name) => [name.wire(), &self.compile.primary_zone]
                 .concat()
                 .into_boxed_slice(),

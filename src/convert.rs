@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(headless.ports[0].protocol, Protocol::Tcp);
 
         let dual = svc("metadata: {name: api}\nspec: {clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd00::10']}").unwrap();
-        assert_eq!(dual.key.namespace, "default");
+        assert_eq!(&*dual.key.namespace, "default");
         assert_eq!(
             dual.kind,
             ServiceKind::ClusterIp(vec![

@@ -10,19 +10,23 @@ use std::sync::Arc;
 
 /// `namespace/name` of a namespaced object. Ordered so that every map keyed by it iterates
 /// the same way on every replica.
+///
+/// The controller keeps a key in several maps (by Service, by slice, by StatefulSet, what
+/// it published) and the manifests folder keeps its own copies: the strings are shared, so
+/// a copy costs two pointers, not two allocations.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     /// Namespace; `default` when the manifest leaves it out, as `kubectl apply` does.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// `metadata.name`.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl ObjectKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
         Self {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: namespace.as_ref().into(),
+            name: name.as_ref().into(),
         }
     }
 }

@@ -166,11 +166,7 @@ pub struct ServiceRecords {
 
 /// `<svc>.<ns>.svc`, relative to the cluster zone.
 fn service_name(service: &Service) -> Result<RelativeName, NameError> {
-    RelativeName::from_labels([
-        service.key.name.as_str(),
-        service.key.namespace.as_str(),
-        "svc",
-    ])
+    RelativeName::from_labels([&*service.key.name, &*service.key.namespace, "svc"])
 }
 
 /// One endpoint address after merging all slices of a Service.
