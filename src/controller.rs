@@ -8,7 +8,7 @@
 //! the same [`Change`]s.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -77,7 +77,7 @@ struct Published {
     /// The Service's snapshot; its keys are the names the Service has in the store.
     slot: Arc<ServiceSlot>,
     /// The addresses it claims for reverse lookups.
-    reverse_ips: Vec<IpAddr>,
+    reverse_ips: Addresses,
 }
 
 /// A small ordered set of object keys (the slices or StatefulSets of one Service: usually
@@ -117,6 +117,86 @@ fn service_key(service: &ObjectKey) -> Option<Box<[u8]>> {
     RelativeName::from_labels([&*service.name, &*service.namespace, "svc"])
         .ok()
         .map(|name| store::key(ZoneKind::Forward, &name))
+}
+
+/// A set of addresses held for a long time (what a Service claims): exact-size lists, and an
+/// IPv4 address in 4 bytes rather than the 17 of an `IpAddr`.
+#[derive(Debug, Default)]
+struct Addresses {
+    v4: Box<[Ipv4Addr]>,
+    v6: Box<[Ipv6Addr]>,
+}
+
+impl Addresses {
+    fn new(addresses: impl Iterator<Item = IpAddr>) -> Self {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for address in addresses {
+            match address {
+                IpAddr::V4(ip) => v4.push(ip),
+                IpAddr::V6(ip) => v6.push(ip),
+            }
+        }
+        Self {
+            v4: v4.into_boxed_slice(),
+            v6: v6.into_boxed_slice(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let v4 = self.v4.iter().map(|ip| IpAddr::V4(*ip));
+        v4.chain(self.v6.iter().map(|ip| IpAddr::V6(*ip)))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
+/// A map by address, one table per family: an IPv4 key takes 4 bytes, not 17, in a table
+/// with an entry per address in the cluster.
+#[derive(Debug)]
+struct AddressMap<V> {
+    v4: HashMap<Ipv4Addr, V>,
+    v6: HashMap<Ipv6Addr, V>,
+}
+
+impl<V> Default for AddressMap<V> {
+    fn default() -> Self {
+        Self {
+            v4: HashMap::new(),
+            v6: HashMap::new(),
+        }
+    }
+}
+
+impl<V: Default> AddressMap<V> {
+    fn get(&self, ip: &IpAddr) -> Option<&V> {
+        match ip {
+            IpAddr::V4(ip) => self.v4.get(ip),
+            IpAddr::V6(ip) => self.v6.get(ip),
+        }
+    }
+
+    fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut V> {
+        match ip {
+            IpAddr::V4(ip) => self.v4.get_mut(ip),
+            IpAddr::V6(ip) => self.v6.get_mut(ip),
+        }
+    }
+
+    fn get_or_default(&mut self, ip: IpAddr) -> &mut V {
+        match ip {
+            IpAddr::V4(ip) => self.v4.entry(ip).or_default(),
+            IpAddr::V6(ip) => self.v6.entry(ip).or_default(),
+        }
+    }
+
+    fn remove(&mut self, ip: &IpAddr) {
+        match ip {
+            IpAddr::V4(ip) => self.v4.remove(ip),
+            IpAddr::V6(ip) => self.v6.remove(ip),
+        };
+    }
 }
 
 /// Whether the reverse name of `ip` can be answered from `slot`'s pod table with `target`:
@@ -181,7 +261,7 @@ pub struct Controller {
     published: HashMap<ObjectKey, Published>,
     /// Who claims each address for reverse lookups, and whether its name is in the store.
     /// One entry per address in the cluster, so it is kept tight (see [`ReverseClaims`]).
-    reverse: HashMap<IpAddr, ReverseClaims>,
+    reverse: AddressMap<ReverseClaims>,
     /// Empty non-terminals and how many names hold each up.
     ent_refs: HashMap<Box<[u8]>, u32>,
     /// Addresses over all slices and legacy Endpoints (with duplicates), for the gauge.
@@ -218,7 +298,7 @@ impl Controller {
             stateful_sets_by_service: BTreeMap::new(),
             options,
             published: HashMap::new(),
-            reverse: HashMap::new(),
+            reverse: AddressMap::default(),
             ent_refs: HashMap::new(),
             endpoints: 0,
             unindexed_names: 0,
@@ -568,7 +648,7 @@ impl Controller {
             key.clone(),
             Published {
                 slot,
-                reverse_ips: Vec::new(),
+                reverse_ips: Addresses::default(),
             },
         );
         let reverse_ips = self.update_reverse(key, old_ips, records.reverse);
@@ -586,19 +666,19 @@ impl Controller {
     fn update_reverse(
         &mut self,
         service: &ObjectKey,
-        old_ips: Vec<IpAddr>,
+        old_ips: Addresses,
         mut new: Vec<(IpAddr, PtrSource)>,
-    ) -> Vec<IpAddr> {
+    ) -> Addresses {
         new.sort();
         let mut old: Vec<(IpAddr, PtrSource)> = Vec::new();
-        for ip in &old_ips {
-            if let Some(entry) = self.reverse.get(ip) {
+        for ip in old_ips.iter() {
+            if let Some(entry) = self.reverse.get(&ip) {
                 old.extend(
                     entry
                         .claims
                         .iter()
                         .filter(|(owner, _)| **owner == *service)
-                        .map(|(_, source)| (*ip, source.clone())),
+                        .map(|(_, source)| (ip, source.clone())),
                 );
             }
         }
@@ -608,9 +688,9 @@ impl Controller {
             return old_ips;
         }
         let owner = Arc::new(service.clone());
-        let mut affected: BTreeSet<IpAddr> = old_ips.iter().copied().collect();
-        for ip in &old_ips {
-            if let Some(entry) = self.reverse.get_mut(ip) {
+        let mut affected: BTreeSet<IpAddr> = old_ips.iter().collect();
+        for ip in old_ips.iter() {
+            if let Some(entry) = self.reverse.get_mut(&ip) {
                 entry.retain(|o| *o != *service);
             }
         }
@@ -620,15 +700,12 @@ impl Controller {
             if ips.last() != Some(&ip) {
                 ips.push(ip);
             }
-            self.reverse
-                .entry(ip)
-                .or_default()
-                .push(owner.clone(), source);
+            self.reverse.get_or_default(ip).push(owner.clone(), source);
         }
         for ip in affected {
             self.republish_reverse(ip);
         }
-        ips
+        Addresses::new(ips.into_iter())
     }
 
     /// A Service's name (`<svc>.<ns>.svc`) in the primary zone, root label included.
