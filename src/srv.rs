@@ -8,7 +8,8 @@
 //! when asked.
 //!
 //! Layout of the answer part: the length of the owner's labels before the Service's name
-//! (u8), the TTL (u32), then per record `[priority u16][weight u16][port u16][label length]
+//! (u8), the TTL (u32), the total length of the target labels (u32) and of the additional
+//! records' labels and addresses (u32), then per record `[priority u16][weight u16][port u16][label length]
 //! [label]`. The additional part: per record `[label length][label][address length][address]`.
 
 use std::net::IpAddr;
@@ -20,6 +21,10 @@ use crate::wire::{CLASS_IN, HEADER_LEN};
 
 /// The form byte of a compact SRV record set (see `compile::Rrset::form`).
 pub const FORM: u8 = 1;
+
+/// Bytes before the records: prefix length, TTL, the total length of the records' labels
+/// and that of the additional records' labels and addresses.
+const HEAD_LEN: usize = 1 + 4 + 4 + 4;
 
 /// `rrset` (the SRV records at `owner`) in compact form, when every target and every
 /// additional owner is one label below one name that `owner` is below too; `None` keeps
@@ -42,6 +47,9 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
     };
     let mut answer = vec![u8::try_from(prefix).ok()?];
     answer.extend_from_slice(&ttl.to_be_bytes());
+    // The sizes of the labels and addresses, filled in below: the writer sizes the sections
+    // from them without a pass over the records.
+    answer.extend_from_slice(&[0; 8]);
     for record in &rrset.records {
         let RData::Srv {
             priority,
@@ -66,6 +74,12 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
             _ => return None,
         }
     }
+    let labels: usize = records(answer.get(HEAD_LEN..)?).map(|(_, l)| l.len()).sum();
+    let extra: usize = self::additional(&additional)
+        .map(|(l, a)| l.len() + a.len())
+        .sum();
+    answer[5..9].copy_from_slice(&u32::try_from(labels).ok()?.to_be_bytes());
+    answer[9..13].copy_from_slice(&u32::try_from(extra).ok()?.to_be_bytes());
     Some(CompiledRrset {
         rtype: rtype::SRV,
         zone: ANY_ZONE,
@@ -142,40 +156,42 @@ pub fn write(
         arcount: 0,
         truncated,
     };
-    let Some((&prefix, rest)) = rrset.answer.split_first() else {
+    let Some((head, body)) = rrset.answer.split_first_chunk::<HEAD_LEN>() else {
         return nothing(false);
     };
-    let Some((ttl, body)) = rest.split_first_chunk::<4>() else {
-        return nothing(false);
-    };
-    let Some(base) = relative.get(usize::from(prefix)..) else {
+    let prefix = usize::from(head[0]);
+    let ttl = &head[1..5];
+    let u32_at =
+        |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as usize;
+    let Some(base) = relative.get(prefix..) else {
         return nothing(false);
     };
     let suffix_len = base.len() + zone.len();
-    let answer_len: usize = records(body)
-        .map(|(_, label)| 12 + 6 + 1 + label.len() + suffix_len)
-        .sum();
+    let answer_len = usize::from(rrset.ancount) * (12 + 6 + 1 + suffix_len) + u32_at(5);
     if out.len() + answer_len + reserve > limit {
         return nothing(true);
     }
+    out.reserve(answer_len);
     for (fixed, label) in records(body) {
-        let rdata_len = 6 + 1 + label.len() + suffix_len;
-        out.extend_from_slice(&[0xC0, 0x0C]);
-        out.extend_from_slice(&rtype::SRV.to_be_bytes());
-        out.extend_from_slice(&CLASS_IN.to_be_bytes());
-        out.extend_from_slice(ttl);
-        out.extend_from_slice(&u16::try_from(rdata_len).unwrap_or(u16::MAX).to_be_bytes());
-        out.extend_from_slice(&fixed);
-        out.push(label.len() as u8);
+        // Owner (a pointer to the question), type, class, TTL, RDLENGTH, priority, weight,
+        // port and the target's first label length: one copy.
+        let rdata_len = u16::try_from(6 + 1 + label.len() + suffix_len).unwrap_or(u16::MAX);
+        let mut head = [0u8; 19];
+        head[..2].copy_from_slice(&[0xC0, 0x0C]);
+        head[2..4].copy_from_slice(&rtype::SRV.to_be_bytes());
+        head[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
+        head[6..10].copy_from_slice(ttl);
+        head[10..12].copy_from_slice(&rdata_len.to_be_bytes());
+        head[12..18].copy_from_slice(&fixed);
+        head[18] = label.len() as u8;
+        out.extend_from_slice(&head);
         out.extend_from_slice(label);
         out.extend_from_slice(base);
         out.extend_from_slice(zone);
     }
     // Additional owners point at the Service's name inside the question.
-    let base_pointer = 0xC000 | (HEADER_LEN + usize::from(prefix)) as u16;
-    let additional_len: usize = additional(rrset.additional)
-        .map(|(label, address)| 1 + label.len() + 2 + 10 + address.len())
-        .sum();
+    let base_pointer = 0xC000 | (HEADER_LEN + prefix) as u16;
+    let additional_len = usize::from(rrset.arcount) * (1 + 2 + 10) + u32_at(9);
     let mut arcount = 0;
     // Optional: left out whole rather than set TC (RFC 2181 9).
     if out.len() + additional_len + reserve <= limit {
@@ -187,11 +203,14 @@ pub fn write(
             };
             out.push(label.len() as u8);
             out.extend_from_slice(label);
-            out.extend_from_slice(&base_pointer.to_be_bytes());
-            out.extend_from_slice(&rtype.to_be_bytes());
-            out.extend_from_slice(&CLASS_IN.to_be_bytes());
-            out.extend_from_slice(ttl);
-            out.extend_from_slice(&(address.len() as u16).to_be_bytes());
+            // Pointer to the Service's name, type, class, TTL, RDLENGTH: one copy.
+            let mut head = [0u8; 12];
+            head[..2].copy_from_slice(&base_pointer.to_be_bytes());
+            head[2..4].copy_from_slice(&rtype.to_be_bytes());
+            head[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
+            head[6..10].copy_from_slice(ttl);
+            head[10..12].copy_from_slice(&(address.len() as u16).to_be_bytes());
+            out.extend_from_slice(&head);
             out.extend_from_slice(address);
         }
         arcount = rrset.arcount;
