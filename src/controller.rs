@@ -169,7 +169,7 @@ impl<V> Default for AddressMap<V> {
     }
 }
 
-impl<V: Default> AddressMap<V> {
+impl<V> AddressMap<V> {
     fn get(&self, ip: &IpAddr) -> Option<&V> {
         match ip {
             IpAddr::V4(ip) => self.v4.get(ip),
@@ -184,18 +184,20 @@ impl<V: Default> AddressMap<V> {
         }
     }
 
-    fn get_or_default(&mut self, ip: IpAddr) -> &mut V {
-        match ip {
-            IpAddr::V4(ip) => self.v4.entry(ip).or_default(),
-            IpAddr::V6(ip) => self.v6.entry(ip).or_default(),
-        }
-    }
-
     fn remove(&mut self, ip: &IpAddr) {
         match ip {
             IpAddr::V4(ip) => self.v4.remove(ip),
             IpAddr::V6(ip) => self.v6.remove(ip),
         };
+    }
+}
+
+impl<V: Default> AddressMap<V> {
+    fn get_or_default(&mut self, ip: IpAddr) -> &mut V {
+        match ip {
+            IpAddr::V4(ip) => self.v4.entry(ip).or_default(),
+            IpAddr::V6(ip) => self.v6.entry(ip).or_default(),
+        }
     }
 }
 

@@ -10,8 +10,14 @@
 //! The names one label below a Service's name (its pods' names, most of the names in a
 //! cluster) are not in the index at all: a lookup of a name of that depth asks the name's
 //! parent first, and when that routes to a Service, finds the name in the Service's
-//! snapshot. That saves an index entry and a copy of the key per pod, and a pod's name
-//! appears and disappears in the same atomic swap as its answers.
+//! snapshot (in its pod table: see `pod_table`). That saves an index entry and a copy of
+//! the key per pod, and a pod's name appears and disappears in the same atomic swap as its
+//! answers.
+//!
+//! Likewise the reverse name of a pod's address (one per pod) is not a name in the index
+//! when one Service claims it: the address maps to that Service's slot, and the PTR record
+//! is written from the label its pod table has for the address. Every other reverse name
+//! (an address several Services claim, a ClusterIP) is indexed with compiled answers.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;

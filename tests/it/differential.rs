@@ -609,8 +609,8 @@ fn check(
 }
 
 /// Objects the demo lacks, so every branch is reached: answers between 512 and 1232 bytes
-/// (40 A records; 12 SRV targets with their addresses), and a StatefulSet whose ordinals
-/// start at 3 with pods missing and not ready.
+/// (40 A records; 12 SRV targets with their addresses), a StatefulSet whose ordinals
+/// start at 3 with pods missing and not ready, and addresses two Services claim.
 fn edge_objects() -> Vec<Object> {
     use headless_dns::model::{Endpoint, Port, Protocol, ServiceKind};
     let mut out = Vec::new();
@@ -658,6 +658,30 @@ fn edge_objects() -> Vec<Object> {
         &[(3, true), (4, false), (6, true)],
         0x0a63_0200,
     );
+    // Addresses claimed twice: `twin` names the first pods of `mid` with hostnames of its
+    // own (two PTR targets), `plain` two pods of `srv12` without hostnames (the hostname's
+    // name wins). Reverse names answered from one pod table elsewhere, compiled here.
+    add("twin", 3, 0, &all(3), 0x0a63_0000);
+    let plain = ObjectKey::new("edge", "plain");
+    out.push(Object::Service(Service {
+        key: plain.clone(),
+        kind: ServiceKind::Headless,
+        ports: vec![],
+        publish_not_ready: false,
+    }));
+    out.push(Object::EndpointSlice(EndpointSlice {
+        key: ObjectKey::new("edge", "plain-x"),
+        service: plain,
+        endpoints: (0..2)
+            .map(|i| Endpoint {
+                ip: IpAddr::V4(std::net::Ipv4Addr::from(0x0a63_0100 + i)),
+                hostname: None,
+                ready: true,
+                terminating: false,
+            })
+            .collect(),
+        ports: vec![],
+    }));
     out
 }
 
