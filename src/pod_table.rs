@@ -1,13 +1,15 @@
 //! The names one label below a Service's name whose answers are addresses alone: its pods'
 //! names, the ordinal slots waiting for a pod, and empty names such as `_tcp`. They are most
-//! of a cluster's names, so each Service keeps them in one table (two allocations whatever
-//! its size) instead of one heap block per name, and their A and AAAA records are written
-//! per query from the stored addresses: 16 or 28 bytes each, a copy either way.
+//! of a cluster's names, so each Service keeps them in one table (three allocations
+//! whatever its size) instead of one heap block per name, and their A and AAAA records are
+//! written per query from the stored addresses: 16 or 28 bytes each, a copy either way.
+//! The same table answers the reverse names of those addresses (see `store`).
 //!
 //! An entry is `[label length][label][flags][IPv4 count][IPv6 count][IPv4 addresses][IPv6
-//! addresses]`, entries back to back; an open-addressing table of entry offsets, hashed by
-//! label, finds one. A name whose entry would not fit this format (more than 255 addresses
-//! of one family) stays in the general form (`compile::NameAnswers`).
+//! addresses]`, entries back to back; open-addressing tables of entry offsets, one hashed
+//! by label and one by address, find one. A name whose entry would not fit this format
+//! (more than 255 addresses of one family) stays in the general form
+//! (`compile::NameAnswers`).
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
