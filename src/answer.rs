@@ -1,7 +1,8 @@
 //! The per-query function: query bytes in, response bytes out.
 //!
-//! One parse, one case-folded lookup in a stack buffer, and copies of pre-encoded sections:
-//! no allocation (the caller's output buffer is reused), no logging, no error boxes. Every
+//! One parse, one case-folded lookup in a stack buffer, and copies of pre-encoded sections
+//! (or of the addresses, labels and ports that per-endpoint records are written from, in a
+//! pod table or a compact SRV set): no allocation (the caller's output buffer is reused), no logging, no error boxes. Every
 //! outcome is an RCODE.
 
 use std::sync::Arc;

@@ -7,7 +7,9 @@
 //! relative name followed by the zone that was asked; the relative part has a fixed length,
 //! so the zone starts at a fixed offset too, and names in record data can point into the
 //! question whichever zone was asked. Only SRV targets, which RFC 2782 forbids compressing,
-//! depend on the zone: they are encoded once per configured zone.
+//! depend on the zone: a headless Service's SRV set is kept compact and written per query
+//! (`srv`), any other is encoded once per configured zone. Pods' names are not compiled
+//! here at all: they go in their Service's pod table (`pod_table`).
 
 use crate::name::RelativeName;
 use crate::records::{NameRecords, RData, RrSet, Target, rtype};
