@@ -2,7 +2,8 @@
 //!
 //! One parse, one case-folded lookup in a stack buffer, and copies of pre-encoded sections
 //! (or of the addresses, labels and ports that per-endpoint records are written from, in a
-//! pod table or a compact SRV set): no allocation (the caller's output buffer is reused), no logging, no error boxes. Every
+//! pod table or a compact SRV set): no allocation (the caller's output buffer is reused),
+//! no logging, no error boxes. Every
 //! outcome is an RCODE.
 
 use std::sync::Arc;
@@ -13,13 +14,10 @@ use crate::srv;
 use crate::store::{Lookup, PtrAnswer, Store};
 use crate::wire::QuestionName;
 use crate::wire::{
-    self, CLASS_IN, Edns, HEADER_LEN, MIN_UDP_PAYLOAD, OPT_LEN, Parsed, Query, flags, qtype, rcode,
+    self, CLASS_IN, Edns, HEADER_LEN, MIN_UDP_PAYLOAD, OPT_LEN, Parsed, QUESTION_POINTER, Query,
+    RECORD_HEAD_LEN, flags, qtype, rcode,
 };
 use crate::zones::{Zone, ZoneTable};
-
-/// Octets of a resource record besides its RDATA, with the owner as a pointer: owner (2),
-/// type, class, TTL, RDLENGTH.
-const RECORD_FIXED_LEN: usize = 2 + 2 + 2 + 4 + 2;
 
 /// How the query arrived: it decides the response size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,17 +311,12 @@ impl Responder {
                 ttl,
             } => {
                 let count = addresses.len() / width;
-                if out.len() + count * (RECORD_FIXED_LEN + width) + opt_len > limit {
+                if out.len() + count * (RECORD_HEAD_LEN + width) + opt_len > limit {
                     response_flags |= flags::TC;
                 } else {
+                    let head = wire::record_head(QUESTION_POINTER, rtype, ttl, width);
                     for address in addresses.chunks_exact(width) {
-                        // Owner: the question name (a pointer to it); then type, class, TTL,
-                        // RDLENGTH and the address.
-                        out.extend_from_slice(&[0xC0, 0x0C]);
-                        out.extend_from_slice(&rtype.to_be_bytes());
-                        out.extend_from_slice(&CLASS_IN.to_be_bytes());
-                        out.extend_from_slice(&ttl.to_be_bytes());
-                        out.extend_from_slice(&(width as u16).to_be_bytes());
+                        out.extend_from_slice(&head);
                         out.extend_from_slice(address);
                     }
                     ancount = u16::try_from(count).unwrap_or(u16::MAX);
@@ -333,14 +326,11 @@ impl Responder {
                 // The target is written whole: nothing in the question (a reverse name) is
                 // a suffix of it.
                 let rdata_len = 1 + ptr.label.len() + ptr.suffix.len();
-                if out.len() + RECORD_FIXED_LEN + rdata_len + opt_len > limit {
+                if out.len() + RECORD_HEAD_LEN + rdata_len + opt_len > limit {
                     response_flags |= flags::TC;
                 } else {
-                    out.extend_from_slice(&[0xC0, 0x0C]);
-                    out.extend_from_slice(&rtype::PTR.to_be_bytes());
-                    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-                    out.extend_from_slice(&ptr.ttl.to_be_bytes());
-                    out.extend_from_slice(&(rdata_len as u16).to_be_bytes());
+                    let head = wire::record_head(QUESTION_POINTER, rtype::PTR, ptr.ttl, rdata_len);
+                    out.extend_from_slice(&head);
                     // Labels are at most 63 octets.
                     out.push(ptr.label.len() as u8);
                     out.extend_from_slice(ptr.label);

@@ -111,14 +111,6 @@ impl SortedKeys {
     }
 }
 
-/// The store key of a Service's own name (`<svc>.<ns>.svc`); `None` when that is not a valid
-/// name (such a Service publishes nothing).
-fn service_key(service: &ObjectKey) -> Option<Box<[u8]>> {
-    RelativeName::from_labels([&*service.name, &*service.namespace, "svc"])
-        .ok()
-        .map(|name| store::key(ZoneKind::Forward, &name))
-}
-
 /// A set of addresses held for a long time (what a Service claims): exact-size lists, and an
 /// IPv4 address in 4 bytes rather than the 17 of an `IpAddr`.
 #[derive(Debug, Default)]
@@ -206,10 +198,7 @@ impl<V: Default> AddressMap<V> {
 /// Service's; a ClusterIP Service's own name is not in the table).
 fn answers_from_table(slot: &ServiceSlot, ip: IpAddr, target: &RelativeName) -> bool {
     let snapshot = slot.snapshot();
-    let label = match ip {
-        IpAddr::V4(v4) => snapshot.pods.label_of(&v4.octets()),
-        IpAddr::V6(v6) => snapshot.pods.label_of(&v6.octets()),
-    };
+    let label = snapshot.pods.label_of(ip);
     let mut target_labels = target.labels();
     label.is_some() && label == target_labels.next() && target_labels.count() == 3
 }
@@ -567,7 +556,12 @@ impl Controller {
         // Names one label below the Service's name are found through it, unindexed (see
         // `store`); every other name of the Service is routed to its slot. Those with
         // addresses alone (pods' names) go in the compact table.
-        let base = service_key(key);
+        // The Service's own name; `None` when it is not a valid name (then the Service has
+        // no records either).
+        let service_name = records::service_name(key).ok();
+        let base = service_name
+            .as_ref()
+            .map(|name| store::key(ZoneKind::Forward, name));
         let indexed = |k: &[u8]| {
             !base
                 .as_deref()
@@ -599,7 +593,9 @@ impl Controller {
             pods: pods.build(),
             ttl: self.compile.ttl,
             slot_negative_ttl: self.compile.slot_negative_ttl,
-            name_in_primary_zone: self.name_in_primary_zone(key),
+            name_in_primary_zone: service_name
+                .map(|name| [name.wire(), &self.compile.primary_zone].concat().into())
+                .unwrap_or_default(),
         };
         let old = self.published.remove(key);
         let old_snapshot = old.as_ref().map(|o| o.slot.snapshot());
@@ -708,16 +704,6 @@ impl Controller {
             self.republish_reverse(ip);
         }
         Addresses::new(ips.into_iter())
-    }
-
-    /// A Service's name (`<svc>.<ns>.svc`) in the primary zone, root label included.
-    fn name_in_primary_zone(&self, service: &ObjectKey) -> Box<[u8]> {
-        match RelativeName::from_labels([&*service.name, &*service.namespace, "svc"]) {
-            Ok(name) => [name.wire(), &self.compile.primary_zone]
-                .concat()
-                .into_boxed_slice(),
-            Err(_) => Box::default(),
-        }
     }
 
     /// Publishes the PTR answer of one address from every Service that claims it.

@@ -164,8 +164,19 @@ impl PodTable {
             .map(|(_, entry)| entry)
     }
 
-    /// The label of the name that has `address` (4 or 16 octets), for its reverse name.
-    pub fn label_of(&self, address: &[u8]) -> Option<&[u8]> {
+    /// The label of the name that has `address`, for its reverse name.
+    pub fn label_of(&self, address: IpAddr) -> Option<&[u8]> {
+        let (v4, v6);
+        let address: &[u8] = match address {
+            IpAddr::V4(ip) => {
+                v4 = ip.octets();
+                &v4
+            }
+            IpAddr::V6(ip) => {
+                v6 = ip.octets();
+                &v6
+            }
+        };
         let width = address.len();
         probe(&self.by_address, self.hasher.hash_one(address))
             .filter_map(|offset| entry_at(&self.entries, offset))
@@ -278,12 +289,12 @@ mod tests {
             assert!(table.get(missing).is_none(), "{missing:?}");
         }
         assert!(PodTable::default().get(b"web-0").is_none());
-        assert_eq!(table.label_of(&[10, 0, 1, 2]), Some(&b"web-258"[..]));
-        let v6: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
-        assert_eq!(table.label_of(&v6.octets()), Some(&b"dual"[..]));
-        assert_eq!(table.label_of(&[10, 1, 1, 1]), Some(&b"dual"[..]));
-        assert_eq!(table.label_of(&[10, 0, 9, 9]), None);
-        assert_eq!(PodTable::default().label_of(&[10, 0, 0, 1]), None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(table.label_of(ip("10.0.1.2")), Some(&b"web-258"[..]));
+        assert_eq!(table.label_of(ip("fd00::2")), Some(&b"dual"[..]));
+        assert_eq!(table.label_of(ip("10.1.1.1")), Some(&b"dual"[..]));
+        assert_eq!(table.label_of(ip("10.0.9.9")), None);
+        assert_eq!(PodTable::default().label_of(ip("10.0.0.1")), None);
     }
 
     #[test]

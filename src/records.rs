@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::model::{EndpointSlice, Port, Service, ServiceKind, StatefulSet};
+use crate::model::{EndpointSlice, ObjectKey, Port, Service, ServiceKind, StatefulSet};
 use crate::name::{NameError, RelativeName, dashed_ip, ordinal};
 
 /// Record types this server stores (RFC 1035, 2782, 3596).
@@ -164,9 +164,9 @@ pub struct ServiceRecords {
     pub reverse: Vec<(IpAddr, PtrSource)>,
 }
 
-/// `<svc>.<ns>.svc`, relative to the cluster zone.
-fn service_name(service: &Service) -> Result<RelativeName, NameError> {
-    RelativeName::from_labels([&*service.key.name, &*service.key.namespace, "svc"])
+/// A Service's own name, `<svc>.<ns>.svc`, relative to the cluster zone.
+pub fn service_name(service: &ObjectKey) -> Result<RelativeName, NameError> {
+    RelativeName::from_labels([&*service.name, &*service.namespace, "svc"])
 }
 
 /// One endpoint address after merging all slices of a Service.
@@ -237,7 +237,7 @@ pub fn service_records(
     stateful_sets: &[&StatefulSet],
     options: RecordOptions,
 ) -> Result<ServiceRecords, NameError> {
-    let base = service_name(service)?;
+    let base = service_name(&service.key)?;
     let mut names: BTreeMap<RelativeName, Vec<RrSet>> = BTreeMap::new();
     let mut reverse = Vec::new();
     match &service.kind {

@@ -9,15 +9,14 @@
 //!
 //! Layout of the answer part: the length of the owner's labels before the Service's name
 //! (u8), the TTL (u32), the total length of the target labels (u32) and of the additional
-//! records' labels and addresses (u32), then per record `[priority u16][weight u16][port u16][label length]
-//! [label]`. The additional part: per record `[label length][label][address length][address]`.
-
-use std::net::IpAddr;
+//! records' labels and addresses (u32), then per record `[priority u16][weight u16]
+//! [port u16][label length][label]`. The additional part: per record `[label length][label]
+//! [address length][address]`.
 
 use crate::compile::{ANY_ZONE, CompiledRrset, Rrset};
 use crate::name::RelativeName;
 use crate::records::{RData, RrSet, rtype};
-use crate::wire::{CLASS_IN, HEADER_LEN};
+use crate::wire::{self, HEADER_LEN, QUESTION_POINTER, RECORD_HEAD_LEN};
 
 /// The form byte of a compact SRV record set (see `compile::Rrset::form`).
 pub const FORM: u8 = 1;
@@ -50,6 +49,7 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
     // The sizes of the labels and addresses, filled in below: the writer sizes the sections
     // from them without a pass over the records.
     answer.extend_from_slice(&[0; 8]);
+    let (mut labels, mut extra) = (0usize, 0usize);
     for record in &rrset.records {
         let RData::Srv {
             priority,
@@ -63,21 +63,24 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
         for value in [priority, weight, port] {
             answer.extend_from_slice(&value.to_be_bytes());
         }
-        answer.extend_from_slice(&label_of(target)?);
+        let label = label_of(target)?;
+        labels += label.len() - 1;
+        answer.extend_from_slice(&label);
     }
     let mut additional = Vec::new();
     for (name, record) in &rrset.additional {
-        additional.extend_from_slice(&label_of(name)?);
-        match record {
-            RData::A(ip) => write_address(&mut additional, IpAddr::V4(*ip)),
-            RData::Aaaa(ip) => write_address(&mut additional, IpAddr::V6(*ip)),
+        let label = label_of(name)?;
+        extra += label.len() - 1;
+        additional.extend_from_slice(&label);
+        let address = match record {
+            RData::A(ip) => &ip.octets()[..],
+            RData::Aaaa(ip) => &ip.octets()[..],
             _ => return None,
-        }
+        };
+        extra += address.len();
+        additional.push(address.len() as u8);
+        additional.extend_from_slice(address);
     }
-    let labels: usize = records(answer.get(HEAD_LEN..)?).map(|(_, l)| l.len()).sum();
-    let extra: usize = self::additional(&additional)
-        .map(|(l, a)| l.len() + a.len())
-        .sum();
     answer[5..9].copy_from_slice(&u32::try_from(labels).ok()?.to_be_bytes());
     answer[9..13].copy_from_slice(&u32::try_from(extra).ok()?.to_be_bytes());
     Some(CompiledRrset {
@@ -89,19 +92,6 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
         answer,
         additional,
     })
-}
-
-fn write_address(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            out.push(4);
-            out.extend_from_slice(&v4.octets());
-        }
-        IpAddr::V6(v6) => {
-            out.push(16);
-            out.extend_from_slice(&v6.octets());
-        }
-    }
 }
 
 /// What [`write`] put in the response.
@@ -160,38 +150,38 @@ pub fn write(
         return nothing(false);
     };
     let prefix = usize::from(head[0]);
-    let ttl = &head[1..5];
-    let u32_at =
-        |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as usize;
+    let u32_at = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let ttl = u32_at(1);
     let Some(base) = relative.get(prefix..) else {
         return nothing(false);
     };
+    // Each record: the head, priority, weight and port, the target's first label (length
+    // and bytes), then the Service's name and the zone.
     let suffix_len = base.len() + zone.len();
-    let answer_len = usize::from(rrset.ancount) * (12 + 6 + 1 + suffix_len) + u32_at(5);
+    let fixed_len = RECORD_HEAD_LEN + 6 + 1 + suffix_len;
+    let answer_len = usize::from(rrset.ancount) * fixed_len + u32_at(5) as usize;
     if out.len() + answer_len + reserve > limit {
         return nothing(true);
     }
     out.reserve(answer_len);
-    for (fixed, label) in records(body) {
-        // Owner (a pointer to the question), type, class, TTL, RDLENGTH, priority, weight,
-        // port and the target's first label length: one copy.
-        let rdata_len = u16::try_from(6 + 1 + label.len() + suffix_len).unwrap_or(u16::MAX);
-        let mut head = [0u8; 19];
-        head[..2].copy_from_slice(&[0xC0, 0x0C]);
-        head[2..4].copy_from_slice(&rtype::SRV.to_be_bytes());
-        head[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
-        head[6..10].copy_from_slice(ttl);
-        head[10..12].copy_from_slice(&rdata_len.to_be_bytes());
-        head[12..18].copy_from_slice(&fixed);
-        head[18] = label.len() as u8;
-        out.extend_from_slice(&head);
+    for (fields, label) in records(body) {
+        let rdata_len = 6 + 1 + label.len() + suffix_len;
+        out.extend_from_slice(&wire::record_head(
+            QUESTION_POINTER,
+            rtype::SRV,
+            ttl,
+            rdata_len,
+        ));
+        out.extend_from_slice(&fields);
+        out.push(label.len() as u8);
         out.extend_from_slice(label);
         out.extend_from_slice(base);
         out.extend_from_slice(zone);
     }
-    // Additional owners point at the Service's name inside the question.
+    // Additional owners: the target's first label, then a pointer to the Service's name
+    // inside the question.
     let base_pointer = 0xC000 | (HEADER_LEN + prefix) as u16;
-    let additional_len = usize::from(rrset.arcount) * (1 + 2 + 10) + u32_at(9);
+    let additional_len = usize::from(rrset.arcount) * (1 + RECORD_HEAD_LEN) + u32_at(9) as usize;
     let mut arcount = 0;
     // Optional: left out whole rather than set TC (RFC 2181 9).
     if out.len() + additional_len + reserve <= limit {
@@ -203,14 +193,7 @@ pub fn write(
             };
             out.push(label.len() as u8);
             out.extend_from_slice(label);
-            // Pointer to the Service's name, type, class, TTL, RDLENGTH: one copy.
-            let mut head = [0u8; 12];
-            head[..2].copy_from_slice(&base_pointer.to_be_bytes());
-            head[2..4].copy_from_slice(&rtype.to_be_bytes());
-            head[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
-            head[6..10].copy_from_slice(ttl);
-            head[10..12].copy_from_slice(&(address.len() as u16).to_be_bytes());
-            out.extend_from_slice(&head);
+            out.extend_from_slice(&wire::record_head(base_pointer, rtype, ttl, address.len()));
             out.extend_from_slice(address);
         }
         arcount = rrset.arcount;

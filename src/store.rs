@@ -263,10 +263,10 @@ impl Store {
         Self::default()
     }
 
-    /// The map of `key`'s zone kind and the name part of the key.
-    fn split<'k>(&self, key: &'k [u8]) -> Option<(&NameIndex, &'k [u8])> {
+    /// `key`'s zone kind, its map, and the name part of the key.
+    fn split<'k>(&self, key: &'k [u8]) -> Option<(u8, &NameIndex, &'k [u8])> {
         let (&kind, name) = key.split_first()?;
-        Some((self.index.get(usize::from(kind))?, name))
+        Some((kind, self.index.get(usize::from(kind))?, name))
     }
 
     /// Looks `key` up and hands what it found to `f`, without allocating.
@@ -276,10 +276,10 @@ impl Store {
     /// snapshot if it exists at all, whether it is indexed or not. Any other name is
     /// indexed if it exists.
     pub fn lookup<R>(&self, key: &[u8], f: impl FnOnce(Lookup<'_>) -> R) -> R {
-        let Some((index, name)) = self.split(key) else {
+        let Some((kind, index, name)) = self.split(key) else {
             return f(Lookup::NoName);
         };
-        if key.first() == Some(&(ZoneKind::Forward as u8))
+        if kind == ZoneKind::Forward as u8
             && has_labels(name, UNINDEXED_LABELS)
             && let Some(parent) = parent_name(name)
             && let Some(route) = index.get(parent)
@@ -300,23 +300,17 @@ impl Store {
                 None => f(Lookup::NoName),
             };
         }
-        let kind = key.first().copied();
-        let reverse_v4 = kind == Some(ZoneKind::ReverseV4 as u8);
-        if (reverse_v4 || kind == Some(ZoneKind::ReverseV6 as u8))
+        let reverse_v4 = kind == ZoneKind::ReverseV4 as u8;
+        if (reverse_v4 || kind == ZoneKind::ReverseV6 as u8)
             && let Some(address) = name::parse_reverse_name(name, !reverse_v4)
             && let Some(snapshot) = self.ptr_snapshot(address)
+            && let Some(label) = snapshot.pods.label_of(address)
         {
-            let label = match address {
-                IpAddr::V4(ip) => snapshot.pods.label_of(&ip.octets()),
-                IpAddr::V6(ip) => snapshot.pods.label_of(&ip.octets()),
-            };
-            if let Some(label) = label {
-                return f(Lookup::Ptr(PtrAnswer {
-                    label,
-                    suffix: &snapshot.name_in_primary_zone,
-                    ttl: snapshot.ttl,
-                }));
-            }
+            return f(Lookup::Ptr(PtrAnswer {
+                label,
+                suffix: &snapshot.name_in_primary_zone,
+                ttl: snapshot.ttl,
+            }));
         }
         match index.get(name) {
             Some(route) => Self::resolve(route.value(), key, f),
@@ -362,13 +356,13 @@ impl Store {
     /// Routes `key`; replaces whatever route it had. A key without a valid zone kind is
     /// ignored (keys come from [`key`]).
     pub fn set_route(&self, key: &[u8], route: Route) {
-        if let Some((index, name)) = self.split(key) {
+        if let Some((_, index, name)) = self.split(key) {
             index.insert(name.into(), route);
         }
     }
 
     pub fn remove(&self, key: &[u8]) {
-        if let Some((index, name)) = self.split(key) {
+        if let Some((_, index, name)) = self.split(key) {
             index.remove(name);
         }
     }

@@ -308,6 +308,27 @@ pub fn patch_header(out: &mut [u8], flags: u16, counts: [u16; 4]) {
     }
 }
 
+/// Octets of a resource record before its RDATA when its owner is a compression pointer:
+/// owner, type, class, TTL, RDLENGTH.
+pub const RECORD_HEAD_LEN: usize = 2 + 2 + 2 + 4 + 2;
+
+/// The part of an IN-class record before its RDATA, owned by the name that `pointer`
+/// (a compression pointer, `0xC000 | offset`) points at: what the records written per
+/// query from stored addresses and labels start with, in one copy.
+pub fn record_head(pointer: u16, rtype: u16, ttl: u32, rdata_len: usize) -> [u8; RECORD_HEAD_LEN] {
+    let mut head = [0; RECORD_HEAD_LEN];
+    head[..2].copy_from_slice(&pointer.to_be_bytes());
+    head[2..4].copy_from_slice(&rtype.to_be_bytes());
+    head[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
+    head[6..10].copy_from_slice(&ttl.to_be_bytes());
+    // RDATA written per query is at most a name (255 octets) and a few fields.
+    head[10..12].copy_from_slice(&u16::try_from(rdata_len).unwrap_or(u16::MAX).to_be_bytes());
+    head
+}
+
+/// The compression pointer to the question name, the owner of every answer record.
+pub const QUESTION_POINTER: u16 = 0xC000 | HEADER_LEN as u16;
+
 /// Length of the OPT record this server sends.
 pub const OPT_LEN: usize = 11;
 
