@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench heap
 //!     cargo bench --bench heap -- --services 10000 --pods 10
+//!     cargo bench --bench heap -- --manifests bench/out/data-100000/manifests
 //!
 //! A counting global allocator tracks live bytes (requested sizes, so malloc's own headers
 //! and rounding are not in the figure). Model objects are built in memory (no YAML or API
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use headless_dns::Config;
 use headless_dns::controller::Change;
 use headless_dns::embed::Core;
+use headless_dns::manifests::ManifestSet;
 use headless_dns::model::{
     Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind, StatefulSet,
 };
@@ -98,19 +100,49 @@ fn live() -> i64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-fn main() {
-    let services: u32 = common::arg("--services", 10_000);
-    let pods: u32 = common::arg("--pods", 10);
-    let endpoints = f64::from(services * pods);
-    let per = |bytes: i64| bytes as f64 / endpoints;
+/// Addresses over every slice of `objects`.
+fn count_endpoints(objects: &[Object]) -> usize {
+    objects
+        .iter()
+        .map(|o| match o {
+            Object::EndpointSlice(slice) => slice.endpoints.len(),
+            Object::Endpoints { subsets, .. } => subsets.iter().map(|s| s.endpoints.len()).sum(),
+            _ => 0,
+        })
+        .sum()
+}
 
+fn main() {
+    let manifests: String = common::arg("--manifests", String::new());
     let empty = live();
     let mut core = Core::new(&Config::default());
     let core_only = live();
     let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
-    let objects = objects(services, pods);
-    let with_objects = live();
-    let model_copy: i64 = with_objects - core_only;
+    // The manifests folder, as the binary loads it (kept for the life of the process, its
+    // endpoint lists shared with the controller), or model objects built in memory.
+    let mut folder = None;
+    let objects = if manifests.is_empty() {
+        objects(common::arg("--services", 10_000), common::arg("--pods", 10))
+    } else {
+        let mut set = ManifestSet::new(&manifests);
+        if let Err(error) = set.reload() {
+            eprintln!("{manifests}: {error}");
+            std::process::exit(2);
+        }
+        let folder_only = live();
+        let objects = set.objects();
+        folder = Some((set, folder_only));
+        objects
+    };
+    let endpoints = count_endpoints(&objects) as f64;
+    let services = objects
+        .iter()
+        .filter(|o| matches!(o, Object::Service(_)))
+        .count();
+    let per = |bytes: i64| bytes as f64 / endpoints;
+    let folder_bytes = folder.as_ref().map_or(0, |(_, only)| only - core_only);
+    // What the controller is handed, beyond what the folder holds (endpoint lists shared).
+    let model_copy: i64 = live() - core_only - folder_bytes;
     core.controller.apply([Change::ReplaceAll(objects)]);
     // The objects moved into the controller: what is live now is the controller's model
     // plus the store.
@@ -119,27 +151,33 @@ fn main() {
     let stats = core.controller.stats();
 
     println!(
-        "{services} Services x {pods} pods = {} endpoints, {} names in the store",
+        "{services} Services, {} endpoints, {} names in the store",
         endpoints as u64, stats.names
     );
     println!(
         "  empty core:                         {:>10} bytes",
         core_only - empty
     );
+    if folder.is_some() {
+        println!(
+            "  manifests folder (last good objects): {:>8.0} bytes per endpoint",
+            per(folder_bytes)
+        );
+    }
     println!(
         "  model objects as built:             {:>10.0} bytes per endpoint",
         per(model_copy)
     );
     println!(
         "  loaded (model + records + store):   {:>10.0} bytes per endpoint",
-        per(loaded - core_only)
+        per(loaded - core_only - folder_bytes)
     );
     println!(
         "  of which store and bookkeeping:     {:>10.0} bytes per endpoint (loaded minus the model)",
-        per(loaded - core_only - model_copy)
+        per(loaded - core_only - folder_bytes - model_copy)
     );
     println!(
-        "  live allocations (model included):  {:>10.1} per endpoint",
+        "  live allocations (model and folder): {:>9.1} per endpoint",
         allocations as f64 / endpoints
     );
     let Core {
@@ -156,7 +194,7 @@ fn main() {
     );
     println!(
         "  store (name index, snapshots, compiled answers):             {:>6.0} bytes per endpoint",
-        per(store_only - core_only)
+        per(store_only - core_only - folder_bytes)
     );
-    drop((store, responder, metrics));
+    drop((store, responder, metrics, folder));
 }

@@ -176,6 +176,13 @@ impl<V> AddressMap<V> {
         }
     }
 
+    fn insert(&mut self, ip: IpAddr, value: V) {
+        match ip {
+            IpAddr::V4(ip) => self.v4.insert(ip, value),
+            IpAddr::V6(ip) => self.v6.insert(ip, value),
+        };
+    }
+
     fn remove(&mut self, ip: &IpAddr) {
         match ip {
             IpAddr::V4(ip) => self.v4.remove(ip),
@@ -203,17 +210,38 @@ fn answers_from_table(slot: &ServiceSlot, ip: IpAddr, target: &RelativeName) -> 
     label.is_some() && label == target_labels.next() && target_labels.count() == 3
 }
 
-/// The Services that claim one address for reverse lookups. There is one per address in the
-/// cluster, so the list is an exact-size boxed slice (a `Vec` would reserve room for four
-/// claims on its first push; an address almost always has one).
+/// The claims on one address for reverse lookups. There is one per address in the cluster,
+/// so the common case, one Service whose pod table answers the reverse name, keeps no
+/// target: that table's label for the address under the Service's name is the target. The
+/// map entry is then 24 bytes and nothing else is allocated.
+#[derive(Debug)]
+enum ReverseClaims {
+    /// Answered from `owner`'s pod table (the store keys the address to its slot). Always
+    /// in the store.
+    Table {
+        owner: Arc<ObjectKey>,
+        from_hostname: bool,
+    },
+    /// Any other case (several claims, a Service's own name, a name the table left out):
+    /// every claim with its target.
+    Listed(Box<ListedClaims>),
+}
+
+impl Default for ReverseClaims {
+    fn default() -> Self {
+        Self::Listed(Box::default())
+    }
+}
+
 #[derive(Debug, Default)]
-struct ReverseClaims {
+struct ListedClaims {
+    /// Exact-size: an address almost always has one claim.
     claims: Box<[(Arc<ObjectKey>, PtrSource)]>,
     /// Whether the address's reverse name is in the store.
     published: bool,
 }
 
-impl ReverseClaims {
+impl ListedClaims {
     fn push(&mut self, owner: Arc<ObjectKey>, source: PtrSource) {
         let mut claims = std::mem::take(&mut self.claims).into_vec();
         claims.push((owner, source));
@@ -230,6 +258,13 @@ impl ReverseClaims {
                 .collect();
         }
     }
+}
+
+/// The target of a claim answered from `snapshot`'s pod table: the table's label for `ip`
+/// under the Service's name, relative to the primary zone.
+fn table_target(snapshot: &ServiceSnapshot, owner: &ObjectKey, ip: IpAddr) -> Option<RelativeName> {
+    let label = std::str::from_utf8(snapshot.pods.label_of(ip)?).ok()?;
+    records::service_name(owner).ok()?.child(label).ok()
 }
 
 pub struct Controller {
@@ -649,7 +684,8 @@ impl Controller {
                 reverse_ips: Addresses::default(),
             },
         );
-        let reverse_ips = self.update_reverse(key, old_ips, records.reverse);
+        let reverse_ips =
+            self.update_reverse(key, old_ips, old_snapshot.as_deref(), records.reverse);
         if has_names || !reverse_ips.is_empty() {
             if let Some(published) = self.published.get_mut(key) {
                 published.reverse_ips = reverse_ips;
@@ -661,35 +697,63 @@ impl Controller {
 
     /// Replaces the Service's claims on addresses with `new`, republishes the PTR answers of
     /// the addresses whose claims changed, and returns the addresses it claims now.
+    /// `old_snapshot` is what the Service published before this: the targets of its claims
+    /// answered from its pod table are read there.
     fn update_reverse(
         &mut self,
         service: &ObjectKey,
         old_ips: Addresses,
+        old_snapshot: Option<&ServiceSnapshot>,
         mut new: Vec<(IpAddr, PtrSource)>,
     ) -> Addresses {
         new.sort();
         let mut old: Vec<(IpAddr, PtrSource)> = Vec::new();
+        let mut old_known = true;
         for ip in old_ips.iter() {
-            if let Some(entry) = self.reverse.get(&ip) {
-                old.extend(
-                    entry
+            match self.reverse.get(&ip) {
+                Some(ReverseClaims::Table {
+                    owner,
+                    from_hostname,
+                }) if **owner == *service => {
+                    match old_snapshot.and_then(|s| table_target(s, service, ip)) {
+                        Some(target) => old.push((
+                            ip,
+                            PtrSource {
+                                from_hostname: *from_hostname,
+                                target,
+                            },
+                        )),
+                        None => old_known = false,
+                    }
+                }
+                Some(ReverseClaims::Listed(listed)) => old.extend(
+                    listed
                         .claims
                         .iter()
                         .filter(|(owner, _)| **owner == *service)
                         .map(|(_, source)| (ip, source.clone())),
-                );
+                ),
+                _ => {}
             }
         }
         old.sort();
         old.dedup();
-        if old == new {
+        if old_known && old == new {
             return old_ips;
         }
         let owner = Arc::new(service.clone());
         let mut affected: BTreeSet<IpAddr> = old_ips.iter().collect();
         for ip in old_ips.iter() {
-            if let Some(entry) = self.reverse.get_mut(&ip) {
-                entry.retain(|o| *o != *service);
+            match self.reverse.get_mut(&ip) {
+                Some(entry @ ReverseClaims::Table { .. }) => {
+                    // A table claim is its owner's only one: the address is left unclaimed.
+                    *entry = ReverseClaims::Listed(Box::new(ListedClaims {
+                        claims: Box::default(),
+                        published: true,
+                    }));
+                }
+                Some(ReverseClaims::Listed(listed)) => listed.retain(|o| *o != *service),
+                None => {}
             }
         }
         let mut ips = Vec::with_capacity(new.len());
@@ -698,12 +762,50 @@ impl Controller {
             if ips.last() != Some(&ip) {
                 ips.push(ip);
             }
-            self.reverse.get_or_default(ip).push(owner.clone(), source);
+            self.listed_claims(ip).push(owner.clone(), source);
         }
         for ip in affected {
             self.republish_reverse(ip);
         }
         Addresses::new(ips.into_iter())
+    }
+
+    /// The claims on `ip` as a list, to change them. A claim answered from a pod table gets
+    /// its target back from its owner's current table.
+    fn listed_claims(&mut self, ip: IpAddr) -> &mut ListedClaims {
+        let published = &self.published;
+        let entry = self.reverse.get_or_default(ip);
+        if let ReverseClaims::Table {
+            owner,
+            from_hostname,
+        } = entry
+        {
+            let target = published
+                .get(&**owner)
+                .and_then(|p| table_target(&p.slot.snapshot(), owner, ip));
+            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match target {
+                Some(target) => Box::new([(
+                    owner.clone(),
+                    PtrSource {
+                        from_hostname: *from_hostname,
+                        target,
+                    },
+                )]),
+                None => {
+                    // The owner republishes its claims with its table, so this is a bug.
+                    tracing::error!(%ip, owner = %owner, "reverse claim's pod table entry is gone; claim dropped");
+                    Box::default()
+                }
+            };
+            *entry = ReverseClaims::Listed(Box::new(ListedClaims {
+                claims,
+                published: true,
+            }));
+        }
+        match entry {
+            ReverseClaims::Listed(listed) => listed,
+            ReverseClaims::Table { .. } => unreachable!("listed just above"),
+        }
     }
 
     /// Publishes the PTR answer of one address from every Service that claims it.
@@ -715,11 +817,12 @@ impl Controller {
         };
         let name = reverse_name(ip);
         let key = store::key(kind, &name);
-        let Some(entry) = self.reverse.get_mut(&ip) else {
+        // A table claim is published already and unchanged (changes list it first).
+        let Some(ReverseClaims::Listed(listed)) = self.reverse.get_mut(&ip) else {
             return;
         };
-        let was_published = entry.published;
-        if entry.claims.is_empty() {
+        let was_published = listed.published;
+        if listed.claims.is_empty() {
             self.reverse.remove(&ip);
             if was_published {
                 self.store.set_ptr_slot(ip, None);
@@ -730,19 +833,27 @@ impl Controller {
             }
             return;
         }
-        entry.published = true;
+        listed.published = true;
         // The common case, one pod of one Service, is answered from that Service's pod
-        // table: no answer of its own, no key. The switch between the two forms adds the
-        // new one before removing the old, and the pod table is looked at first.
-        let through_table = match &*entry.claims {
+        // table: no answer of its own, no key, no target kept. The switch between the two
+        // forms adds the new one before removing the old, and the pod table is looked at
+        // first.
+        let through_table = match &*listed.claims {
             [(owner, source)] => self
                 .published
                 .get(&**owner)
-                .map(|published| published.slot.clone())
-                .filter(|slot| answers_from_table(slot, ip, &source.target)),
+                .filter(|published| answers_from_table(&published.slot, ip, &source.target))
+                .map(|published| {
+                    let claim = ReverseClaims::Table {
+                        owner: owner.clone(),
+                        from_hostname: source.from_hostname,
+                    };
+                    (published.slot.clone(), claim)
+                }),
             _ => None,
         };
-        if let Some(slot) = through_table {
+        if let Some((slot, claim)) = through_table {
+            self.reverse.insert(ip, claim);
             self.store.set_ptr_slot(ip, Some(slot));
             self.store.remove(&key);
             if !was_published && let Some(parent) = name.parent() {
@@ -750,7 +861,7 @@ impl Controller {
             }
             return;
         }
-        let targets = records::ptr_answer(entry.claims.iter().map(|(_, source)| source));
+        let targets = records::ptr_answer(listed.claims.iter().map(|(_, source)| source));
         let records = NameRecords {
             name: name.clone(),
             rrsets: vec![RrSet {
@@ -1048,6 +1159,20 @@ mod tests {
         controller.apply(headless("other", &[("", "10.0.0.2")]));
         assert_eq!(ptr(&store, "1.0.0.10"), Some(vec![rtype::PTR]));
         assert_eq!(ptr_targets(&store, "1.0.0.10"), Some((true, vec![web_0])));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(
+            matches!(
+                controller.reverse.get(&ip),
+                Some(ReverseClaims::Table { .. })
+            ),
+            "back to one claim: the controller keeps no target either"
+        );
+        // The pod is renamed at the same address: the new label is the target.
+        controller.apply(headless("nginx", &[("web-5", "10.0.0.1")]));
+        assert_eq!(
+            ptr_targets(&store, "1.0.0.10"),
+            Some((true, vec!["web-5.nginx.demo.svc.cluster.local".to_string()]))
+        );
         // Two Services without hostnames: both names.
         controller.apply(headless("third", &[("", "10.0.0.2")]));
         assert_eq!(
