@@ -390,10 +390,12 @@ mod tests {
         let obj: K8sEndpointSlice = serde_saphyr::from_str(yaml).unwrap();
         let slice = endpoint_slice(&obj).unwrap().unwrap();
         assert_eq!(slice.service, ObjectKey::new("demo", "nginx"));
+        let endpoints: Vec<_> = slice.endpoints.iter().collect();
         assert_eq!(slice.endpoints.len(), 2);
-        assert!(slice.endpoints[0].ready);
-        assert_eq!(slice.endpoints[0].hostname.as_deref(), Some("web-0"));
-        assert!(!slice.endpoints[1].ready);
+        assert_eq!(endpoints.len(), 2);
+        assert!(endpoints[0].ready);
+        assert_eq!(endpoints[0].hostname, Some("web-0"));
+        assert!(!endpoints[1].ready);
         assert_eq!(slice.ports[0].port, 8080);
 
         let mismatched = yaml.replace("IPv4", "IPv6");

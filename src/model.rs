@@ -93,14 +93,15 @@ pub struct EndpointSlice {
     pub key: ObjectKey,
     /// The Service named by the `kubernetes.io/service-name` label.
     pub service: ObjectKey,
-    /// Shared, not copied, when the object is cloned: the manifests folder keeps each
-    /// file's last good objects while the controller holds the same ones, and endpoints
-    /// are most of a cluster's model.
-    pub endpoints: Arc<[Endpoint]>,
+    /// Packed, and shared rather than copied when the object is cloned: the manifests
+    /// folder keeps each file's last good objects while the controller holds the same ones,
+    /// and endpoints are most of a cluster's model.
+    pub endpoints: EndpointList,
     pub ports: Vec<Port>,
 }
 
 /// One address of an endpoint, with the conditions that decide whether DNS publishes it.
+/// What sources build; an [`EndpointList`] keeps it packed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub ip: IpAddr,
@@ -111,6 +112,166 @@ pub struct Endpoint {
     /// `conditions.terminating`: the pod is going away. A pod that is neither ready nor
     /// terminating is starting: `--publish-unready-pod-names` names it already.
     pub terminating: bool,
+}
+
+/// The endpoints of a slice in one shared block, each `[flags][address][hostname length]
+/// [hostname]`: an address takes 4 or 16 bytes and a hostname its length, where an
+/// [`Endpoint`] each (48 bytes, and an allocation for its hostname) would be most of the
+/// model's memory. Built from `Endpoint`s (`collect`, `From<Vec<Endpoint>>`), read back as
+/// [`EndpointRef`]s.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EndpointList {
+    bytes: Arc<[u8]>,
+    len: u32,
+}
+
+/// One endpoint of an [`EndpointList`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointRef<'a> {
+    pub ip: IpAddr,
+    pub hostname: Option<&'a str>,
+    pub ready: bool,
+    pub terminating: bool,
+}
+
+const READY: u8 = 1;
+const TERMINATING: u8 = 2;
+const IPV6: u8 = 4;
+const HOSTNAME: u8 = 8;
+/// A hostname length byte of this value is followed by the length as a `u32`: hostnames
+/// from the API are labels (63 octets at most), but the model does not rely on it.
+const LONG_HOSTNAME: u8 = u8::MAX;
+
+impl EndpointList {
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> EndpointIter<'_> {
+        EndpointIter { rest: &self.bytes }
+    }
+}
+
+impl Default for EndpointList {
+    fn default() -> Self {
+        Self {
+            bytes: Arc::new([]),
+            len: 0,
+        }
+    }
+}
+
+impl FromIterator<Endpoint> for EndpointList {
+    fn from_iter<I: IntoIterator<Item = Endpoint>>(endpoints: I) -> Self {
+        let mut bytes = Vec::new();
+        let mut len = 0u32;
+        for ep in endpoints {
+            let mut flags = 0;
+            flags |= if ep.ready { READY } else { 0 };
+            flags |= if ep.terminating { TERMINATING } else { 0 };
+            flags |= if ep.ip.is_ipv6() { IPV6 } else { 0 };
+            flags |= if ep.hostname.is_some() { HOSTNAME } else { 0 };
+            bytes.push(flags);
+            match ep.ip {
+                IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
+                IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
+            }
+            if let Some(hostname) = &ep.hostname {
+                match u8::try_from(hostname.len())
+                    .ok()
+                    .filter(|&n| n < LONG_HOSTNAME)
+                {
+                    Some(n) => bytes.push(n),
+                    None => {
+                        bytes.push(LONG_HOSTNAME);
+                        // A `String` longer than 4 GiB cannot come from an API object.
+                        let n = u32::try_from(hostname.len()).unwrap_or(u32::MAX);
+                        bytes.extend_from_slice(&n.to_be_bytes());
+                    }
+                }
+                bytes.extend_from_slice(hostname.as_bytes());
+            }
+            len += 1;
+        }
+        Self {
+            bytes: bytes.into(),
+            len,
+        }
+    }
+}
+
+impl From<Vec<Endpoint>> for EndpointList {
+    fn from(endpoints: Vec<Endpoint>) -> Self {
+        endpoints.into_iter().collect()
+    }
+}
+
+impl std::fmt::Debug for EndpointList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a EndpointList {
+    type Item = EndpointRef<'a>;
+    type IntoIter = EndpointIter<'a>;
+
+    fn into_iter(self) -> EndpointIter<'a> {
+        self.iter()
+    }
+}
+
+/// Reads an [`EndpointList`] back.
+pub struct EndpointIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> EndpointIter<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.rest.split_at_checked(n)?;
+        self.rest = rest;
+        Some(taken)
+    }
+
+    fn take_array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+}
+
+impl<'a> Iterator for EndpointIter<'a> {
+    type Item = EndpointRef<'a>;
+
+    /// The list is only built by `from_iter`, so it always reads back whole; a short read
+    /// ends the list rather than panicking.
+    fn next(&mut self) -> Option<EndpointRef<'a>> {
+        let [flags] = self.take_array()?;
+        let ip = if flags & IPV6 != 0 {
+            IpAddr::from(self.take_array::<16>()?)
+        } else {
+            IpAddr::from(self.take_array::<4>()?)
+        };
+        let hostname = if flags & HOSTNAME != 0 {
+            let [n] = self.take_array()?;
+            let n = if n == LONG_HOSTNAME {
+                u32::from_be_bytes(self.take_array()?) as usize
+            } else {
+                usize::from(n)
+            };
+            Some(std::str::from_utf8(self.take(n)?).ok()?)
+        } else {
+            None
+        };
+        Some(EndpointRef {
+            ip,
+            hostname,
+            ready: flags & READY != 0,
+            terminating: flags & TERMINATING != 0,
+        })
+    }
 }
 
 /// A StatefulSet: which Service governs its pod names and which ordinals it owns.
@@ -175,5 +336,57 @@ impl Object {
             Object::Endpoints { service, .. } => service,
             Object::StatefulSet(s) => &s.key,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_lists_read_back_what_they_were_built_from() {
+        let long = "h".repeat(300);
+        let built = vec![
+            Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                hostname: Some("web-0".into()),
+                ready: true,
+                terminating: false,
+            },
+            Endpoint {
+                ip: "fd00::1".parse().unwrap(),
+                hostname: None,
+                ready: false,
+                terminating: true,
+            },
+            Endpoint {
+                ip: "10.0.0.3".parse().unwrap(),
+                hostname: Some(long.clone()),
+                ready: false,
+                terminating: false,
+            },
+            Endpoint {
+                ip: "10.0.0.4".parse().unwrap(),
+                hostname: Some(String::new()),
+                ready: true,
+                terminating: true,
+            },
+        ];
+        let list = EndpointList::from(built.clone());
+        assert_eq!(list.len(), 4);
+        let read: Vec<Endpoint> = list
+            .iter()
+            .map(|e| Endpoint {
+                ip: e.ip,
+                hostname: e.hostname.map(str::to_owned),
+                ready: e.ready,
+                terminating: e.terminating,
+            })
+            .collect();
+        assert_eq!(read, built);
+        assert_eq!(list.clone(), list);
+        assert_ne!(list, EndpointList::from(built[..3].to_vec()));
+        assert!(EndpointList::default().is_empty());
+        assert_eq!(EndpointList::default().iter().count(), 0);
     }
 }

@@ -203,9 +203,9 @@ fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
             });
             merged.ready |= ep.ready;
             merged.terminating &= ep.terminating;
-            merged.hostname = match (merged.hostname.take(), &ep.hostname) {
-                (Some(a), Some(b)) => Some(a.min(b.clone())),
-                (a, b) => a.or_else(|| b.clone()),
+            merged.hostname = match (merged.hostname.take(), ep.hostname) {
+                (Some(a), Some(b)) if b < a.as_str() => Some(b.to_owned()),
+                (a, b) => a.or_else(|| b.map(str::to_owned)),
             };
             merged.ports.extend(slice.ports.iter().cloned());
         }
