@@ -118,21 +118,19 @@ fn main() {
     let mut core = Core::new(&Config::default());
     let core_only = live();
     let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
-    // The manifests folder, as the binary loads it (kept for the life of the process, its
-    // endpoint lists shared with the controller), or model objects built in memory.
-    let mut folder = None;
-    let objects = if manifests.is_empty() {
-        objects(common::arg("--services", 10_000), common::arg("--pods", 10))
+    // The manifests folder, as the binary loads it (it keeps which file defines which
+    // object for the life of the process), or model objects built in memory.
+    let (folder, objects) = if manifests.is_empty() {
+        let objects = objects(common::arg("--services", 10_000), common::arg("--pods", 10));
+        (None, objects)
     } else {
-        let mut set = ManifestSet::new(&manifests);
-        if let Err(error) = set.reload() {
-            eprintln!("{manifests}: {error}");
-            std::process::exit(2);
+        match ManifestSet::load(&manifests) {
+            Ok((set, objects)) => (Some(set), objects),
+            Err(error) => {
+                eprintln!("{manifests}: {error}");
+                std::process::exit(2);
+            }
         }
-        let folder_only = live();
-        let objects = set.objects();
-        folder = Some((set, folder_only));
-        objects
     };
     let endpoints = count_endpoints(&objects) as f64;
     let services = objects
@@ -140,15 +138,28 @@ fn main() {
         .filter(|o| matches!(o, Object::Service(_)))
         .count();
     let per = |bytes: i64| bytes as f64 / endpoints;
-    let folder_bytes = folder.as_ref().map_or(0, |(_, only)| only - core_only);
-    // What the controller is handed, beyond what the folder holds (endpoint lists shared).
-    let model_copy: i64 = live() - core_only - folder_bytes;
+    let with_objects = live();
     core.controller.apply([Change::ReplaceAll(objects)]);
-    // The objects moved into the controller: what is live now is the controller's model
-    // plus the store.
+    // The objects moved into the controller: what is live now is the folder's index, the
+    // controller's model and bookkeeping, and the store.
     let loaded = live();
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
     let stats = core.controller.stats();
+    let Core {
+        store,
+        controller,
+        responder,
+        metrics,
+    } = core;
+    drop(controller);
+    let without_controller = live();
+    drop((store, responder, metrics));
+    // Only the folder's index is left.
+    let folder_bytes = live() - empty;
+    drop(folder);
+    let model = with_objects - core_only - folder_bytes;
+    let controller = loaded - without_controller;
+    let store = without_controller - core_only - folder_bytes;
 
     println!(
         "{services} Services, {} endpoints, {} names in the store",
@@ -158,43 +169,34 @@ fn main() {
         "  empty core:                         {:>10} bytes",
         core_only - empty
     );
-    if folder.is_some() {
+    if !manifests.is_empty() {
         println!(
-            "  manifests folder (last good objects): {:>8.0} bytes per endpoint",
+            "  manifests folder (which file defines which object): {:>6.0} bytes per endpoint",
             per(folder_bytes)
         );
     }
     println!(
         "  model objects as built:             {:>10.0} bytes per endpoint",
-        per(model_copy)
+        per(model)
     );
     println!(
         "  loaded (model + records + store):   {:>10.0} bytes per endpoint",
-        per(loaded - core_only - folder_bytes)
+        per(controller + store)
     );
     println!(
         "  of which store and bookkeeping:     {:>10.0} bytes per endpoint (loaded minus the model)",
-        per(loaded - core_only - folder_bytes - model_copy)
+        per(controller + store - model)
     );
     println!(
-        "  live allocations (model and folder): {:>9.1} per endpoint",
+        "  live allocations (folder included): {:>10.1} per endpoint",
         allocations as f64 / endpoints
     );
-    let Core {
-        store,
-        controller,
-        responder,
-        metrics,
-    } = core;
-    drop(controller);
-    let store_only = live();
     println!(
         "  controller (joined model, published names, reverse claims): {:>6.0} bytes per endpoint",
-        per(loaded - store_only)
+        per(controller)
     );
     println!(
         "  store (name index, snapshots, compiled answers):             {:>6.0} bytes per endpoint",
-        per(store_only - core_only - folder_bytes)
+        per(store)
     );
-    drop((store, responder, metrics, folder));
 }

@@ -45,6 +45,10 @@ pub enum Change {
     Delete(Kind, ObjectKey),
     /// The source has delivered its initial state: start answering.
     Synced,
+    /// Changes applied together, in order: no answer sees some of them without the others
+    /// (a manifest edit that moves an object from one file to another deletes and applies
+    /// it).
+    Batch(Vec<Change>),
 }
 
 /// A change and when it reached the server (a watch event, a file event): the start of its
@@ -354,20 +358,7 @@ impl Controller {
         let mut dirty = BTreeSet::new();
         let mut synced = false;
         for change in changes {
-            match change {
-                Change::ReplaceAll(objects) => {
-                    self.replace(None, None, objects, &mut dirty);
-                    synced = true;
-                }
-                Change::ReplaceKind {
-                    kind,
-                    namespace,
-                    objects,
-                } => self.replace(Some(kind), namespace.as_deref(), objects, &mut dirty),
-                Change::Apply(object) => self.upsert(object, &mut dirty),
-                Change::Delete(kind, key) => self.delete(kind, &key, &mut dirty),
-                Change::Synced => synced = true,
-            }
+            self.take(change, &mut dirty, &mut synced);
         }
         for service in &dirty {
             self.republish(service);
@@ -380,6 +371,29 @@ impl Controller {
         self.metrics.endpoints.set(stats.endpoints as i64);
         self.metrics.names.set(stats.names as i64);
         stats
+    }
+
+    /// Takes one change into the model, marking the Services it touches.
+    fn take(&mut self, change: Change, dirty: &mut BTreeSet<ObjectKey>, synced: &mut bool) {
+        match change {
+            Change::ReplaceAll(objects) => {
+                self.replace(None, None, objects, dirty);
+                *synced = true;
+            }
+            Change::ReplaceKind {
+                kind,
+                namespace,
+                objects,
+            } => self.replace(Some(kind), namespace.as_deref(), objects, dirty),
+            Change::Apply(object) => self.upsert(object, dirty),
+            Change::Delete(kind, key) => self.delete(kind, &key, dirty),
+            Change::Synced => *synced = true,
+            Change::Batch(changes) => {
+                for change in changes {
+                    self.take(change, dirty, synced);
+                }
+            }
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -1319,10 +1333,10 @@ mod tests {
     #[test]
     fn static_names() {
         let (store, mut controller) = controller();
-        let mut manifests =
-            crate::manifests::ManifestSet::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
-        manifests.reload().unwrap();
-        controller.apply([Change::ReplaceAll(manifests.objects())]);
+        let (_, objects) =
+            crate::manifests::ManifestSet::load(concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+                .unwrap();
+        controller.apply([Change::ReplaceAll(objects)]);
         assert_eq!(
             types_at(&store, ZoneKind::Forward, ""),
             Some(vec![rtype::SOA, rtype::NS])

@@ -356,11 +356,9 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             rx
         }
         Source::Manifests(path) => {
-            let mut manifests = ManifestSet::new(path);
-            manifests.reload()?;
+            let (manifests, objects) = ManifestSet::load(path)?;
             metrics.synced("manifests");
-            let stats =
-                controller.apply_timed(&mut vec![Change::ReplaceAll(manifests.objects()).into()]);
+            let stats = controller.apply_timed(&mut vec![Change::ReplaceAll(objects).into()]);
             tracing::info!(
                 path = %manifests.root().display(),
                 services = stats.services,

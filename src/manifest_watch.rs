@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 /// Events arriving this close together are one reload: an editor's save is several events.
 const SETTLE: Duration = Duration::from_millis(50);
 
-/// Runs until shutdown, sending the full object set to the controller whenever it changes.
+/// Runs until shutdown, sending the controller what changed in the files whenever they do.
 pub async fn run(
     mut manifests: ManifestSet,
     changes: mpsc::UnboundedSender<Timed>,
@@ -53,18 +53,19 @@ pub async fn run(
         };
         manifests = returned;
         match result {
-            Ok(true) => {
+            Ok(changed) if changed.is_empty() => metrics.synced("manifests"),
+            Ok(changed) => {
                 metrics.synced("manifests");
-                tracing::info!(path = %manifests.root().display(), "manifests changed; publishing");
+                tracing::info!(path = %manifests.root().display(), changes = changed.len(), "manifests changed; publishing");
+                // One batch: an object moving between files is never missing in between.
                 let change = Timed {
-                    change: Change::ReplaceAll(manifests.objects()),
+                    change: Change::Batch(changed),
                     received,
                 };
                 if changes.send(change).is_err() {
                     return;
                 }
             }
-            Ok(false) => metrics.synced("manifests"),
             Err(error) => {
                 tracing::warn!(%error, "manifests unreadable; serving the last good records");
             }

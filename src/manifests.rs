@@ -6,8 +6,9 @@
 //! file that becomes invalid after it once loaded keeps its last good objects until it is
 //! fixed, so that a half-saved edit never takes names away.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -16,6 +17,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::controller::Change;
 use crate::convert;
 use crate::model::{Kind, Object, ObjectKey};
 
@@ -48,17 +50,64 @@ struct FileStamp {
     modified: Option<SystemTime>,
 }
 
-#[derive(Debug, Clone)]
-struct LoadedFile {
-    stamp: FileStamp,
-    objects: Vec<Object>,
+/// The files that define one object, in path order: almost always one. When there are
+/// several, the last one wins.
+#[derive(Debug)]
+enum Definers {
+    One(Arc<Path>),
+    Many(Vec<Arc<Path>>),
 }
 
-/// The manifests under one path and what was last loaded from each file.
+impl Definers {
+    fn winner(&self) -> &Arc<Path> {
+        match self {
+            Definers::One(path) => path,
+            // Never empty: `remove` turns a list of two into `One`.
+            Definers::Many(paths) => &paths[paths.len() - 1],
+        }
+    }
+
+    fn paths(&self) -> &[Arc<Path>] {
+        match self {
+            Definers::One(path) => std::slice::from_ref(path),
+            Definers::Many(paths) => paths,
+        }
+    }
+
+    fn add(&mut self, path: &Arc<Path>) {
+        let mut paths = self.paths().to_vec();
+        if let Err(at) = paths.binary_search(path) {
+            paths.insert(at, path.clone());
+        }
+        *self = Definers::Many(paths);
+    }
+
+    /// Removes `path`; `false` when no file is left.
+    fn remove(&mut self, path: &Path) -> bool {
+        let paths: Vec<Arc<Path>> = self
+            .paths()
+            .iter()
+            .filter(|p| ***p != *path)
+            .cloned()
+            .collect();
+        *self = match <[Arc<Path>; 1]>::try_from(paths) {
+            Ok([one]) => Definers::One(one),
+            Err(paths) if paths.is_empty() => return false,
+            Err(paths) => Definers::Many(paths),
+        };
+        true
+    }
+}
+
+/// The manifests under one path: which file defines which object, and when each file was
+/// read. The objects themselves go to the controller and are not kept here (that would be
+/// a second copy of the model): a reload parses only the files that changed and returns
+/// what changed in them.
 #[derive(Debug)]
 pub struct ManifestSet {
     root: PathBuf,
-    files: BTreeMap<PathBuf, LoadedFile>,
+    files: BTreeMap<Arc<Path>, FileStamp>,
+    defined: HashMap<(Kind, ObjectKey), Definers>,
 }
 
 impl ManifestSet {
@@ -66,16 +115,32 @@ impl ManifestSet {
         Self {
             root: root.into(),
             files: BTreeMap::new(),
+            defined: HashMap::new(),
         }
+    }
+
+    /// A set loaded from `root`, and every object in it.
+    pub fn load(root: impl Into<PathBuf>) -> Result<(Self, Vec<Object>), ManifestError> {
+        let mut set = Self::new(root);
+        // A fresh set has nothing to delete: every change applies an object, and when two
+        // files define one, the later file's comes last.
+        let mut objects: BTreeMap<(Kind, ObjectKey), Object> = BTreeMap::new();
+        for change in set.reload()? {
+            if let Change::Apply(object) = change {
+                objects.insert((object.kind(), object.key().clone()), object);
+            }
+        }
+        Ok((set, objects.into_values().collect()))
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Re-reads what changed. `Ok(true)` when the objects changed. When the path cannot be
-    /// read at all (deleted, unreadable), everything loaded so far is kept.
-    pub fn reload(&mut self) -> Result<bool, ManifestError> {
+    /// Re-reads what changed and returns the changes to apply, in order (empty when nothing
+    /// changed). When the path cannot be read at all (deleted, unreadable), everything
+    /// loaded so far is kept.
+    pub fn reload(&mut self) -> Result<Vec<Change>, ManifestError> {
         let paths = list_files(&self.root).map_err(|source| ManifestError::Unreadable {
             path: self.root.clone(),
             source,
@@ -85,24 +150,28 @@ impl ManifestSet {
                 path: self.root.clone(),
             });
         }
-        let mut changed = false;
-        let before = self.files.len();
-        self.files.retain(|path, _| {
-            let keep = paths.contains(path);
-            if !keep {
-                tracing::info!(file = %path.display(), "manifest file removed: its objects are gone");
+        let mut changes = Vec::new();
+        let gone: Vec<Arc<Path>> = self
+            .files
+            .keys()
+            .filter(|path| paths.binary_search_by(|p| p.as_path().cmp(path)).is_err())
+            .cloned()
+            .collect();
+        for path in gone {
+            tracing::info!(file = %path.display(), "manifest file removed: its objects are gone");
+            self.files.remove(&path);
+            for key in self.keys_of(&path) {
+                self.undefine(key, &path, &mut changes);
             }
-            keep
-        });
-        changed |= self.files.len() != before;
-        for path in paths {
-            changed |= self.reload_file(&path);
         }
-        Ok(changed)
+        for path in paths {
+            self.reload_file(&path, &mut changes);
+        }
+        Ok(changes)
     }
 
-    /// Re-reads one file if its stamp moved; returns whether its objects changed.
-    fn reload_file(&mut self, path: &Path) -> bool {
+    /// Re-reads one file if its stamp moved, adding what changed in it to `changes`.
+    fn reload_file(&mut self, path: &Path, changes: &mut Vec<Change>) {
         let stamp = match std::fs::metadata(path) {
             Ok(meta) => FileStamp {
                 len: meta.len(),
@@ -110,21 +179,22 @@ impl ManifestSet {
             },
             Err(error) => {
                 tracing::warn!(file = %path.display(), %error, "cannot read manifest file; keeping its last good objects");
-                return false;
+                return;
             }
         };
-        let previous = self.files.get(path);
-        if previous.is_some_and(|f| f.stamp == stamp) {
-            return false;
+        let known = self.files.get_key_value(path);
+        if known.is_some_and(|(_, s)| *s == stamp) {
+            return;
         }
-        let text = match std::fs::read_to_string(path) {
+        let path: Arc<Path> = known.map_or_else(|| path.into(), |(p, _)| p.clone());
+        let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) => {
                 tracing::warn!(file = %path.display(), %error, "cannot read manifest file; keeping its last good objects");
-                return false;
+                return;
             }
         };
-        let (objects, errors) = parse_file(path, &text);
+        let (objects, errors) = parse_file(&path, &text);
         for e in &errors {
             tracing::warn!(
                 file = %path.display(),
@@ -134,48 +204,100 @@ impl ManifestSet {
                 "bad manifest document skipped"
             );
         }
-        match previous {
-            Some(previous) if !errors.is_empty() => {
-                tracing::warn!(
-                    file = %path.display(),
-                    errors = errors.len(),
-                    "manifest file is invalid; keeping its last good objects until it is fixed"
-                );
-                let objects = previous.objects.clone();
-                // Remember the stamp so the same broken file is not re-parsed every tick.
-                self.files
-                    .insert(path.to_owned(), LoadedFile { stamp, objects });
-                false
+        // Remember the stamp either way, so that the same broken file is not re-parsed
+        // every tick.
+        let was_known = self.files.insert(path.clone(), stamp).is_some();
+        if was_known && !errors.is_empty() {
+            tracing::warn!(
+                file = %path.display(),
+                errors = errors.len(),
+                "manifest file is invalid; keeping its last good objects until it is fixed"
+            );
+            return;
+        }
+        // Within a file, as between files, the later definition wins.
+        let mut by_key: BTreeMap<(Kind, ObjectKey), Object> = BTreeMap::new();
+        for object in objects {
+            let id = (object.kind(), object.key().clone());
+            if by_key.insert(id, object).is_some() {
+                tracing::warn!(file = %path.display(), "object defined twice in one file; the later document wins");
             }
-            _ => {
-                let changed = previous.is_none_or(|p| p.objects != objects);
-                self.files
-                    .insert(path.to_owned(), LoadedFile { stamp, objects });
-                changed
+        }
+        if was_known {
+            for key in self.keys_of(&path) {
+                if !by_key.contains_key(&key) {
+                    self.undefine(key, &path, changes);
+                }
+            }
+        }
+        for (key, object) in by_key {
+            let definers = self
+                .defined
+                .entry(key)
+                .or_insert_with(|| Definers::One(path.clone()));
+            if !definers.paths().contains(&path) {
+                definers.add(&path);
+            }
+            if let [earlier, .., later] = definers.paths() {
+                tracing::warn!(
+                    kind = object.kind().as_str(),
+                    object = %object.key(),
+                    earlier = %earlier.display(),
+                    later = %later.display(),
+                    "object defined twice; the later file wins"
+                );
+            }
+            if *definers.winner() == path {
+                changes.push(Change::Apply(object));
             }
         }
     }
 
-    /// Every object, each once: when two files define the same object, the later file (in
-    /// path order) wins.
-    pub fn objects(&self) -> Vec<Object> {
-        let mut by_key: BTreeMap<(Kind, ObjectKey), (&Path, &Object)> = BTreeMap::new();
-        for (path, file) in &self.files {
-            for object in &file.objects {
-                let id = (object.kind(), object.key().clone());
-                if let Some((earlier, _)) = by_key.insert(id, (path, object)) {
-                    tracing::warn!(
-                        kind = object.kind().as_str(),
-                        object = %object.key(),
-                        earlier = %earlier.display(),
-                        later = %path.display(),
-                        "object defined twice; the later file wins"
-                    );
-                }
+    /// The objects `path` defines: a walk over every object, done only when a known file
+    /// changes or goes.
+    fn keys_of(&self, path: &Path) -> Vec<(Kind, ObjectKey)> {
+        self.defined
+            .iter()
+            .filter(|(_, definers)| definers.paths().iter().any(|p| **p == *path))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// `path` no longer defines `key`: the object is deleted, or, when `path` was the
+    /// winning file of several, the next one's object applies (read back from that file).
+    fn undefine(&mut self, key: (Kind, ObjectKey), path: &Path, changes: &mut Vec<Change>) {
+        let Some(definers) = self.defined.get_mut(&key) else {
+            return;
+        };
+        let was_winner = **definers.winner() == *path;
+        if !definers.remove(path) {
+            self.defined.remove(&key);
+            changes.push(Change::Delete(key.0, key.1));
+            return;
+        }
+        if was_winner {
+            let winner = definers.winner().clone();
+            match read_object(&winner, &key) {
+                Some(object) => changes.push(Change::Apply(object)),
+                None => tracing::warn!(
+                    kind = key.0.as_str(),
+                    object = %key.1,
+                    file = %winner.display(),
+                    "object no longer defined in its winning file, and the next file cannot be read back; keeping it as last loaded"
+                ),
             }
         }
-        by_key.into_values().map(|(_, o)| o.clone()).collect()
     }
+}
+
+/// The object `key` as `path` defines it now (its last definition there).
+fn read_object(path: &Path, key: &(Kind, ObjectKey)) -> Option<Object> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (objects, _) = parse_file(path, &text);
+    objects
+        .into_iter()
+        .rev()
+        .find(|o| o.kind() == key.0 && *o.key() == key.1)
 }
 
 /// Manifest files under `root` (itself, when it is a file), in path order. Hidden files
@@ -441,5 +563,96 @@ metadata: {name: old}
         assert_eq!(objects.len(), 1);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].reason.starts_with("items[1]"), "{:?}", errors[0]);
+    }
+
+    fn service(name: &str, ip: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: demo}}\nspec: {{clusterIP: {ip}}}\n---\n"
+        )
+    }
+
+    /// What a reload's changes say, as `+name ip` (applied) and `-name` (deleted).
+    fn summary(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|change| match change {
+                Change::Apply(Object::Service(s)) => match &s.kind {
+                    crate::model::ServiceKind::ClusterIp(ips) => {
+                        format!("+{} {}", s.key.name, ips[0])
+                    }
+                    other => format!("+{} {other:?}", s.key.name),
+                },
+                Change::Delete(Kind::Service, key) => format!("-{}", key.name),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reloads_return_what_changed_in_the_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text).unwrap();
+        write(
+            "a.yaml",
+            service("one", "10.96.0.1") + &service("two", "10.96.0.2"),
+        );
+        write("b.yaml", service("three", "10.96.0.3"));
+        let (mut set, objects) = ManifestSet::load(dir.path()).unwrap();
+        assert_eq!(objects.len(), 3);
+        assert!(set.reload().unwrap().is_empty(), "nothing changed");
+
+        // One object edited, one gone: only a.yaml is read, and only its objects change.
+        write("a.yaml", service("one", "10.96.0.11"));
+        assert_eq!(summary(&set.reload().unwrap()), ["-two", "+one 10.96.0.11"]);
+
+        // An object moves from b.yaml to a.yaml: applied again, never deleted.
+        write(
+            "a.yaml",
+            service("one", "10.96.0.11") + &service("three", "10.96.0.3"),
+        );
+        write("b.yaml", "# empty now\n".into());
+        let moved = summary(&set.reload().unwrap());
+        assert!(!moved.contains(&"-three".to_string()), "{moved:?}");
+        assert!(moved.contains(&"+three 10.96.0.3".to_string()), "{moved:?}");
+
+        // A file removed takes its objects along.
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        let mut gone = summary(&set.reload().unwrap());
+        gone.sort();
+        assert_eq!(gone, ["-one", "-three"]);
+    }
+
+    #[test]
+    fn the_later_file_wins_and_the_earlier_takes_over_when_it_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text).unwrap();
+        write("a.yaml", service("one", "10.96.0.1"));
+        write("b.yaml", service("one", "10.96.0.2"));
+        let (mut set, objects) = ManifestSet::load(dir.path()).unwrap();
+        assert_eq!(
+            summary(&objects.into_iter().map(Change::Apply).collect::<Vec<_>>()),
+            ["+one 10.96.0.2"]
+        );
+        // The earlier file's edit changes nothing served.
+        write("a.yaml", service("one", "10.96.0.11"));
+        assert!(set.reload().unwrap().is_empty());
+        // The later file drops it: the earlier file's definition applies, read back.
+        write("b.yaml", "# nothing\n".into());
+        assert_eq!(summary(&set.reload().unwrap()), ["+one 10.96.0.11"]);
+        // And when that one goes too, the object is deleted.
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        assert_eq!(summary(&set.reload().unwrap()), ["-one"]);
+    }
+
+    #[test]
+    fn a_broken_file_changes_nothing_until_it_is_fixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: String| std::fs::write(dir.path().join("a.yaml"), text).unwrap();
+        write(service("one", "10.96.0.1") + &service("two", "10.96.0.2"));
+        let (mut set, _) = ManifestSet::load(dir.path()).unwrap();
+        write(service("one", "10.96.0.300"));
+        assert!(set.reload().unwrap().is_empty(), "last good objects kept");
+        write(service("one", "10.96.0.9"));
+        assert_eq!(summary(&set.reload().unwrap()), ["-two", "+one 10.96.0.9"]);
     }
 }

@@ -687,9 +687,7 @@ fn edge_objects() -> Vec<Object> {
 
 #[test]
 fn the_fast_path_answers_what_hickory_would() {
-    let mut manifests = ManifestSet::new(demo_manifests());
-    manifests.reload().expect("demo manifests load");
-    let mut objects = manifests.objects();
+    let (_, mut objects) = ManifestSet::load(demo_manifests()).expect("demo manifests load");
     objects.extend(edge_objects());
     let config = Config {
         zones: ZONES
