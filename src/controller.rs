@@ -214,29 +214,10 @@ fn answers_from_table(slot: &ServiceSlot, ip: IpAddr, target: &RelativeName) -> 
     label.is_some() && label == target_labels.next() && target_labels.count() == 3
 }
 
-/// The claims on one address for reverse lookups. There is one per address in the cluster,
-/// so the common case, one Service whose pod table answers the reverse name, keeps no
-/// target: that table's label for the address under the Service's name is the target. The
-/// map entry is then 24 bytes and nothing else is allocated.
-#[derive(Debug)]
-enum ReverseClaims {
-    /// Answered from `owner`'s pod table (the store keys the address to its slot). Always
-    /// in the store.
-    Table {
-        owner: Arc<ObjectKey>,
-        from_hostname: bool,
-    },
-    /// Any other case (several claims, a Service's own name, a name the table left out):
-    /// every claim with its target.
-    Listed(Box<ListedClaims>),
-}
-
-impl Default for ReverseClaims {
-    fn default() -> Self {
-        Self::Listed(Box::default())
-    }
-}
-
+/// The claims on one address, listed with their targets. The common case, one Service whose
+/// pod table answers the reverse name, is not listed: the store keys the address to that
+/// Service's slot (`Store::ptr_slot`), and the table holds the claim's label and whether it
+/// is a hostname. So the controller keeps nothing per address for most of them.
 #[derive(Debug, Default)]
 struct ListedClaims {
     /// Exact-size: an address almost always has one claim.
@@ -264,11 +245,19 @@ impl ListedClaims {
     }
 }
 
-/// The target of a claim answered from `snapshot`'s pod table: the table's label for `ip`
-/// under the Service's name, relative to the primary zone.
-fn table_target(snapshot: &ServiceSnapshot, owner: &ObjectKey, ip: IpAddr) -> Option<RelativeName> {
-    let label = std::str::from_utf8(snapshot.pods.label_of(ip)?).ok()?;
-    records::service_name(owner).ok()?.child(label).ok()
+/// The claim on `ip` answered from `snapshot`'s pod table: the table's label for the
+/// address under `owner`'s name (relative to the primary zone), and whether it is a
+/// hostname.
+fn table_source(snapshot: &ServiceSnapshot, owner: &ObjectKey, ip: IpAddr) -> Option<PtrSource> {
+    let (label, entry) = snapshot.pods.entry_of(ip)?;
+    let target = records::service_name(owner)
+        .ok()?
+        .child(std::str::from_utf8(label).ok()?)
+        .ok()?;
+    Some(PtrSource {
+        from_hostname: entry.is_hostname(),
+        target,
+    })
 }
 
 pub struct Controller {
@@ -289,9 +278,9 @@ pub struct Controller {
     /// Which records a Service has (ordinal slots, unready pod names).
     options: RecordOptions,
     published: HashMap<ObjectKey, Published>,
-    /// Who claims each address for reverse lookups, and whether its name is in the store.
-    /// One entry per address in the cluster, so it is kept tight (see [`ReverseClaims`]).
-    reverse: AddressMap<ReverseClaims>,
+    /// The claims on addresses that are not answered from one Service's pod table, and
+    /// whether their names are in the store (see [`ListedClaims`]).
+    reverse: AddressMap<ListedClaims>,
     /// Empty non-terminals and how many names hold each up.
     ent_refs: HashMap<Box<[u8]>, u32>,
     /// Addresses over all slices and legacy Endpoints (with duplicates), for the gauge.
@@ -618,6 +607,14 @@ impl Controller {
         };
         let mut answers = ServiceAnswers::default();
         let mut pods = PodTableBuilder::default();
+        // Names from endpoint hostnames: their table entries say so, for the reverse
+        // answers read back from the table.
+        let hostname_names: HashSet<&RelativeName> = records
+            .reverse
+            .iter()
+            .filter(|(_, source)| source.from_hostname)
+            .map(|(_, source)| &source.target)
+            .collect();
         for name in &records.names {
             if name.name.wire().len() + self.longest_zone > MAX_NAME_LEN {
                 tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");
@@ -627,7 +624,12 @@ impl Controller {
             if !indexed(&name_key)
                 && let Some(label) = name.name.labels().next()
                 && let Some(addresses) = name.addresses_only()
-                && pods.add(label, &addresses, name.slot)
+                && pods.add(
+                    label,
+                    &addresses,
+                    name.slot,
+                    hostname_names.contains(&name.name),
+                )
             {
                 continue;
             }
@@ -655,7 +657,7 @@ impl Controller {
         let slot = old
             .as_ref()
             .map(|o| o.slot.clone())
-            .unwrap_or_else(|| Arc::new(ServiceSlot::default()));
+            .unwrap_or_else(|| Arc::new(ServiceSlot::new(key.clone())));
         let unindexed = |s: &ServiceSnapshot| {
             s.pods.len() + s.names.iter().filter(|e| !indexed(e.key())).count()
         };
@@ -711,8 +713,8 @@ impl Controller {
 
     /// Replaces the Service's claims on addresses with `new`, republishes the PTR answers of
     /// the addresses whose claims changed, and returns the addresses it claims now.
-    /// `old_snapshot` is what the Service published before this: the targets of its claims
-    /// answered from its pod table are read there.
+    /// `old_snapshot` is what the Service published before this: its claims answered from
+    /// its pod table are read there.
     fn update_reverse(
         &mut self,
         service: &ObjectKey,
@@ -724,30 +726,19 @@ impl Controller {
         let mut old: Vec<(IpAddr, PtrSource)> = Vec::new();
         let mut old_known = true;
         for ip in old_ips.iter() {
-            match self.reverse.get(&ip) {
-                Some(ReverseClaims::Table {
-                    owner,
-                    from_hostname,
-                }) if **owner == *service => {
-                    match old_snapshot.and_then(|s| table_target(s, service, ip)) {
-                        Some(target) => old.push((
-                            ip,
-                            PtrSource {
-                                from_hostname: *from_hostname,
-                                target,
-                            },
-                        )),
-                        None => old_known = false,
-                    }
-                }
-                Some(ReverseClaims::Listed(listed)) => old.extend(
+            if let Some(listed) = self.reverse.get(&ip) {
+                old.extend(
                     listed
                         .claims
                         .iter()
                         .filter(|(owner, _)| **owner == *service)
                         .map(|(_, source)| (ip, source.clone())),
-                ),
-                _ => {}
+                );
+            } else if self.is_table_claim(ip, service) {
+                match old_snapshot.and_then(|s| table_source(s, service, ip)) {
+                    Some(source) => old.push((ip, source)),
+                    None => old_known = false,
+                }
             }
         }
         old.sort();
@@ -758,16 +749,17 @@ impl Controller {
         let owner = Arc::new(service.clone());
         let mut affected: BTreeSet<IpAddr> = old_ips.iter().collect();
         for ip in old_ips.iter() {
-            match self.reverse.get_mut(&ip) {
-                Some(entry @ ReverseClaims::Table { .. }) => {
-                    // A table claim is its owner's only one: the address is left unclaimed.
-                    *entry = ReverseClaims::Listed(Box::new(ListedClaims {
+            if let Some(listed) = self.reverse.get_mut(&ip) {
+                listed.retain(|o| *o != *service);
+            } else if self.is_table_claim(ip, service) {
+                // A table claim is its owner's only one: the address is left unclaimed.
+                self.reverse.insert(
+                    ip,
+                    ListedClaims {
                         claims: Box::default(),
                         published: true,
-                    }));
-                }
-                Some(ReverseClaims::Listed(listed)) => listed.retain(|o| *o != *service),
-                None => {}
+                    },
+                );
             }
         }
         let mut ips = Vec::with_capacity(new.len());
@@ -784,42 +776,40 @@ impl Controller {
         Addresses::new(ips.into_iter())
     }
 
-    /// The claims on `ip` as a list, to change them. A claim answered from a pod table gets
-    /// its target back from its owner's current table.
+    /// Whether `service`'s pod table answers the reverse name of `ip`.
+    fn is_table_claim(&self, ip: IpAddr, service: &ObjectKey) -> bool {
+        self.store
+            .ptr_slot(ip)
+            .is_some_and(|slot| slot.owner() == service)
+    }
+
+    /// The claims on `ip` as a list, to change them. A claim answered from a pod table is
+    /// read back from its owner's current table.
     fn listed_claims(&mut self, ip: IpAddr) -> &mut ListedClaims {
-        let published = &self.published;
-        let entry = self.reverse.get_or_default(ip);
-        if let ReverseClaims::Table {
-            owner,
-            from_hostname,
-        } = entry
+        if self.reverse.get(&ip).is_none()
+            && let Some(slot) = self.store.ptr_slot(ip)
         {
-            let target = published
-                .get(&**owner)
-                .and_then(|p| table_target(&p.slot.snapshot(), owner, ip));
-            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match target {
-                Some(target) => Box::new([(
-                    owner.clone(),
-                    PtrSource {
-                        from_hostname: *from_hostname,
-                        target,
-                    },
-                )]),
+            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match table_source(
+                &slot.snapshot(),
+                slot.owner(),
+                ip,
+            ) {
+                Some(source) => Box::new([(Arc::new(slot.owner().clone()), source)]),
                 None => {
                     // The owner republishes its claims with its table, so this is a bug.
-                    tracing::error!(%ip, owner = %owner, "reverse claim's pod table entry is gone; claim dropped");
+                    tracing::error!(%ip, owner = %slot.owner(), "reverse claim's pod table entry is gone; claim dropped");
                     Box::default()
                 }
             };
-            *entry = ReverseClaims::Listed(Box::new(ListedClaims {
-                claims,
-                published: true,
-            }));
+            self.reverse.insert(
+                ip,
+                ListedClaims {
+                    claims,
+                    published: true,
+                },
+            );
         }
-        match entry {
-            ReverseClaims::Listed(listed) => listed,
-            ReverseClaims::Table { .. } => unreachable!("listed just above"),
-        }
+        self.reverse.get_or_default(ip)
     }
 
     /// Publishes the PTR answer of one address from every Service that claims it.
@@ -831,8 +821,8 @@ impl Controller {
         };
         let name = reverse_name(ip);
         let key = store::key(kind, &name);
-        // A table claim is published already and unchanged (changes list it first).
-        let Some(ReverseClaims::Listed(listed)) = self.reverse.get_mut(&ip) else {
+        // Not listed: answered from a pod table, and unchanged (changes list it first).
+        let Some(listed) = self.reverse.get_mut(&ip) else {
             return;
         };
         let was_published = listed.published;
@@ -849,25 +839,19 @@ impl Controller {
         }
         listed.published = true;
         // The common case, one pod of one Service, is answered from that Service's pod
-        // table: no answer of its own, no key, no target kept. The switch between the two
+        // table: no answer of its own, no key, nothing kept here. The switch between the two
         // forms adds the new one before removing the old, and the pod table is looked at
         // first.
         let through_table = match &*listed.claims {
             [(owner, source)] => self
                 .published
                 .get(&**owner)
-                .filter(|published| answers_from_table(&published.slot, ip, &source.target))
-                .map(|published| {
-                    let claim = ReverseClaims::Table {
-                        owner: owner.clone(),
-                        from_hostname: source.from_hostname,
-                    };
-                    (published.slot.clone(), claim)
-                }),
+                .map(|published| published.slot.clone())
+                .filter(|slot| answers_from_table(slot, ip, &source.target)),
             _ => None,
         };
-        if let Some((slot, claim)) = through_table {
-            self.reverse.insert(ip, claim);
+        if let Some(slot) = through_table {
+            self.reverse.remove(&ip);
             self.store.set_ptr_slot(ip, Some(slot));
             self.store.remove(&key);
             if !was_published && let Some(parent) = name.parent() {
@@ -1175,11 +1159,8 @@ mod tests {
         assert_eq!(ptr_targets(&store, "1.0.0.10"), Some((true, vec![web_0])));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert!(
-            matches!(
-                controller.reverse.get(&ip),
-                Some(ReverseClaims::Table { .. })
-            ),
-            "back to one claim: the controller keeps no target either"
+            controller.reverse.get(&ip).is_none() && store.ptr_slot(ip).is_some(),
+            "back to one claim: the controller keeps nothing for it"
         );
         // The pod is renamed at the same address: the new label is the target.
         controller.apply(headless("nginx", &[("web-5", "10.0.0.1")]));

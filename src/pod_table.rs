@@ -23,6 +23,9 @@ const EMPTY: u32 = u32::MAX;
 const SLOT: u8 = 1;
 /// Flag: the first record set is AAAA (what a QTYPE=ANY query gets, RFC 8482).
 const AAAA_FIRST: u8 = 2;
+/// Flag: the label is an endpoint's hostname (a StatefulSet pod's stable name), not its
+/// dashed address: such names win the reverse answer over other claims (records.rs).
+const HOSTNAME: u8 = 4;
 
 /// The address-only names of one Service. Built once per publish, then read only.
 #[derive(Debug, Default)]
@@ -47,9 +50,10 @@ pub struct PodTableBuilder {
 
 impl PodTableBuilder {
     /// Adds the name `label` (lowercase, 1 to 63 octets, not added before) with `addresses`
-    /// in answer order; `slot`: an ordinal slot. Returns false and adds nothing when the
-    /// entry does not fit the format; the caller keeps that name in the general form.
-    pub fn add(&mut self, label: &[u8], addresses: &[IpAddr], slot: bool) -> bool {
+    /// in answer order; `slot`: an ordinal slot; `hostname`: the label is an endpoint's
+    /// hostname. Returns false and adds nothing when the entry does not fit the format; the
+    /// caller keeps that name in the general form.
+    pub fn add(&mut self, label: &[u8], addresses: &[IpAddr], slot: bool, hostname: bool) -> bool {
         let v4 = addresses.iter().filter(|a| a.is_ipv4()).count();
         let v6 = addresses.len() - v4;
         let (Ok(label_len), Ok(v4_count), Ok(v6_count), Ok(offset)) = (
@@ -66,6 +70,9 @@ impl PodTableBuilder {
         let mut flags = 0;
         if slot {
             flags |= SLOT;
+        }
+        if hostname {
+            flags |= HOSTNAME;
         }
         if addresses.first().is_some_and(IpAddr::is_ipv6) {
             flags |= AAAA_FIRST;
@@ -166,6 +173,11 @@ impl PodTable {
 
     /// The label of the name that has `address`, for its reverse name.
     pub fn label_of(&self, address: IpAddr) -> Option<&[u8]> {
+        self.entry_of(address).map(|(label, _)| label)
+    }
+
+    /// The label and entry of the name that has `address`.
+    pub fn entry_of(&self, address: IpAddr) -> Option<(&[u8], PodEntry<'_>)> {
         let (v4, v6);
         let address: &[u8] = match address {
             IpAddr::V4(ip) => {
@@ -185,7 +197,6 @@ impl PodTable {
                     entry.addresses(if width == 4 { rtype::A } else { rtype::AAAA });
                 entry_width == width && addresses.chunks_exact(width).any(|a| a == address)
             })
-            .map(|(label, _)| label)
     }
 
     /// Number of names in the table.
@@ -218,6 +229,11 @@ impl<'a> PodEntry<'a> {
     /// Whether the name is an ordinal slot (negative answers with the slot's TTL).
     pub fn is_slot(&self) -> bool {
         self.flags & SLOT != 0
+    }
+
+    /// Whether the label is an endpoint's hostname.
+    pub fn is_hostname(&self) -> bool {
+        self.flags & HOSTNAME != 0
     }
 
     /// The record type a QTYPE=ANY query is answered with, if the name has records.
@@ -258,10 +274,15 @@ mod tests {
         for n in 0..300u32 {
             let label = format!("web-{n}");
             let address = IpAddr::from([10, 0, (n >> 8) as u8, n as u8]);
-            assert!(builder.add(label.as_bytes(), &[address], false));
+            assert!(builder.add(label.as_bytes(), &[address], false, n % 2 == 0));
         }
-        assert!(builder.add(b"slot-0", &[], true));
-        assert!(builder.add(b"dual", &ips(&["fd00::1", "10.1.1.1", "fd00::2"]), false));
+        assert!(builder.add(b"slot-0", &[], true, false));
+        assert!(builder.add(
+            b"dual",
+            &ips(&["fd00::1", "10.1.1.1", "fd00::2"]),
+            false,
+            false
+        ));
         let table = builder.build();
         assert_eq!(table.len(), 302);
         for n in 0..300u32 {
@@ -294,6 +315,9 @@ mod tests {
         assert_eq!(table.label_of(ip("fd00::2")), Some(&b"dual"[..]));
         assert_eq!(table.label_of(ip("10.1.1.1")), Some(&b"dual"[..]));
         assert_eq!(table.label_of(ip("10.0.9.9")), None);
+        let hostname = |address| table.entry_of(ip(address)).map(|(_, e)| e.is_hostname());
+        assert_eq!(hostname("10.0.1.2"), Some(true), "web-258");
+        assert_eq!(hostname("10.0.1.3"), Some(false), "web-259");
         assert_eq!(PodTable::default().label_of(ip("10.0.0.1")), None);
     }
 
@@ -303,10 +327,10 @@ mod tests {
         let many: Vec<IpAddr> = (0..256u32)
             .map(|n| IpAddr::from([10, 0, (n >> 8) as u8, n as u8]))
             .collect();
-        assert!(!builder.add(b"many", &many, false));
-        assert!(!builder.add(&[b'a'; 64], &[], false));
-        assert!(!builder.add(b"", &[], false));
-        assert!(builder.add(b"fits", &many[..255], false));
+        assert!(!builder.add(b"many", &many, false, false));
+        assert!(!builder.add(&[b'a'; 64], &[], false, false));
+        assert!(!builder.add(b"", &[], false, false));
+        assert!(builder.add(b"fits", &many[..255], false, false));
         let table = builder.build();
         assert_eq!(table.len(), 1);
         assert!(table.get(b"many").is_none());

@@ -30,6 +30,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use crate::compile::{Answers, NameAnswers};
+use crate::model::ObjectKey;
 use crate::name::{self, RelativeName};
 use crate::pod_table::{PodEntry, PodTable};
 
@@ -185,12 +186,27 @@ pub enum Route {
 }
 
 /// The current snapshot of one Service's answers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServiceSlot {
     answers: ArcSwap<ServiceSnapshot>,
+    /// The Service, for the writer: a reverse name answered from this slot's pod table is
+    /// that Service's claim on the address.
+    owner: ObjectKey,
 }
 
 impl ServiceSlot {
+    /// The slot of `owner`, with no answers yet.
+    pub fn new(owner: ObjectKey) -> Self {
+        Self {
+            answers: ArcSwap::default(),
+            owner,
+        }
+    }
+
+    pub fn owner(&self) -> &ObjectKey {
+        &self.owner
+    }
+
     /// Makes `snapshot` the Service's answers, atomically for every reader.
     pub fn publish(&self, snapshot: ServiceSnapshot) {
         self.answers.store(Arc::new(snapshot));
@@ -327,6 +343,14 @@ impl Store {
         }
     }
 
+    /// The slot whose pod table answers the reverse name of `address`, if one does.
+    pub fn ptr_slot(&self, address: IpAddr) -> Option<Arc<ServiceSlot>> {
+        match address {
+            IpAddr::V4(ip) => self.ptr_v4.get(&ip).map(|slot| slot.clone()),
+            IpAddr::V6(ip) => self.ptr_v6.get(&ip).map(|slot| slot.clone()),
+        }
+    }
+
     /// Makes the reverse name of `address` answer from `slot`'s pod table (its one pod
     /// with that address), or, with `None`, from the index again.
     pub fn set_ptr_slot(&self, address: IpAddr, slot: Option<Arc<ServiceSlot>>) {
@@ -418,7 +442,7 @@ mod tests {
     #[test]
     fn a_service_snapshot_swaps_whole() {
         let store = Store::new();
-        let slot = Arc::new(ServiceSlot::default());
+        let slot = Arc::new(ServiceSlot::new(ObjectKey::new("demo", "web")));
         let a: Box<[u8]> = Box::new(*b"\0a");
         let b: Box<[u8]> = Box::new(*b"\0b");
         store.set_route(&a, Route::Service(slot.clone()));
@@ -443,13 +467,13 @@ mod tests {
     #[test]
     fn a_child_of_a_service_name_is_found_through_it_unindexed() {
         let store = Store::new();
-        let slot = Arc::new(ServiceSlot::default());
+        let slot = Arc::new(ServiceSlot::new(ObjectKey::new("demo", "web")));
         let service: Box<[u8]> = Box::new(*b"\0\x01s\x02ns\x03svc");
         let pod: Box<[u8]> = Box::new(*b"\0\x03pod\x01s\x02ns\x03svc");
         let grandchild: &[u8] = b"\0\x01x\x03pod\x01s\x02ns\x03svc";
         store.set_route(&service, Route::Service(slot.clone()));
         let mut pods = PodTableBuilder::default();
-        assert!(pods.add(b"web", &["10.0.0.9".parse().unwrap()], true));
+        assert!(pods.add(b"web", &["10.0.0.9".parse().unwrap()], true, false));
         slot.publish(ServiceSnapshot {
             names: ServiceAnswers::from_iter([
                 SnapshotEntry::new(&service, &answers(1)),
