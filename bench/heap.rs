@@ -75,7 +75,7 @@ fn objects(services: u32, pods: u32) -> Vec<Object> {
         }));
         out.push(Object::StatefulSet(StatefulSet {
             key: key.clone(),
-            service_name: name.clone(),
+            service_name: name.as_str().into(),
             replicas: pods,
             ordinal_start: 0,
         }));

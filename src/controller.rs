@@ -1006,7 +1006,11 @@ fn count_endpoints(subsets: &[EndpointSlice]) -> usize {
 
 /// `namespace/spec.serviceName` of a StatefulSet.
 fn governing_service(sts: &StatefulSet) -> ObjectKey {
-    ObjectKey::new(&sts.key.namespace, &sts.service_name)
+    // Shares the strings: no allocation for a key kept in a map.
+    ObjectKey {
+        namespace: sts.key.namespace.clone(),
+        name: sts.service_name.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -221,7 +221,11 @@ pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>,
         .filter_map(|(i, p)| slice_port(p, i).transpose())
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(EndpointSlice {
-        service: ObjectKey::new(key.namespace.clone(), service_name.clone()),
+        // The namespace string is shared with the slice's own key.
+        service: ObjectKey {
+            namespace: key.namespace.clone(),
+            name: service_name.as_str().into(),
+        },
         key,
         // Exact size (pushing grew the `Vec` by doubling), and shared by clones.
         endpoints: endpoints.into(),
@@ -318,7 +322,7 @@ pub fn stateful_set(sts: &K8sStatefulSet) -> Result<StatefulSet, ConvertError> {
     };
     Ok(StatefulSet {
         key,
-        service_name: spec.service_name.clone().unwrap_or_default(),
+        service_name: spec.service_name.as_deref().unwrap_or_default().into(),
         replicas: non_negative(spec.replicas.unwrap_or(1), "spec.replicas")?,
         ordinal_start: non_negative(
             spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0),
@@ -416,6 +420,6 @@ mod tests {
         .unwrap();
         let sts = stateful_set(&obj).unwrap();
         assert_eq!((sts.replicas, sts.ordinal_start), (3, 2));
-        assert_eq!(sts.service_name, "nginx");
+        assert_eq!(&*sts.service_name, "nginx");
     }
 }

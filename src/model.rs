@@ -279,7 +279,7 @@ impl<'a> Iterator for EndpointIter<'a> {
 pub struct StatefulSet {
     pub key: ObjectKey,
     /// `spec.serviceName`: the headless Service its pods are named under.
-    pub service_name: String,
+    pub service_name: Arc<str>,
     pub replicas: u32,
     /// `spec.ordinals.start`.
     pub ordinal_start: u32,
