@@ -246,14 +246,11 @@ impl ListedClaims {
 }
 
 /// The claim on `ip` answered from `snapshot`'s pod table: the table's label for the
-/// address under `owner`'s name (relative to the primary zone), and whether it is a
-/// hostname.
-fn table_source(snapshot: &ServiceSnapshot, owner: &ObjectKey, ip: IpAddr) -> Option<PtrSource> {
+/// address under the Service's name `base` (relative to the primary zone), and whether it
+/// is a hostname.
+fn table_source(snapshot: &ServiceSnapshot, base: &RelativeName, ip: IpAddr) -> Option<PtrSource> {
     let (label, entry) = snapshot.pods.entry_of(ip)?;
-    let target = records::service_name(owner)
-        .ok()?
-        .child(std::str::from_utf8(label).ok()?)
-        .ok()?;
+    let target = base.child(std::str::from_utf8(label).ok()?).ok()?;
     Some(PtrSource {
         from_hostname: entry.is_hostname(),
         target,
@@ -723,8 +720,11 @@ impl Controller {
         mut new: Vec<(IpAddr, PtrSource)>,
     ) -> Addresses {
         new.sort();
+        let base = records::service_name(service).ok();
         let mut old: Vec<(IpAddr, PtrSource)> = Vec::new();
         let mut old_known = true;
+        // The Service's claims answered from its pod table: not listed here.
+        let mut table_ips = Vec::new();
         for ip in old_ips.iter() {
             if let Some(listed) = self.reverse.get(&ip) {
                 old.extend(
@@ -735,7 +735,9 @@ impl Controller {
                         .map(|(_, source)| (ip, source.clone())),
                 );
             } else if self.is_table_claim(ip, service) {
-                match old_snapshot.and_then(|s| table_source(s, service, ip)) {
+                table_ips.push(ip);
+                let source = old_snapshot.zip(base.as_ref());
+                match source.and_then(|(snapshot, base)| table_source(snapshot, base, ip)) {
                     Some(source) => old.push((ip, source)),
                     None => old_known = false,
                 }
@@ -751,16 +753,17 @@ impl Controller {
         for ip in old_ips.iter() {
             if let Some(listed) = self.reverse.get_mut(&ip) {
                 listed.retain(|o| *o != *service);
-            } else if self.is_table_claim(ip, service) {
-                // A table claim is its owner's only one: the address is left unclaimed.
-                self.reverse.insert(
-                    ip,
-                    ListedClaims {
-                        claims: Box::default(),
-                        published: true,
-                    },
-                );
             }
+        }
+        for ip in table_ips {
+            // A table claim is its owner's only one: the address is left unclaimed.
+            self.reverse.insert(
+                ip,
+                ListedClaims {
+                    claims: Box::default(),
+                    published: true,
+                },
+            );
         }
         let mut ips = Vec::with_capacity(new.len());
         for (ip, source) in new {
@@ -789,11 +792,9 @@ impl Controller {
         if self.reverse.get(&ip).is_none()
             && let Some(slot) = self.store.ptr_slot(ip)
         {
-            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match table_source(
-                &slot.snapshot(),
-                slot.owner(),
-                ip,
-            ) {
+            let base = records::service_name(slot.owner()).ok();
+            let source = base.and_then(|base| table_source(&slot.snapshot(), &base, ip));
+            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match source {
                 Some(source) => Box::new([(Arc::new(slot.owner().clone()), source)]),
                 None => {
                     // The owner republishes its claims with its table, so this is a bug.
