@@ -33,9 +33,9 @@ pub struct PodTable {
     entries: Box<[u8]>,
     /// Offsets of entries in `entries`, by hash of the label; a power of two in size and
     /// never full, so a probe always ends.
-    offsets: Box<[u32]>,
+    offsets: OffsetTable,
     /// Offsets of entries by hash of each of their addresses (for reverse lookups).
-    by_address: Box<[u32]>,
+    by_address: OffsetTable,
     hasher: FastHash,
     len: usize,
 }
@@ -102,16 +102,19 @@ impl PodTableBuilder {
             return PodTable::default();
         }
         let hasher = FastHash::default();
-        let mut by_label = empty_table(len);
-        let mut by_address = empty_table(self.addresses);
+        // Every offset is below the entries' length: 16 bits hold them for a Service of up
+        // to a few thousand pods, and halve both tables.
+        let narrow = entries.len() < usize::from(EMPTY_NARROW);
+        let mut by_label = OffsetTable::new(len, narrow);
+        let mut by_address = OffsetTable::new(self.addresses, narrow);
         for offset in self.offsets {
             let Some((label, entry)) = entry_at(&entries, offset) else {
                 continue;
             };
-            insert(&mut by_label, hasher.hash_one(label), offset);
+            by_label.insert(hasher.hash_one(label), offset);
             for (addresses, width) in [entry.addresses(rtype::A), entry.addresses(rtype::AAAA)] {
                 for address in addresses.chunks_exact(width) {
-                    insert(&mut by_address, hasher.hash_one(address), offset);
+                    by_address.insert(hasher.hash_one(address), offset);
                 }
             }
         }
@@ -125,33 +128,89 @@ impl PodTableBuilder {
     }
 }
 
-/// An offset table for `n` entries: at most two thirds full, so probes are short and
-/// always meet a free slot.
-fn empty_table(n: usize) -> Box<[u32]> {
-    if n == 0 {
-        return Box::default();
-    }
-    vec![EMPTY; (n + n / 2 + 1).next_power_of_two()].into_boxed_slice()
+/// A free slot of a 16-bit offset table.
+const EMPTY_NARROW: u16 = u16::MAX;
+
+/// An open-addressing table of entry offsets, 16-bit when every offset fits (the entries
+/// take less than 64 KiB), else 32-bit.
+#[derive(Debug)]
+enum OffsetTable {
+    Narrow(Box<[u16]>),
+    Wide(Box<[u32]>),
 }
 
-fn insert(table: &mut [u32], hash: u64, offset: u32) {
+impl Default for OffsetTable {
+    fn default() -> Self {
+        OffsetTable::Narrow(Box::default())
+    }
+}
+
+impl OffsetTable {
+    /// A table for `n` entries: at most two thirds full, so probes are short and always
+    /// meet a free slot.
+    fn new(n: usize, narrow: bool) -> Self {
+        let size = if n == 0 {
+            0
+        } else {
+            (n + n / 2 + 1).next_power_of_two()
+        };
+        if narrow {
+            OffsetTable::Narrow(vec![EMPTY_NARROW; size].into_boxed_slice())
+        } else {
+            OffsetTable::Wide(vec![EMPTY; size].into_boxed_slice())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            OffsetTable::Narrow(table) => table.len(),
+            OffsetTable::Wide(table) => table.len(),
+        }
+    }
+
+    /// The offset in slot `at`; `EMPTY` for a free slot (or past the end).
+    fn get(&self, at: usize) -> u32 {
+        match self {
+            OffsetTable::Narrow(table) => match table.get(at) {
+                Some(&offset) if offset != EMPTY_NARROW => u32::from(offset),
+                _ => EMPTY,
+            },
+            OffsetTable::Wide(table) => table.get(at).copied().unwrap_or(EMPTY),
+        }
+    }
+
+    /// Stores `offset` (below the entries' length, so it fits the table's width) at the
+    /// first free slot from `hash`.
+    fn insert(&mut self, hash: u64, offset: u32) {
+        match self {
+            OffsetTable::Narrow(table) => {
+                let offset = u16::try_from(offset).unwrap_or(EMPTY_NARROW);
+                insert_into(table, hash, offset, EMPTY_NARROW);
+            }
+            OffsetTable::Wide(table) => insert_into(table, hash, offset, EMPTY),
+        }
+    }
+
+    /// The offsets where an entry hashed to `hash` may be, in probe order, up to the first
+    /// free slot.
+    fn probe(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
+        let len = self.len();
+        let mask = len.wrapping_sub(1);
+        let start = hash as usize & mask;
+        // The table is never full; the bound only guards against a broken invariant.
+        (0..len)
+            .map(move |i| self.get((start + i) & mask))
+            .take_while(|&offset| offset != EMPTY)
+    }
+}
+
+fn insert_into<T: Copy + PartialEq>(table: &mut [T], hash: u64, value: T, empty: T) {
     let mask = table.len() - 1;
     let mut at = hash as usize & mask;
-    while table[at] != EMPTY {
+    while table[at] != empty {
         at = (at + 1) & mask;
     }
-    table[at] = offset;
-}
-
-/// The offsets in `table` where an entry hashed to `hash` may be, in probe order, up to
-/// the first free slot.
-fn probe(table: &[u32], hash: u64) -> impl Iterator<Item = u32> + '_ {
-    let mask = table.len().wrapping_sub(1);
-    let start = hash as usize & mask;
-    // The table is never full; the bound only guards against a broken invariant.
-    (0..table.len())
-        .map(move |i| table.get((start + i) & mask).copied().unwrap_or(EMPTY))
-        .take_while(|&offset| offset != EMPTY)
+    table[at] = value;
 }
 
 /// The label and the rest of the entry at `offset`.
@@ -165,7 +224,8 @@ fn entry_at(entries: &[u8], offset: u32) -> Option<(&[u8], PodEntry<'_>)> {
 impl PodTable {
     /// The entry of `label`, if the Service has that name here.
     pub fn get(&self, label: &[u8]) -> Option<PodEntry<'_>> {
-        probe(&self.offsets, self.hasher.hash_one(label))
+        self.offsets
+            .probe(self.hasher.hash_one(label))
             .filter_map(|offset| entry_at(&self.entries, offset))
             .find(|(found, _)| *found == label)
             .map(|(_, entry)| entry)
@@ -190,7 +250,8 @@ impl PodTable {
             }
         };
         let width = address.len();
-        probe(&self.by_address, self.hasher.hash_one(address))
+        self.by_address
+            .probe(self.hasher.hash_one(address))
             .filter_map(|offset| entry_at(&self.entries, offset))
             .find(|(_, entry)| {
                 let (addresses, entry_width) =
@@ -269,6 +330,30 @@ mod tests {
     }
 
     #[test]
+    fn tables_past_64_kib_use_wide_offsets_and_find_everything() {
+        // 4,000 entries of 1 + 24 + 3 + 4 bytes: past the 16-bit offsets.
+        let label = |n: u32| format!("statefulset-pod-name-{n:03}");
+        let address = |n: u32| IpAddr::from([10, 9, (n >> 8) as u8, n as u8]);
+        let mut builder = PodTableBuilder::default();
+        for n in 0..4000 {
+            assert!(builder.add(label(n).as_bytes(), &[address(n)], false, true));
+        }
+        let table = builder.build();
+        assert!(matches!(table.offsets, OffsetTable::Wide(_)));
+        assert!(matches!(table.by_address, OffsetTable::Wide(_)));
+        for n in 0..4000 {
+            let entry = table.get(label(n).as_bytes()).unwrap();
+            assert_eq!(
+                entry.addresses(rtype::A).0,
+                [10, 9, (n >> 8) as u8, n as u8]
+            );
+            assert_eq!(table.label_of(address(n)), Some(label(n).as_bytes()));
+        }
+        assert!(table.get(b"statefulset-pod-name-4000").is_none());
+        assert_eq!(table.label_of(IpAddr::from([10, 9, 200, 0])), None);
+    }
+
+    #[test]
     fn every_entry_is_found_by_its_label_and_nothing_else() {
         let mut builder = PodTableBuilder::default();
         for n in 0..300u32 {
@@ -285,6 +370,7 @@ mod tests {
         ));
         let table = builder.build();
         assert_eq!(table.len(), 302);
+        assert!(matches!(table.offsets, OffsetTable::Narrow(_)));
         for n in 0..300u32 {
             let entry = table.get(format!("web-{n}").as_bytes()).unwrap();
             assert_eq!(
