@@ -6,9 +6,11 @@
 //! The same table answers the reverse names of those addresses (see `store`).
 //!
 //! An entry is `[label length][label][flags][IPv4 count][IPv6 count][IPv4 addresses][IPv6
-//! addresses]`, entries back to back; open-addressing tables of entry offsets, one hashed
-//! by label and one by address, find one. A name whose entry would not fit this format
-//! (more than 255 addresses of one family) stays in the general form
+//! addresses]`, entries back to back; open-addressing tables of entry offsets (16-bit while
+//! the entries take less than 64 KiB), one hashed by label and one by address, find one.
+//! The flags say whether the name is an ordinal slot, whether its first record set is
+//! AAAA, and whether its label is an endpoint's hostname. A name whose entry would not fit
+//! this format (more than 255 addresses of one family) stays in the general form
 //! (`compile::NameAnswers`).
 
 use std::hash::BuildHasher;
