@@ -4,7 +4,8 @@
 //! Each file is read whole; YAML files may hold several documents (`---`) and any document
 //! may be a `kind: List`. A bad document is logged with its file and index and skipped. A
 //! file that becomes invalid after it once loaded keeps its last good objects until it is
-//! fixed, so that a half-saved edit never takes names away.
+//! fixed, so that a half-saved edit never takes names away: its changes are not sent, and
+//! the controller keeps what it has. The objects themselves are not kept here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -93,9 +93,8 @@ pub struct EndpointSlice {
     pub key: ObjectKey,
     /// The Service named by the `kubernetes.io/service-name` label.
     pub service: ObjectKey,
-    /// Packed, and shared rather than copied when the object is cloned: the manifests
-    /// folder keeps each file's last good objects while the controller holds the same ones,
-    /// and endpoints are most of a cluster's model.
+    /// Packed in one block, shared rather than copied when the object is cloned:
+    /// endpoints are most of a cluster's model.
     pub endpoints: EndpointList,
     pub ports: Vec<Port>,
 }
