@@ -115,6 +115,22 @@ impl SortedKeys {
     }
 }
 
+/// The objects linked to one Service by their own fields, each set in name order (slices
+/// merge in that order, which is part of determinism).
+#[derive(Debug, Default)]
+struct ServiceLinks {
+    /// EndpointSlices naming it in `kubernetes.io/service-name`.
+    slices: SortedKeys,
+    /// StatefulSets naming it in `spec.serviceName`.
+    stateful_sets: SortedKeys,
+}
+
+impl ServiceLinks {
+    fn is_empty(&self) -> bool {
+        self.slices.is_empty() && self.stateful_sets.is_empty()
+    }
+}
+
 /// A set of addresses held for a long time (what a Service claims): exact-size lists, and an
 /// IPv4 address in 4 bytes rather than the 17 of an `IpAddr`.
 #[derive(Debug, Default)]
@@ -265,13 +281,12 @@ pub struct Controller {
     longest_zone: usize,
     services: BTreeMap<ObjectKey, Service>,
     slices: HashMap<ObjectKey, EndpointSlice>,
-    /// Slice keys by Service, in slice-name order (merge order is part of determinism).
-    slices_by_service: BTreeMap<ObjectKey, SortedKeys>,
+    /// The slices and StatefulSets of each Service (one entry for both: a map entry per
+    /// Service is a per-endpoint cost at a few pods per Service).
+    links: BTreeMap<ObjectKey, ServiceLinks>,
     /// Legacy Endpoints, by Service; used only while a Service has no EndpointSlice.
     legacy_endpoints: BTreeMap<ObjectKey, Vec<EndpointSlice>>,
     stateful_sets: BTreeMap<ObjectKey, StatefulSet>,
-    /// StatefulSet keys by the Service that governs them (`spec.serviceName`).
-    stateful_sets_by_service: BTreeMap<ObjectKey, SortedKeys>,
     /// Which records a Service has (ordinal slots, unready pod names).
     options: RecordOptions,
     published: HashMap<ObjectKey, Published>,
@@ -308,10 +323,9 @@ impl Controller {
             longest_zone,
             services: BTreeMap::new(),
             slices: HashMap::new(),
-            slices_by_service: BTreeMap::new(),
+            links: BTreeMap::new(),
             legacy_endpoints: BTreeMap::new(),
             stateful_sets: BTreeMap::new(),
-            stateful_sets_by_service: BTreeMap::new(),
             options,
             published: HashMap::new(),
             reverse: AddressMap::default(),
@@ -454,9 +468,10 @@ impl Controller {
                     return;
                 }
                 dirty.insert(slice.service.clone());
-                self.slices_by_service
+                self.links
                     .entry(slice.service.clone())
                     .or_default()
+                    .slices
                     .insert(slice.key.clone());
                 self.endpoints += slice.endpoints.len();
                 if let Some(old) = self.slices.insert(slice.key.clone(), slice.clone()) {
@@ -481,9 +496,10 @@ impl Controller {
                     return;
                 }
                 let service = governing_service(&sts);
-                self.stateful_sets_by_service
+                self.links
                     .entry(service.clone())
                     .or_default()
+                    .stateful_sets
                     .insert(sts.key.clone());
                 dirty.insert(service);
                 if let Some(old) = self.stateful_sets.insert(sts.key.clone(), sts.clone())
@@ -527,20 +543,22 @@ impl Controller {
 
     fn unlink_stateful_set(&mut self, sts: &StatefulSet) {
         let service = governing_service(sts);
-        if let Some(keys) = self.stateful_sets_by_service.get_mut(&service) {
-            keys.remove(&sts.key);
-            if keys.is_empty() {
-                self.stateful_sets_by_service.remove(&service);
+        if let Some(links) = self.links.get_mut(&service) {
+            links.stateful_sets.remove(&sts.key);
+            if links.is_empty() {
+                self.links.remove(&service);
             }
         }
     }
 
     /// The StatefulSets a Service governs, in name order.
     fn stateful_sets_of(&self, service: &ObjectKey) -> Vec<&StatefulSet> {
-        self.stateful_sets_by_service
+        self.links
             .get(service)
-            .map(|keys| {
-                keys.iter()
+            .map(|links| {
+                links
+                    .stateful_sets
+                    .iter()
                     .filter_map(|k| self.stateful_sets.get(k))
                     .collect()
             })
@@ -548,10 +566,10 @@ impl Controller {
     }
 
     fn unlink_slice(&mut self, slice: &EndpointSlice) {
-        if let Some(keys) = self.slices_by_service.get_mut(&slice.service) {
-            keys.remove(&slice.key);
-            if keys.is_empty() {
-                self.slices_by_service.remove(&slice.service);
+        if let Some(links) = self.links.get_mut(&slice.service) {
+            links.slices.remove(&slice.key);
+            if links.is_empty() {
+                self.links.remove(&slice.service);
             }
         }
     }
@@ -559,10 +577,12 @@ impl Controller {
     /// The endpoint groups of a Service: its EndpointSlices in name order, else its legacy
     /// Endpoints subsets.
     fn endpoint_groups(&self, service: &ObjectKey) -> Vec<&EndpointSlice> {
-        match self.slices_by_service.get(service) {
-            Some(keys) if !keys.is_empty() => {
-                keys.iter().filter_map(|k| self.slices.get(k)).collect()
-            }
+        match self.links.get(service) {
+            Some(links) if !links.slices.is_empty() => links
+                .slices
+                .iter()
+                .filter_map(|k| self.slices.get(k))
+                .collect(),
             _ => self
                 .legacy_endpoints
                 .get(service)
