@@ -230,14 +230,14 @@ pub struct EndpointIter<'a> {
 }
 
 impl<'a> EndpointIter<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    fn read_bytes(&mut self, n: usize) -> Option<&'a [u8]> {
         let (taken, rest) = self.rest.split_at_checked(n)?;
         self.rest = rest;
         Some(taken)
     }
 
-    fn take_array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
+    fn read_array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.read_bytes(N)?.try_into().ok()
     }
 }
 
@@ -247,20 +247,20 @@ impl<'a> Iterator for EndpointIter<'a> {
     /// The list is only built by `from_iter`, so it always reads back whole; a short read
     /// ends the list rather than panicking.
     fn next(&mut self) -> Option<EndpointRef<'a>> {
-        let [flags] = self.take_array()?;
+        let [flags] = self.read_array()?;
         let ip = if flags & IPV6 != 0 {
-            IpAddr::from(self.take_array::<16>()?)
+            IpAddr::from(self.read_array::<16>()?)
         } else {
-            IpAddr::from(self.take_array::<4>()?)
+            IpAddr::from(self.read_array::<4>()?)
         };
         let hostname = if flags & HOSTNAME != 0 {
-            let [n] = self.take_array()?;
+            let [n] = self.read_array()?;
             let n = if n == LONG_HOSTNAME {
-                u32::from_be_bytes(self.take_array()?) as usize
+                u32::from_be_bytes(self.read_array()?) as usize
             } else {
                 usize::from(n)
             };
-            Some(std::str::from_utf8(self.take(n)?).ok()?)
+            Some(std::str::from_utf8(self.read_bytes(n)?).ok()?)
         } else {
             None
         };
@@ -383,6 +383,11 @@ mod tests {
             })
             .collect();
         assert_eq!(read, built);
+        assert_eq!(
+            list.iter().take(1).count(),
+            1,
+            "the iterator's own methods are not shadowed"
+        );
         assert_eq!(list.clone(), list);
         assert_ne!(list, EndpointList::from(built[..3].to_vec()));
         assert!(EndpointList::default().is_empty());
