@@ -220,14 +220,16 @@ impl<V: Default> AddressMap<V> {
     }
 }
 
-/// Whether the reverse name of `ip` can be answered from `slot`'s pod table with `target`:
-/// the table's name with that address is `target` (a pod's name, one label below the
-/// Service's; a ClusterIP Service's own name is not in the table).
-fn answers_from_table(slot: &ServiceSlot, ip: IpAddr, target: &RelativeName) -> bool {
-    let snapshot = slot.snapshot();
-    let label = snapshot.pods.label_of(ip);
-    let mut target_labels = target.labels();
-    label.is_some() && label == target_labels.next() && target_labels.count() == 3
+/// Whether the reverse name of `ip` can be answered from `slot`'s pod table for the claim
+/// `source`: the table gives back exactly that claim, target and hostname flag (a ClusterIP
+/// Service's own name is not in the table; a hostname that is another endpoint's dashed
+/// address names an entry whose flag is not this claim's). Claims answered from a table
+/// are rebuilt from it later, so anything short of an exact match stays listed.
+fn answers_from_table(slot: &ServiceSlot, ip: IpAddr, source: &PtrSource) -> bool {
+    records::service_name(slot.owner())
+        .ok()
+        .and_then(|base| table_source(&slot.snapshot(), &base, ip))
+        .is_some_and(|from_table| from_table == *source)
 }
 
 /// The claims on one address, listed with their targets. The common case, one Service whose
@@ -868,7 +870,7 @@ impl Controller {
                 .published
                 .get(&**owner)
                 .map(|published| published.slot.clone())
-                .filter(|slot| answers_from_table(slot, ip, &source.target)),
+                .filter(|slot| answers_from_table(slot, ip, source)),
             _ => None,
         };
         if let Some(slot) = through_table {
@@ -1221,6 +1223,37 @@ mod tests {
         assert_eq!(
             types_at(&store, ZoneKind::ReverseV4, ""),
             Some(vec![rtype::SOA, rtype::NS])
+        );
+    }
+
+    #[test]
+    fn a_claim_the_pod_table_would_read_back_differently_stays_listed() {
+        let (store, mut controller) = controller();
+        // `10-0-0-2` is one endpoint's hostname and the other's dashed address: one name,
+        // one table entry flagged as a hostname, but 10.0.0.2's claim is not a hostname's.
+        controller.apply(headless(
+            "nginx",
+            &[("10-0-0-2", "10.0.0.1"), ("", "10.0.0.2")],
+        ));
+        controller.apply([Change::Synced]);
+        let name = "10-0-0-2.nginx.demo.svc.cluster.local".to_string();
+        assert_eq!(
+            ptr_targets(&store, "1.0.0.10"),
+            Some((true, vec![name.clone()]))
+        );
+        assert_eq!(
+            ptr_targets(&store, "2.0.0.10"),
+            Some((false, vec![name.clone()]))
+        );
+        // A second Service without hostnames claims 10.0.0.2: neither claim is a
+        // hostname's, so both names answer.
+        controller.apply(headless("other", &[("", "10.0.0.2")]));
+        assert_eq!(
+            ptr_targets(&store, "2.0.0.10"),
+            Some((
+                false,
+                vec![name, "10-0-0-2.other.demo.svc.cluster.local".to_string()]
+            ))
         );
     }
 
