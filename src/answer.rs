@@ -60,8 +60,8 @@ enum Body<'a> {
         rrset: Rrset<'a>,
         relative: &'a [u8],
     },
-    /// Address records written from a pod table: `addresses` back to back, `width` octets
-    /// each, of type `rtype`.
+    /// Address records written from a pod table or a compact address set: `addresses` back
+    /// to back, `width` octets each, of type `rtype`.
     Addresses {
         rtype: u16,
         addresses: &'a [u8],
@@ -207,7 +207,15 @@ impl Responder {
                             rrset,
                             relative: key.get(1..).unwrap_or_default(),
                         },
-                        Some(rrset) => Body::Positive(rrset),
+                        Some(rrset) => match rrset.address_set() {
+                            Some(set) => Body::Addresses {
+                                rtype: rrset.rtype,
+                                addresses: set.addresses,
+                                width: set.width,
+                                ttl: set.ttl,
+                            },
+                            None => Body::Positive(rrset),
+                        },
                         None => Body::Negative {
                             rcode: rcode::NOERROR,
                             ttl: answers.negative_ttl(),

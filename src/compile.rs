@@ -8,8 +8,11 @@
 //! so the zone starts at a fixed offset too, and names in record data can point into the
 //! question whichever zone was asked. Only SRV targets, which RFC 2782 forbids compressing,
 //! depend on the zone: a headless Service's SRV set is kept compact and written per query
-//! (`srv`), any other is encoded once per configured zone. Pods' names are not compiled
-//! here at all: they go in their Service's pod table (`pod_table`).
+//! (`srv`), any other is encoded once per configured zone. Address record sets (a headless
+//! Service's endpoints, a ClusterIP) are kept as their addresses ([`ADDRESSES`]): every
+//! record is the question pointer, the type, class and TTL, and one address, so the rest is
+//! written per query as a pod's addresses are. Pods' names are not compiled here at all:
+//! they go in their Service's pod table (`pod_table`).
 
 use crate::name::RelativeName;
 use crate::records::{NameRecords, RData, RrSet, Target, rtype};
@@ -27,7 +30,7 @@ pub struct CompiledRrset {
     /// The index of the forward zone it was encoded for, or [`ANY_ZONE`].
     pub zone: u8,
     /// How the sections are stored: [`WIRE`], or a compact form written per query
-    /// ([`srv::FORM`](crate::srv::FORM)).
+    /// ([`ADDRESSES`], [`srv::FORM`](crate::srv::FORM)).
     pub form: u8,
     /// Records in the answer section.
     pub ancount: u16,
@@ -53,6 +56,11 @@ pub struct Rrset<'a> {
 
 /// The form of record sets whose sections are wire bytes, copied as they are.
 pub const WIRE: u8 = 0;
+
+/// The form of A and AAAA record sets kept as the TTL (u32) and the addresses back to back:
+/// a quarter of the encoded size for A records, and what the query path writes pod
+/// addresses from anyway.
+pub const ADDRESSES: u8 = 2;
 
 /// Bytes before each record set's sections: rtype, zone, form, ancount, arcount, then the
 /// lengths of the answer and additional sections (u32: a large Service's answers pass 64 KiB).
@@ -204,11 +212,74 @@ pub fn compile_name(records: &NameRecords, ctx: &CompileContext) -> NameAnswers 
                 let index = u8::try_from(index).unwrap_or(ANY_ZONE - 1);
                 rrsets.push(compile_rrset(&records.name, rrset, Some(zone), index, ctx));
             }
+        } else if let Some(addresses) = compact_addresses(rrset, ctx.ttl) {
+            rrsets.push(addresses);
         } else {
             rrsets.push(compile_rrset(&records.name, rrset, None, ANY_ZONE, ctx));
         }
     }
     NameAnswers::new(&rrsets, records.slot.then_some(ctx.slot_negative_ttl))
+}
+
+/// `rrset` in the [`ADDRESSES`] form, when it is an A or AAAA record set with nothing in
+/// the additional section.
+fn compact_addresses(rrset: &RrSet, ttl: u32) -> Option<CompiledRrset> {
+    if !rrset.additional.is_empty() {
+        return None;
+    }
+    let width = address_width(rrset.rtype)?;
+    let mut answer = Vec::with_capacity(4 + width * rrset.records.len());
+    answer.extend_from_slice(&ttl.to_be_bytes());
+    for record in &rrset.records {
+        match (record, width) {
+            (RData::A(ip), 4) => answer.extend_from_slice(&ip.octets()),
+            (RData::Aaaa(ip), 16) => answer.extend_from_slice(&ip.octets()),
+            _ => return None,
+        }
+    }
+    Some(CompiledRrset {
+        rtype: rrset.rtype,
+        zone: ANY_ZONE,
+        form: ADDRESSES,
+        ancount: u16::try_from(rrset.records.len()).ok()?,
+        arcount: 0,
+        answer,
+        additional: Vec::new(),
+    })
+}
+
+/// The octets of one address of record type `rtype`, if it is an address type.
+fn address_width(rtype: u16) -> Option<usize> {
+    match rtype {
+        rtype::A => Some(4),
+        rtype::AAAA => Some(16),
+        _ => None,
+    }
+}
+
+/// An address record set in the [`ADDRESSES`] form, as the query path writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressSet<'a> {
+    pub ttl: u32,
+    /// The addresses back to back, `width` octets each.
+    pub addresses: &'a [u8],
+    pub width: usize,
+}
+
+impl<'a> Rrset<'a> {
+    /// This record set's addresses, when it is in the [`ADDRESSES`] form.
+    pub fn address_set(&self) -> Option<AddressSet<'a>> {
+        if self.form != ADDRESSES {
+            return None;
+        }
+        let width = address_width(self.rtype)?;
+        let (ttl, addresses) = self.answer.split_first_chunk::<4>()?;
+        Some(AddressSet {
+            ttl: u32::from_be_bytes(*ttl),
+            addresses,
+            width,
+        })
+    }
 }
 
 fn compile_rrset(
@@ -425,6 +496,46 @@ mod tests {
         check(&layout, "other.svc", b"\x05other\xC0\x21");
     }
 
+    /// Checks that `rrset` at `owner` is kept compact and written exactly as encoded, whole,
+    /// without its additional records, and not at all; returns the compact size.
+    fn check_compact_srv(owner: &RelativeName, rrset: &RrSet) -> usize {
+        let ctx = ctx();
+        let zone = &ctx.forward_zones[0];
+        let encoded = compile_rrset(owner, rrset, Some(zone), 0, &ctx);
+        let compact = crate::srv::compact(owner, rrset, ctx.ttl).unwrap();
+        let size = compact.answer.len() + compact.additional.len();
+        assert!(size < (encoded.answer.len() + encoded.additional.len()) / 2);
+        let packed = NameAnswers::new(&[compact], None);
+        let view = packed.view().find(rtype::SRV, 0).unwrap();
+        let question_end = HEADER_LEN + owner.wire().len() + zone.len() + 4;
+        let write = |limit| {
+            let mut out = vec![0; question_end];
+            let written = crate::srv::write(&mut out, &view, owner.wire(), zone, limit, 11);
+            (written, out.split_off(question_end))
+        };
+        let counts = (rrset.records.len() as u16, rrset.additional.len() as u16);
+        let (written, bytes) = write(usize::MAX);
+        assert_eq!(
+            (written.ancount, written.arcount, written.truncated),
+            (counts.0, counts.1, false)
+        );
+        assert_eq!(
+            bytes,
+            [encoded.answer.clone(), encoded.additional.clone()].concat()
+        );
+        // Room for the answer but not the additional records: those are left out whole.
+        let (written, bytes) = write(question_end + encoded.answer.len() + 11);
+        assert_eq!(
+            (written.ancount, written.arcount, written.truncated),
+            (counts.0, 0, false)
+        );
+        assert_eq!(bytes, encoded.answer);
+        // No room for the answer: nothing, truncated.
+        let (written, bytes) = write(question_end + encoded.answer.len() + 10);
+        assert!(written.truncated && bytes.is_empty());
+        size
+    }
+
     #[test]
     fn compact_srv_writes_what_the_encoded_form_holds() {
         let service = name("nginx.demo.svc");
@@ -436,81 +547,115 @@ mod tests {
             port,
             target: target(label),
         };
-        let rrset = RrSet {
+        let a = |label: &str, ip: &str| (target(label), RData::A(ip.parse().unwrap()));
+        let aaaa = |label: &str, ip: &str| (target(label), RData::Aaaa(ip.parse().unwrap()));
+        let set = |records, additional| RrSet {
             rtype: rtype::SRV,
-            records: vec![srv("web-0", 80), srv("web-1", 8080)],
-            additional: vec![
-                (target("web-0"), RData::A("10.0.0.1".parse().unwrap())),
-                (target("web-1"), RData::Aaaa("fd00::1".parse().unwrap())),
+            records,
+            additional,
+        };
+        // One port, one address per target in target order (a headless Service): the
+        // fields once, each address after its label.
+        let headless = set(
+            vec![srv("web-0", 80), srv("web-1", 80), srv("web-2", 80)],
+            vec![
+                a("web-0", "10.0.0.1"),
+                aaaa("web-1", "fd00::1"),
+                a("web-2", "10.0.0.3"),
             ],
-        };
-        let ctx = ctx();
-        let zone = &ctx.forward_zones[0];
-        let encoded = compile_rrset(&owner, &rrset, Some(zone), 0, &ctx);
-        let compact = crate::srv::compact(&owner, &rrset, ctx.ttl).unwrap();
-        assert!(
-            compact.answer.len() + compact.additional.len()
-                < (encoded.answer.len() + encoded.additional.len()) / 2
         );
-        let packed = NameAnswers::new(&[compact], None);
-        let view = packed.view().find(rtype::SRV, 0).unwrap();
-        let write = |limit| {
-            let mut out = vec![0; HEADER_LEN + owner.wire().len() + zone.len() + 4];
-            let written = crate::srv::write(&mut out, &view, owner.wire(), zone, limit, 11);
-            (
-                written,
-                out.split_off(HEADER_LEN + owner.wire().len() + zone.len() + 4),
-            )
-        };
-        let (written, bytes) = write(usize::MAX);
-        assert_eq!(
-            (written.ancount, written.arcount, written.truncated),
-            (2, 2, false)
-        );
-        assert_eq!(
-            bytes,
-            [encoded.answer.clone(), encoded.additional.clone()].concat()
-        );
-        // Room for the answer but not the additional records: those are left out whole.
-        let question_end = HEADER_LEN + owner.wire().len() + zone.len() + 4;
-        let (written, bytes) = write(question_end + encoded.answer.len() + 11);
-        assert_eq!(
-            (written.ancount, written.arcount, written.truncated),
-            (2, 0, false)
-        );
-        assert_eq!(bytes, encoded.answer);
-        // No room for the answer: nothing, truncated.
-        let (written, bytes) = write(question_end + encoded.answer.len() + 10);
-        assert!(written.truncated && bytes.is_empty());
+        let paired_and_shared = check_compact_srv(&owner, &headless);
+        // Per record: label (6) and address (1 + 4 or 16), after a 14-byte head and the
+        // shared fields.
+        assert_eq!(paired_and_shared, 14 + 6 + 3 * 6 + 5 + 17 + 5);
+        // Fields that differ are kept per record.
+        let mut ports = headless.clone();
+        ports.records[1] = srv("web-1", 8080);
+        assert_eq!(check_compact_srv(&owner, &ports), paired_and_shared + 2 * 6);
+        // Additional records that do not follow the targets one to one (a dual-stack pod,
+        // another order) keep their own labels.
+        let mut dual_stack = headless.clone();
+        dual_stack.additional.insert(1, aaaa("web-0", "fd00::9"));
+        check_compact_srv(&owner, &dual_stack);
+        let mut reordered = ports.clone();
+        reordered.additional.swap(0, 2);
+        check_compact_srv(&owner, &reordered);
         // A target elsewhere keeps the encoded form.
-        let mut elsewhere = rrset.clone();
+        let mut elsewhere = headless.clone();
         elsewhere.records.push(RData::Srv {
             priority: 0,
             weight: 50,
             port: 80,
             target: name("x.other.demo.svc"),
         });
-        assert!(crate::srv::compact(&owner, &elsewhere, ctx.ttl).is_none());
+        assert!(crate::srv::compact(&owner, &elsewhere, 5).is_none());
     }
 
     #[test]
-    fn a_record_wire() {
-        let records = NameRecords {
-            name: name("web-0.nginx.demo.svc"),
-            rrsets: vec![RrSet {
-                rtype: rtype::A,
-                records: vec![RData::A("10.244.1.5".parse().unwrap())],
-                additional: vec![],
-            }],
-            slot: false,
+    fn address_sets_are_kept_as_addresses_and_write_what_the_encoded_form_holds() {
+        let owner = name("nginx.demo.svc");
+        let rrset = |rtype, records: &[&str]| RrSet {
+            rtype,
+            records: records
+                .iter()
+                .map(|ip| RData::address(ip.parse().unwrap()))
+                .collect(),
+            additional: vec![],
         };
-        let compiled = compile_name(&records, &ctx());
-        let rr = compiled.view().find(rtype::A, 0).unwrap();
+        let ctx = ctx();
+        for set in [
+            rrset(rtype::A, &["10.244.1.5", "10.244.2.7", "10.244.3.9"]),
+            rrset(rtype::AAAA, &["fd00::1", "fd00::2"]),
+        ] {
+            let records = NameRecords {
+                name: owner.clone(),
+                rrsets: vec![set.clone()],
+                slot: false,
+            };
+            let compiled = compile_name(&records, &ctx);
+            let rr = compiled.view().find(set.rtype, 0).unwrap();
+            assert_eq!(
+                (rr.form, rr.ancount, rr.arcount),
+                (ADDRESSES, set.records.len() as u16, 0)
+            );
+            let found = rr.address_set().unwrap();
+            assert_eq!(found.ttl, ctx.ttl);
+            // What the query path writes from it: the encoded records, byte for byte.
+            let mut written = Vec::new();
+            for address in found.addresses.chunks_exact(found.width) {
+                written.extend_from_slice(&crate::wire::record_head(
+                    crate::wire::QUESTION_POINTER,
+                    set.rtype,
+                    found.ttl,
+                    found.width,
+                ));
+                written.extend_from_slice(address);
+            }
+            let encoded = compile_rrset(&owner, &set, None, ANY_ZONE, &ctx);
+            assert_eq!(written, encoded.answer);
+            // The TTL once, then the addresses alone: 12 octets less per record.
+            assert_eq!(
+                rr.answer.len() + 12 * set.records.len(),
+                encoded.answer.len() + 4
+            );
+        }
+        // The wire bytes of one A record, for the record above.
+        let encoded = compile_rrset(
+            &owner,
+            &rrset(rtype::A, &["10.244.1.5"]),
+            None,
+            ANY_ZONE,
+            &ctx,
+        );
         assert_eq!(
-            rr.answer,
+            encoded.answer,
             b"\xC0\x0C\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04\x0a\xf4\x01\x05"
         );
-        assert_eq!((rr.ancount, rr.arcount), (1, 0));
-        assert!(compiled.view().find(rtype::AAAA, 0).is_none());
+        // An address set with additional records (none are built today) keeps the encoded form.
+        let mut with_additional = rrset(rtype::A, &["10.0.0.1"]);
+        with_additional
+            .additional
+            .push((owner.clone(), RData::A("10.0.0.2".parse().unwrap())));
+        assert!(compact_addresses(&with_additional, 5).is_none());
     }
 }

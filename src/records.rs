@@ -74,7 +74,7 @@ impl RData {
         }
     }
 
-    fn address(ip: IpAddr) -> Self {
+    pub(crate) fn address(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => RData::A(v4),
             IpAddr::V6(v6) => RData::Aaaa(v6),

@@ -4,14 +4,21 @@
 //! uncompressed as RFC 2782 requires) and adds its address: pre-encoded, that is about 90
 //! bytes per endpoint, per port and per zone. Every target is one label below the Service's
 //! name, which the question ends with, so the set is kept as the targets' labels, ports and
-//! addresses (about 25 bytes per endpoint, for every zone) and written against the question
+//! addresses (about 12 bytes per endpoint, for every zone) and written against the question
 //! when asked.
 //!
-//! Layout of the answer part: the length of the owner's labels before the Service's name
-//! (u8), the TTL (u32), the total length of the target labels (u32) and of the additional
-//! records' labels and addresses (u32), then per record `[priority u16][weight u16]
-//! [port u16][label length][label]`. The additional part: per record `[label length][label]
-//! [address length][address]`.
+//! Layout of the answer part: a head, then the records. The head: the length of the
+//! owner's labels before the Service's name (u8), the TTL (u32), the total length of the
+//! target labels (u32) and of the additional records' labels and addresses (u32), and a
+//! layout byte. Then, with [`SHARED_FIELDS`], the priority, weight and port of every record
+//! (u16 each) once; and per record `[priority u16][weight u16][port u16]` unless shared,
+//! `[label length][label]`, and with [`PAIRED`] the target's one address `[address
+//! length][address]`. Without [`PAIRED`], the additional part holds per record `[label
+//! length][label][address length][address]`.
+//!
+//! A headless Service's set is both: one weight for all (RFC 2782 spreads the load evenly),
+//! usually one port, and one address per target in target order. Each record is then its
+//! label and its address, about 12 bytes.
 
 use crate::compile::{ANY_ZONE, CompiledRrset, Rrset};
 use crate::name::RelativeName;
@@ -22,8 +29,27 @@ use crate::wire::{self, HEADER_LEN, QUESTION_POINTER, RECORD_HEAD_LEN};
 pub const FORM: u8 = 1;
 
 /// Bytes before the records: prefix length, TTL, the total length of the records' labels
-/// and that of the additional records' labels and addresses.
-const HEAD_LEN: usize = 1 + 4 + 4 + 4;
+/// and that of the additional records' labels and addresses, the layout.
+const HEAD_LEN: usize = 1 + 4 + 4 + 4 + 1;
+
+/// Layout bit: every record has the same priority, weight and port, stored once.
+const SHARED_FIELDS: u8 = 1;
+/// Layout bit: the additional records are the targets' addresses, one per record in record
+/// order, each stored after its record's label.
+const PAIRED: u8 = 2;
+
+/// Appends an address record's address as `[length][octets]` and returns the length, or
+/// `None` if the record is not an address.
+fn push_address(out: &mut Vec<u8>, record: &RData) -> Option<usize> {
+    let octets: &[u8] = match record {
+        RData::A(ip) => &ip.octets(),
+        RData::Aaaa(ip) => &ip.octets(),
+        _ => return None,
+    };
+    out.push(octets.len() as u8);
+    out.extend_from_slice(octets);
+    Some(octets.len())
+}
 
 /// `rrset` (the SRV records at `owner`) in compact form, when every target and every
 /// additional owner is one label below one name that `owner` is below too; `None` keeps
@@ -44,12 +70,7 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
         let label = name.labels().next()?;
         Some([&[u8::try_from(label.len()).ok()?][..], label].concat())
     };
-    let mut answer = vec![u8::try_from(prefix).ok()?];
-    answer.extend_from_slice(&ttl.to_be_bytes());
-    // The sizes of the labels and addresses, filled in below: the writer sizes the sections
-    // from them without a pass over the records.
-    answer.extend_from_slice(&[0; 8]);
-    let (mut labels, mut extra) = (0usize, 0usize);
+    let mut records = Vec::with_capacity(rrset.records.len());
     for record in &rrset.records {
         let RData::Srv {
             priority,
@@ -60,26 +81,56 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
         else {
             return None;
         };
-        for value in [priority, weight, port] {
-            answer.extend_from_slice(&value.to_be_bytes());
+        let mut fields = [0; 6];
+        fields[..2].copy_from_slice(&priority.to_be_bytes());
+        fields[2..4].copy_from_slice(&weight.to_be_bytes());
+        fields[4..].copy_from_slice(&port.to_be_bytes());
+        records.push((fields, target));
+    }
+    let shared = records.windows(2).all(|pair| pair[0].0 == pair[1].0);
+    let paired = rrset.additional.len() == records.len()
+        && records
+            .iter()
+            .zip(&rrset.additional)
+            .all(|((_, target), (owner, record))| {
+                *target == owner && matches!(record, RData::A(_) | RData::Aaaa(_))
+            });
+    let mut layout = 0;
+    if shared {
+        layout |= SHARED_FIELDS;
+    }
+    if paired {
+        layout |= PAIRED;
+    }
+    let mut answer = vec![u8::try_from(prefix).ok()?];
+    answer.extend_from_slice(&ttl.to_be_bytes());
+    // The sizes of the labels and addresses, filled in below: the writer sizes the sections
+    // from them without a pass over the records.
+    answer.extend_from_slice(&[0; 8]);
+    answer.push(layout);
+    if shared {
+        answer.extend_from_slice(&records.first()?.0);
+    }
+    let (mut labels, mut extra) = (0usize, 0usize);
+    for (n, (fields, target)) in records.iter().enumerate() {
+        if !shared {
+            answer.extend_from_slice(fields);
         }
         let label = label_of(target)?;
         labels += label.len() - 1;
         answer.extend_from_slice(&label);
+        if paired {
+            let address_len = push_address(&mut answer, &rrset.additional.get(n)?.1)?;
+            extra += label.len() - 1 + address_len;
+        }
     }
     let mut additional = Vec::new();
-    for (name, record) in &rrset.additional {
-        let label = label_of(name)?;
-        extra += label.len() - 1;
-        additional.extend_from_slice(&label);
-        let address = match record {
-            RData::A(ip) => &ip.octets()[..],
-            RData::Aaaa(ip) => &ip.octets()[..],
-            _ => return None,
-        };
-        extra += address.len();
-        additional.push(address.len() as u8);
-        additional.extend_from_slice(address);
+    if !paired {
+        for (name, record) in &rrset.additional {
+            let label = label_of(name)?;
+            additional.extend_from_slice(&label);
+            extra += label.len() - 1 + push_address(&mut additional, record)?;
+        }
     }
     answer[5..9].copy_from_slice(&u32::try_from(labels).ok()?.to_be_bytes());
     answer[9..13].copy_from_slice(&u32::try_from(extra).ok()?.to_be_bytes());
@@ -109,24 +160,79 @@ fn split_label(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     rest.split_at_checked(usize::from(len))
 }
 
-/// The SRV records of a compact record set: (priority, weight, port, target label).
-fn records<'a>(mut bytes: &'a [u8]) -> impl Iterator<Item = ([u8; 6], &'a [u8])> + 'a {
+/// One record of a compact record set: priority, weight and port, the target's label, and
+/// the target's address when the set is [`PAIRED`].
+struct Record<'a> {
+    fields: [u8; 6],
+    label: &'a [u8],
+    address: Option<&'a [u8]>,
+}
+
+/// The records of a compact record set, from the bytes after its head.
+fn records(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = Record<'_>> {
+    let shared = if layout & SHARED_FIELDS != 0 {
+        match bytes.split_first_chunk::<6>() {
+            Some((fields, rest)) => {
+                bytes = rest;
+                Some(*fields)
+            }
+            None => {
+                bytes = &[];
+                None
+            }
+        }
+    } else {
+        None
+    };
     std::iter::from_fn(move || {
-        let (fixed, rest) = bytes.split_first_chunk::<6>()?;
-        let (label, rest) = split_label(rest)?;
+        let fields = match shared {
+            Some(fields) => fields,
+            None => {
+                let (fields, rest) = bytes.split_first_chunk::<6>()?;
+                bytes = rest;
+                *fields
+            }
+        };
+        let (label, rest) = split_label(bytes)?;
         bytes = rest;
-        Some((*fixed, label))
+        let address = if layout & PAIRED != 0 {
+            let (address, rest) = split_label(bytes)?;
+            bytes = rest;
+            Some(address)
+        } else {
+            None
+        };
+        Some(Record {
+            fields,
+            label,
+            address,
+        })
     })
 }
 
-/// The additional records of a compact record set: (owner label, address).
-fn additional<'a>(mut bytes: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+/// The additional records of a compact record set that is not [`PAIRED`]: (owner label,
+/// address).
+fn additional(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::from_fn(move || {
         let (label, rest) = split_label(bytes)?;
         let (address, rest) = split_label(rest)?;
         bytes = rest;
         Some((label, address))
     })
+}
+
+/// Writes one additional address record: the target's label, a pointer to the Service's
+/// name, and the address.
+fn write_address(out: &mut Vec<u8>, label: &[u8], base_pointer: u16, ttl: u32, address: &[u8]) {
+    let rtype = if address.len() == 4 {
+        rtype::A
+    } else {
+        rtype::AAAA
+    };
+    out.push(label.len() as u8);
+    out.extend_from_slice(label);
+    out.extend_from_slice(&wire::record_head(base_pointer, rtype, ttl, address.len()));
+    out.extend_from_slice(address);
 }
 
 /// Writes the compact record set `rrset` as the answer (and, if it fits too, additional)
@@ -164,17 +270,18 @@ pub fn write(
         return nothing(true);
     }
     out.reserve(answer_len);
-    for (fields, label) in records(body) {
-        let rdata_len = 6 + 1 + label.len() + suffix_len;
+    let layout = head[13];
+    for record in records(layout, body) {
+        let rdata_len = 6 + 1 + record.label.len() + suffix_len;
         out.extend_from_slice(&wire::record_head(
             QUESTION_POINTER,
             rtype::SRV,
             ttl,
             rdata_len,
         ));
-        out.extend_from_slice(&fields);
-        out.push(label.len() as u8);
-        out.extend_from_slice(label);
+        out.extend_from_slice(&record.fields);
+        out.push(record.label.len() as u8);
+        out.extend_from_slice(record.label);
         out.extend_from_slice(base);
         out.extend_from_slice(zone);
     }
@@ -185,16 +292,16 @@ pub fn write(
     let mut arcount = 0;
     // Optional: left out whole rather than set TC (RFC 2181 9).
     if out.len() + additional_len + reserve <= limit {
-        for (label, address) in additional(rrset.additional) {
-            let rtype = if address.len() == 4 {
-                rtype::A
-            } else {
-                rtype::AAAA
-            };
-            out.push(label.len() as u8);
-            out.extend_from_slice(label);
-            out.extend_from_slice(&wire::record_head(base_pointer, rtype, ttl, address.len()));
-            out.extend_from_slice(address);
+        if layout & PAIRED != 0 {
+            for record in records(layout, body) {
+                if let Some(address) = record.address {
+                    write_address(out, record.label, base_pointer, ttl, address);
+                }
+            }
+        } else {
+            for (label, address) in additional(rrset.additional) {
+                write_address(out, label, base_pointer, ttl, address);
+            }
         }
         arcount = rrset.arcount;
     }
