@@ -15,6 +15,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use crate::compile::{CompileContext, NameAnswers, compile_name};
+use crate::keyed::KeyedSet;
 use crate::metrics::Metrics;
 use crate::model::{EndpointSlice, Kind, Object, ObjectKey, Service, StatefulSet};
 use crate::name::{MAX_NAME_LEN, RelativeName, reverse_name};
@@ -281,14 +282,14 @@ pub struct Controller {
     /// Longest forward zone, root label included: names longer than 255 octets with it are
     /// not published.
     longest_zone: usize,
-    services: BTreeMap<ObjectKey, Service>,
-    slices: HashMap<ObjectKey, EndpointSlice>,
+    services: KeyedSet<Service>,
+    slices: KeyedSet<EndpointSlice>,
     /// The slices and StatefulSets of each Service (one entry for both: a map entry per
     /// Service is a per-endpoint cost at a few pods per Service).
     links: BTreeMap<ObjectKey, ServiceLinks>,
     /// Legacy Endpoints, by Service; used only while a Service has no EndpointSlice.
     legacy_endpoints: BTreeMap<ObjectKey, Vec<EndpointSlice>>,
-    stateful_sets: BTreeMap<ObjectKey, StatefulSet>,
+    stateful_sets: KeyedSet<StatefulSet>,
     /// Which records a Service has (ordinal slots, unready pod names).
     options: RecordOptions,
     published: HashMap<ObjectKey, Published>,
@@ -323,11 +324,11 @@ impl Controller {
             store,
             compile,
             longest_zone,
-            services: BTreeMap::new(),
-            slices: HashMap::new(),
+            services: KeyedSet::default(),
+            slices: KeyedSet::default(),
             links: BTreeMap::new(),
             legacy_endpoints: BTreeMap::new(),
-            stateful_sets: BTreeMap::new(),
+            stateful_sets: KeyedSet::default(),
             options,
             published: HashMap::new(),
             reverse: AddressMap::default(),
@@ -462,7 +463,7 @@ impl Controller {
             Object::Service(service) => {
                 if self.services.get(&service.key) != Some(&service) {
                     dirty.insert(service.key.clone());
-                    self.services.insert(service.key.clone(), service);
+                    self.services.insert(service);
                 }
             }
             Object::EndpointSlice(slice) => {
@@ -476,9 +477,10 @@ impl Controller {
                     .slices
                     .insert(slice.key.clone());
                 self.endpoints += slice.endpoints.len();
-                if let Some(old) = self.slices.insert(slice.key.clone(), slice.clone()) {
+                let service = slice.service.clone();
+                if let Some(old) = self.slices.insert(slice) {
                     self.endpoints -= old.endpoints.len();
-                    if old.service != slice.service {
+                    if old.service != service {
                         self.unlink_slice(&old);
                         dirty.insert(old.service);
                     }
@@ -504,8 +506,9 @@ impl Controller {
                     .stateful_sets
                     .insert(sts.key.clone());
                 dirty.insert(service);
-                if let Some(old) = self.stateful_sets.insert(sts.key.clone(), sts.clone())
-                    && old.service_name != sts.service_name
+                let service_name = sts.service_name.clone();
+                if let Some(old) = self.stateful_sets.insert(sts)
+                    && old.service_name != service_name
                 {
                     self.unlink_stateful_set(&old);
                     dirty.insert(governing_service(&old));
@@ -624,7 +627,7 @@ impl Controller {
                 .as_deref()
                 .is_some_and(|b| store::found_through_parent(k, b))
         };
-        let mut answers = ServiceAnswers::default();
+        let mut answers = Vec::new();
         let mut pods = PodTableBuilder::default();
         // Names from endpoint hostnames: their table entries say so, for the reverse
         // answers read back from the table.
@@ -652,14 +655,13 @@ impl Controller {
             {
                 continue;
             }
-            answers.insert(SnapshotEntry::new(
+            answers.push(SnapshotEntry::new(
                 &name_key,
                 &compile_name(name, &self.compile),
             ));
         }
-        answers.shrink_to_fit();
         let snapshot = ServiceSnapshot {
-            names: answers,
+            names: ServiceAnswers::from_iter(answers),
             pods: pods.build(),
             ttl: self.compile.ttl,
             slot_negative_ttl: self.compile.slot_negative_ttl,
@@ -695,7 +697,7 @@ impl Controller {
         let has_names = !snapshot.names.is_empty() || !snapshot.pods.is_empty();
         let gone: Vec<&[u8]> = old_keys
             .into_iter()
-            .filter(|k| !snapshot.names.contains(*k) && indexed(k))
+            .filter(|k| !snapshot.names.contains(k) && indexed(k))
             .collect();
         slot.publish(snapshot);
         for k in gone {
@@ -1326,12 +1328,14 @@ mod tests {
         assert!(
             controller
                 .services
-                .contains_key(&ObjectKey::new("data", "zk"))
+                .get(&ObjectKey::new("data", "zk"))
+                .is_some()
         );
         assert!(
-            !controller
+            controller
                 .services
-                .contains_key(&ObjectKey::new("data", "ignored"))
+                .get(&ObjectKey::new("data", "ignored"))
+                .is_none()
         );
         assert_eq!(types_at(&store, ZoneKind::Forward, "other.demo.svc"), None);
         assert_eq!(ptr(&store, "2.0.0.10"), None);

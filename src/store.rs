@@ -19,9 +19,7 @@
 //! is written from the label its pod table has for the address. Every other reverse name
 //! (an address several Services claim, a ClusterIP) is indexed with compiled answers.
 
-use std::borrow::Borrow;
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,8 +97,45 @@ pub fn found_through_parent(key: &[u8], service: &[u8]) -> bool {
 /// default SipHash on short keys and still seeded per process.
 pub type FastHash = foldhash::fast::RandomState;
 
-/// The compiled answers of the names of one Service that are not in its [`PodTable`].
-pub type ServiceAnswers = HashSet<SnapshotEntry, FastHash>;
+/// The compiled answers of the names of one Service that are not in its [`PodTable`]: the
+/// Service's own name, its SRV names, the odd name the table cannot hold. A few per
+/// Service, so they are kept sorted by key in one exact-size block and found by binary
+/// search; a hash set would add its control bytes, spare slots and hasher to every Service.
+#[derive(Debug, Default)]
+pub struct ServiceAnswers(Box<[SnapshotEntry]>);
+
+impl ServiceAnswers {
+    pub fn get(&self, key: &[u8]) -> Option<&SnapshotEntry> {
+        let at = self.0.binary_search_by(|entry| entry.key().cmp(key)).ok()?;
+        self.0.get(at)
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SnapshotEntry> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Of two entries with one key, the first is kept.
+impl FromIterator<SnapshotEntry> for ServiceAnswers {
+    fn from_iter<I: IntoIterator<Item = SnapshotEntry>>(entries: I) -> Self {
+        let mut entries: Vec<SnapshotEntry> = entries.into_iter().collect();
+        entries.sort_by(|a, b| a.key().cmp(b.key()));
+        entries.dedup_by(|later, earlier| later.key() == earlier.key());
+        Self(entries.into_boxed_slice())
+    }
+}
 
 /// Everything one Service answers, swapped in whole: its pods' names (and the other
 /// address-only names one label below its own) in a compact table, every other name with
@@ -119,9 +154,9 @@ pub struct ServiceSnapshot {
 }
 
 /// One name of a Service's snapshot with its answers, in one allocation:
-/// `[key length: u16][key][packed answers]`. A Service snapshot holds one per name, most of
-/// them pods' names, so the key and the answers share a heap block and the table holds a
-/// single pointer. Hashed and compared by the key alone, so the set is looked up by key.
+/// `[key length: u16][key][packed answers]`. A Service snapshot holds one per name its pod
+/// table does not, so the key and the answers share a heap block and the list holds a
+/// single pointer.
 #[derive(Debug, Clone)]
 pub struct SnapshotEntry(Box<[u8]>);
 
@@ -153,26 +188,6 @@ impl SnapshotEntry {
         Answers(self.0.get(2 + self.key_len()..).unwrap_or_default())
     }
 }
-
-impl Borrow<[u8]> for SnapshotEntry {
-    fn borrow(&self) -> &[u8] {
-        self.key()
-    }
-}
-
-impl Hash for SnapshotEntry {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
-    }
-}
-
-impl PartialEq for SnapshotEntry {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for SnapshotEntry {}
 
 /// Where the answers of one name live.
 #[derive(Debug, Clone)]
@@ -437,6 +452,29 @@ mod tests {
             Lookup::Name(a) => Some(a.rrsets().next().map_or(0, |r| r.answer[0])),
             Lookup::Addresses(_) | Lookup::Ptr(_) => Some(u8::MAX),
         })
+    }
+
+    #[test]
+    fn service_answers_find_each_key_and_keep_the_first_of_two() {
+        let entry = |key: &[u8], tag| SnapshotEntry::new(key, &answers(tag));
+        let set = ServiceAnswers::from_iter([
+            entry(b"\x00\x05nginx", 1),
+            entry(b"\x00\x04_web\x04_tcp\x05nginx", 2),
+            entry(b"\x00\x05nginx", 3),
+            entry(b"\x00\x01a", 4),
+        ]);
+        assert_eq!(set.len(), 3);
+        let tag = |key: &[u8]| {
+            set.get(key)
+                .and_then(|e| e.answers().rrsets().next())
+                .map(|r| r.answer[0])
+        };
+        assert_eq!(tag(b"\x00\x05nginx"), Some(1));
+        assert_eq!(tag(b"\x00\x04_web\x04_tcp\x05nginx"), Some(2));
+        assert_eq!(tag(b"\x00\x01a"), Some(4));
+        assert_eq!(tag(b"\x00\x01b"), None);
+        assert!(set.contains(b"\x00\x01a") && !set.contains(b""));
+        assert!(ServiceAnswers::default().get(b"\x00\x05nginx").is_none());
     }
 
     #[test]
