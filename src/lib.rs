@@ -42,6 +42,7 @@ pub mod error;
 pub mod http;
 pub mod keyed;
 pub mod kube_source;
+pub mod manifest_index;
 pub mod manifest_watch;
 pub mod manifests;
 pub mod metrics;

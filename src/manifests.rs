@@ -7,7 +7,7 @@
 //! fixed, so that a half-saved edit never takes names away: its changes are not sent, and
 //! the controller keeps what it has. The objects themselves are not kept here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::controller::Change;
 use crate::convert;
+use crate::manifest_index::{DefinitionIndex, FileId, Undefined};
 use crate::model::{Kind, Object, ObjectKey};
 
 /// Why the manifests could not be read at all.
@@ -51,53 +52,11 @@ struct FileStamp {
     modified: Option<SystemTime>,
 }
 
-/// The files that define one object, in path order: almost always one. When there are
-/// several, the last one wins.
-#[derive(Debug)]
-enum Definers {
-    One(Arc<Path>),
-    Many(Vec<Arc<Path>>),
-}
-
-impl Definers {
-    fn winner(&self) -> &Arc<Path> {
-        match self {
-            Definers::One(path) => path,
-            // Never empty: `remove` turns a list of two into `One`.
-            Definers::Many(paths) => &paths[paths.len() - 1],
-        }
-    }
-
-    fn paths(&self) -> &[Arc<Path>] {
-        match self {
-            Definers::One(path) => std::slice::from_ref(path),
-            Definers::Many(paths) => paths,
-        }
-    }
-
-    fn add(&mut self, path: &Arc<Path>) {
-        let mut paths = self.paths().to_vec();
-        if let Err(at) = paths.binary_search(path) {
-            paths.insert(at, path.clone());
-        }
-        *self = Definers::Many(paths);
-    }
-
-    /// Removes `path`; `false` when no file is left.
-    fn remove(&mut self, path: &Path) -> bool {
-        let paths: Vec<Arc<Path>> = self
-            .paths()
-            .iter()
-            .filter(|p| ***p != *path)
-            .cloned()
-            .collect();
-        *self = match <[Arc<Path>; 1]>::try_from(paths) {
-            Ok([one]) => Definers::One(one),
-            Err(paths) if paths.is_empty() => return false,
-            Err(paths) => Definers::Many(paths),
-        };
-        true
-    }
+/// A file known to the set: when it was last read, and its number in the index.
+#[derive(Debug, Clone, Copy)]
+struct KnownFile {
+    stamp: FileStamp,
+    id: FileId,
 }
 
 /// The manifests under one path: which file defines which object, and when each file was
@@ -107,8 +66,8 @@ impl Definers {
 #[derive(Debug)]
 pub struct ManifestSet {
     root: PathBuf,
-    files: BTreeMap<Arc<Path>, FileStamp>,
-    defined: HashMap<(Kind, ObjectKey), Definers>,
+    files: BTreeMap<Arc<Path>, KnownFile>,
+    defined: DefinitionIndex,
 }
 
 impl ManifestSet {
@@ -116,7 +75,7 @@ impl ManifestSet {
         Self {
             root: root.into(),
             files: BTreeMap::new(),
-            defined: HashMap::new(),
+            defined: DefinitionIndex::default(),
         }
     }
 
@@ -160,10 +119,13 @@ impl ManifestSet {
             .collect();
         for path in gone {
             tracing::info!(file = %path.display(), "manifest file removed: its objects are gone");
-            self.files.remove(&path);
-            for key in self.keys_of(&path) {
-                self.undefine(key, &path, &mut changes);
+            let Some(file) = self.files.remove(&path) else {
+                continue;
+            };
+            for key in self.defined.keys_of(file.id) {
+                self.undefine(key, file.id, &mut changes);
             }
+            self.defined.remove_file(file.id);
         }
         for path in paths {
             self.reload_file(&path, &mut changes);
@@ -183,11 +145,17 @@ impl ManifestSet {
                 return;
             }
         };
-        let known = self.files.get_key_value(path);
-        if known.is_some_and(|(_, s)| *s == stamp) {
+        let known = self
+            .files
+            .get_key_value(path)
+            .map(|(path, file)| (path.clone(), *file));
+        if known.as_ref().is_some_and(|(_, file)| file.stamp == stamp) {
             return;
         }
-        let path: Arc<Path> = known.map_or_else(|| path.into(), |(p, _)| p.clone());
+        let (path, known_id): (Arc<Path>, Option<FileId>) = match known {
+            Some((path, file)) => (path, Some(file.id)),
+            None => (path.into(), None),
+        };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) => {
@@ -207,7 +175,9 @@ impl ManifestSet {
         }
         // Remember the stamp either way, so that the same broken file is not re-parsed
         // every tick.
-        let was_known = self.files.insert(path.clone(), stamp).is_some();
+        let was_known = known_id.is_some();
+        let id = known_id.unwrap_or_else(|| self.defined.add_file(path.clone()));
+        self.files.insert(path.clone(), KnownFile { stamp, id });
         if was_known && !errors.is_empty() {
             tracing::warn!(
                 file = %path.display(),
@@ -225,60 +195,36 @@ impl ManifestSet {
             }
         }
         if was_known {
-            for key in self.keys_of(&path) {
+            for key in self.defined.keys_of(id) {
                 if !by_key.contains_key(&key) {
-                    self.undefine(key, &path, changes);
+                    self.undefine(key, id, changes);
                 }
             }
         }
-        for (key, object) in by_key {
-            let definers = self
-                .defined
-                .entry(key)
-                .or_insert_with(|| Definers::One(path.clone()));
-            if !definers.paths().contains(&path) {
-                definers.add(&path);
-            }
-            if let [earlier, .., later] = definers.paths() {
+        for ((kind, key), object) in by_key {
+            let defined = self.defined.define(kind, key, id);
+            if let Some((earlier, later)) = &defined.conflict {
                 tracing::warn!(
-                    kind = object.kind().as_str(),
+                    kind = kind.as_str(),
                     object = %object.key(),
                     earlier = %earlier.display(),
                     later = %later.display(),
                     "object defined twice; the later file wins"
                 );
             }
-            if *definers.winner() == path {
+            if defined.wins {
                 changes.push(Change::Apply(object));
             }
         }
     }
 
-    /// The objects `path` defines: a walk over every object, done only when a known file
-    /// changes or goes.
-    fn keys_of(&self, path: &Path) -> Vec<(Kind, ObjectKey)> {
-        self.defined
-            .iter()
-            .filter(|(_, definers)| definers.paths().iter().any(|p| **p == *path))
-            .map(|(key, _)| key.clone())
-            .collect()
-    }
-
-    /// `path` no longer defines `key`: the object is deleted, or, when `path` was the
+    /// File `id` no longer defines `key`: the object is deleted, or, when `id` was the
     /// winning file of several, the next one's object applies (read back from that file).
-    fn undefine(&mut self, key: (Kind, ObjectKey), path: &Path, changes: &mut Vec<Change>) {
-        let Some(definers) = self.defined.get_mut(&key) else {
-            return;
-        };
-        let was_winner = **definers.winner() == *path;
-        if !definers.remove(path) {
-            self.defined.remove(&key);
-            changes.push(Change::Delete(key.0, key.1));
-            return;
-        }
-        if was_winner {
-            let winner = definers.winner().clone();
-            match read_object(&winner, &key) {
+    fn undefine(&mut self, key: (Kind, ObjectKey), id: FileId, changes: &mut Vec<Change>) {
+        match self.defined.undefine(key.0, &key.1, id) {
+            Undefined::Unchanged => {}
+            Undefined::Gone => changes.push(Change::Delete(key.0, key.1)),
+            Undefined::NewWinner(winner) => match read_object(&winner, &key) {
                 Some(object) => changes.push(Change::Apply(object)),
                 None => tracing::warn!(
                     kind = key.0.as_str(),
@@ -286,7 +232,7 @@ impl ManifestSet {
                     file = %winner.display(),
                     "object no longer defined in its winning file, and the next file cannot be read back; keeping it as last loaded"
                 ),
-            }
+            },
         }
     }
 }
