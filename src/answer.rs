@@ -323,9 +323,9 @@ impl Responder {
                     response_flags |= flags::TC;
                 } else {
                     let head = wire::record_head(QUESTION_POINTER, rtype, ttl, width);
-                    for address in addresses.chunks_exact(width) {
-                        out.extend_from_slice(&head);
-                        out.extend_from_slice(address);
+                    match width {
+                        4 => write_a_records(out, &head, addresses),
+                        _ => write_address_records::<16>(out, &head, addresses),
                     }
                     ancount = u16::try_from(count).unwrap_or(u16::MAX);
                 }
@@ -369,5 +369,73 @@ impl Responder {
         }
         wire::patch_header(out, response_flags, [1, ancount, nscount, arcount]);
         rcode
+    }
+}
+
+/// Appends one A record per 4-octet address: `head` (owner, type, class, TTL, RDLENGTH),
+/// then the address. Each record is exactly 16 octets, so it is built in one 128-bit value
+/// and stored at once: a Service's 100 addresses cost about what copying them pre-encoded
+/// did.
+fn write_a_records(out: &mut Vec<u8>, head: &[u8; RECORD_HEAD_LEN], addresses: &[u8]) {
+    const RECORD: usize = RECORD_HEAD_LEN + 4;
+    let mut head_bytes = [0; RECORD];
+    head_bytes[..RECORD_HEAD_LEN].copy_from_slice(head);
+    let base = u128::from_le_bytes(head_bytes);
+    let start = out.len();
+    out.resize(start + addresses.len() / 4 * RECORD, 0);
+    let records = out[start..].chunks_exact_mut(RECORD);
+    for (record, address) in records.zip(addresses.chunks_exact(4)) {
+        let address = u32::from_le_bytes([address[0], address[1], address[2], address[3]]);
+        let bytes = (base | (u128::from(address) << (8 * RECORD_HEAD_LEN))).to_le_bytes();
+        record.copy_from_slice(&bytes);
+    }
+}
+
+/// Appends one record per `W`-octet address: `head` (owner, type, class, TTL, RDLENGTH),
+/// then the address. The section is sized once and every record is a fixed-size copy: a
+/// Service's 100 addresses are 100 16-byte stores, close to copying them pre-encoded.
+fn write_address_records<const W: usize>(
+    out: &mut Vec<u8>,
+    head: &[u8; RECORD_HEAD_LEN],
+    addresses: &[u8],
+) {
+    let start = out.len();
+    let count = addresses.len() / W;
+    out.resize(start + count * (RECORD_HEAD_LEN + W), 0);
+    let records = out[start..].chunks_exact_mut(RECORD_HEAD_LEN + W);
+    for (record, address) in records.zip(addresses.chunks_exact(W)) {
+        let (record_head, rdata) = record.split_at_mut(RECORD_HEAD_LEN);
+        record_head.copy_from_slice(head);
+        rdata.copy_from_slice(address);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records the writers must produce: the head, then each address, one by one.
+    fn one_by_one(head: &[u8; RECORD_HEAD_LEN], addresses: &[u8], width: usize) -> Vec<u8> {
+        addresses
+            .chunks_exact(width)
+            .flat_map(|address| [&head[..], address].concat())
+            .collect()
+    }
+
+    #[test]
+    fn address_records_are_the_head_and_each_address_after_what_is_there() {
+        let v4: Vec<u8> = (1..=3).flat_map(|n| [10, 244, n, 5]).collect();
+        let head = wire::record_head(QUESTION_POINTER, rtype::A, 30, 4);
+        let mut out = b"prefix".to_vec();
+        write_a_records(&mut out, &head, &v4);
+        assert_eq!(out, [&b"prefix"[..], &one_by_one(&head, &v4, 4)].concat());
+
+        let v6: Vec<u8> = (1..=2)
+            .flat_map(|n| [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n])
+            .collect();
+        let head = wire::record_head(QUESTION_POINTER, rtype::AAAA, 30, 16);
+        let mut out = b"prefix".to_vec();
+        write_address_records::<16>(&mut out, &head, &v6);
+        assert_eq!(out, [&b"prefix"[..], &one_by_one(&head, &v6, 16)].concat());
     }
 }
