@@ -2,7 +2,7 @@
 //!
 //! One parse, one case-folded lookup in a stack buffer, and copies of pre-encoded sections
 //! (or of the addresses, labels and ports that per-endpoint records are written from, in a
-//! pod table or a compact SRV set): no allocation (the caller's output buffer is reused),
+//! pod table, a Service's address set or a compact SRV set): no allocation (the caller's output buffer is reused),
 //! no logging, no error boxes. Every
 //! outcome is an RCODE.
 
@@ -374,8 +374,9 @@ impl Responder {
 
 /// Appends one A record per 4-octet address: `head` (owner, type, class, TTL, RDLENGTH),
 /// then the address. Each record is exactly 16 octets, so it is built in one 128-bit value
-/// and stored at once: a Service's 100 addresses cost about what copying them pre-encoded
-/// did.
+/// and stored at once. A Service's 100 A records take about 150 ns more than copying them
+/// pre-encoded (criterion), half what two copies per record took, for 12 bytes less per
+/// endpoint held.
 fn write_a_records(out: &mut Vec<u8>, head: &[u8; RECORD_HEAD_LEN], addresses: &[u8]) {
     const RECORD: usize = RECORD_HEAD_LEN + 4;
     let mut head_bytes = [0; RECORD];
@@ -392,8 +393,7 @@ fn write_a_records(out: &mut Vec<u8>, head: &[u8; RECORD_HEAD_LEN], addresses: &
 }
 
 /// Appends one record per `W`-octet address: `head` (owner, type, class, TTL, RDLENGTH),
-/// then the address. The section is sized once and every record is a fixed-size copy: a
-/// Service's 100 addresses are 100 16-byte stores, close to copying them pre-encoded.
+/// then the address. The section is sized once and every record is two fixed-size copies.
 fn write_address_records<const W: usize>(
     out: &mut Vec<u8>,
     head: &[u8; RECORD_HEAD_LEN],
