@@ -2,9 +2,8 @@
 //!
 //! One parse, one case-folded lookup in a stack buffer, and copies of pre-encoded sections
 //! (or of the addresses, labels and ports that per-endpoint records are written from, in a
-//! pod table, a Service's address set or a compact SRV set): no allocation (the caller's output buffer is reused),
-//! no logging, no error boxes. Every
-//! outcome is an RCODE.
+//! pod table, a Service's address set or a compact SRV set): no allocation (the caller's
+//! output buffer is reused), no logging, no error boxes. Every outcome is an RCODE.
 
 use std::sync::Arc;
 

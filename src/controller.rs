@@ -227,10 +227,13 @@ impl<V: Default> AddressMap<V> {
 /// address names an entry whose flag is not this claim's). Claims answered from a table
 /// are rebuilt from it later, so anything short of an exact match stays listed.
 fn answers_from_table(slot: &ServiceSlot, ip: IpAddr, source: &PtrSource) -> bool {
-    records::service_name(slot.owner())
-        .ok()
-        .and_then(|base| table_source(&slot.snapshot(), &base, ip))
-        .is_some_and(|from_table| from_table == *source)
+    table_claim(slot, ip).is_some_and(|from_table| from_table == *source)
+}
+
+/// The claim on `ip` that `slot`'s current pod table answers, if the table has the address.
+fn table_claim(slot: &ServiceSlot, ip: IpAddr) -> Option<PtrSource> {
+    let base = records::service_name(slot.owner()).ok()?;
+    table_source(&slot.snapshot(), &base, ip)
 }
 
 /// The claims on one address, listed with their targets. The common case, one Service whose
@@ -431,12 +434,7 @@ impl Controller {
             self.upsert(object, dirty);
         }
         let mut gone: Vec<(Kind, ObjectKey)> = Vec::new();
-        for k in [
-            Kind::Service,
-            Kind::EndpointSlice,
-            Kind::Endpoints,
-            Kind::StatefulSet,
-        ] {
+        for k in Kind::ALL {
             if kind.is_some_and(|kind| kind != k) {
                 continue; // a relist of one kind walks that kind's objects only
             }
@@ -666,6 +664,7 @@ impl Controller {
             ttl: self.compile.ttl,
             slot_negative_ttl: self.compile.slot_negative_ttl,
             name_in_primary_zone: service_name
+                .as_ref()
                 .map(|name| [name.wire(), &self.compile.primary_zone].concat().into())
                 .unwrap_or_default(),
         };
@@ -721,8 +720,13 @@ impl Controller {
                 reverse_ips: Addresses::default(),
             },
         );
-        let reverse_ips =
-            self.update_reverse(key, old_ips, old_snapshot.as_deref(), records.reverse);
+        let reverse_ips = self.update_reverse(
+            key,
+            service_name.as_ref(),
+            old_ips,
+            old_snapshot.as_deref(),
+            records.reverse,
+        );
         if has_names || !reverse_ips.is_empty() {
             if let Some(published) = self.published.get_mut(key) {
                 published.reverse_ips = reverse_ips;
@@ -734,17 +738,17 @@ impl Controller {
 
     /// Replaces the Service's claims on addresses with `new`, republishes the PTR answers of
     /// the addresses whose claims changed, and returns the addresses it claims now.
-    /// `old_snapshot` is what the Service published before this: its claims answered from
-    /// its pod table are read there.
+    /// `base` is the Service's own name; `old_snapshot` is what it published before this:
+    /// its claims answered from its pod table are read there.
     fn update_reverse(
         &mut self,
         service: &ObjectKey,
+        base: Option<&RelativeName>,
         old_ips: Addresses,
         old_snapshot: Option<&ServiceSnapshot>,
         mut new: Vec<(IpAddr, PtrSource)>,
     ) -> Addresses {
         new.sort();
-        let base = records::service_name(service).ok();
         let mut old: Vec<(IpAddr, PtrSource)> = Vec::new();
         let mut old_known = true;
         // The Service's claims answered from its pod table: not listed here.
@@ -760,7 +764,7 @@ impl Controller {
                 );
             } else if self.is_table_claim(ip, service) {
                 table_ips.push(ip);
-                let source = old_snapshot.zip(base.as_ref());
+                let source = old_snapshot.zip(base);
                 match source.and_then(|(snapshot, base)| table_source(snapshot, base, ip)) {
                     Some(source) => old.push((ip, source)),
                     None => old_known = false,
@@ -816,9 +820,7 @@ impl Controller {
         if self.reverse.get(&ip).is_none()
             && let Some(slot) = self.store.ptr_slot(ip)
         {
-            let base = records::service_name(slot.owner()).ok();
-            let source = base.and_then(|base| table_source(&slot.snapshot(), &base, ip));
-            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match source {
+            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match table_claim(&slot, ip) {
                 Some(source) => Box::new([(Arc::new(slot.owner().clone()), source)]),
                 None => {
                     // The owner republishes its claims with its table, so this is a bug.

@@ -41,28 +41,12 @@ pub struct DefinitionIndex {
     /// The path of each file number; `None` for a free number.
     paths: Vec<Option<Arc<Path>>>,
     free: Vec<FileId>,
-    /// The winning file of each object, one map per kind (the kind is not stored per
-    /// object).
-    winners: [HashMap<ObjectKey, FileId, FastHash>; 4],
+    /// The winning file of each object, one map per kind (`kind as usize`), so the kind
+    /// is not stored per object.
+    winners: [HashMap<ObjectKey, FileId, FastHash>; Kind::ALL.len()],
     /// The other files that define an object, in path order.
     shadowed: HashMap<(Kind, ObjectKey), Vec<FileId>, FastHash>,
 }
-
-fn kind_index(kind: Kind) -> usize {
-    match kind {
-        Kind::Service => 0,
-        Kind::EndpointSlice => 1,
-        Kind::Endpoints => 2,
-        Kind::StatefulSet => 3,
-    }
-}
-
-const KINDS: [Kind; 4] = [
-    Kind::Service,
-    Kind::EndpointSlice,
-    Kind::Endpoints,
-    Kind::StatefulSet,
-];
 
 impl DefinitionIndex {
     /// A number for `path`, which defines nothing yet.
@@ -95,7 +79,7 @@ impl DefinitionIndex {
     pub fn define(&mut self, kind: Kind, key: ObjectKey, id: FileId) -> Defined {
         let paths = &self.paths;
         let path = |id: FileId| paths.get(id as usize).and_then(Option::as_ref);
-        let winners = &mut self.winners[kind_index(kind)];
+        let winners = &mut self.winners[kind as usize];
         let Some(winner) = winners.get_mut(&key) else {
             winners.insert(key, id);
             return Defined {
@@ -106,10 +90,7 @@ impl DefinitionIndex {
         let current = *winner;
         if current == id {
             // Its winning file again: a conflict only if other files define it too.
-            let first = match self.shadowed.is_empty() {
-                true => None,
-                false => self.shadowed.get(&(kind, key)).and_then(|o| o.first()),
-            };
+            let first = self.shadowed.get(&(kind, key)).and_then(|o| o.first());
             let conflict = first.and_then(|first| Some((path(*first)?.clone(), path(id)?.clone())));
             return Defined {
                 wins: true,
@@ -137,16 +118,12 @@ impl DefinitionIndex {
 
     /// File `id` no longer defines `key`.
     pub fn undefine(&mut self, kind: Kind, key: &ObjectKey, id: FileId) -> Undefined {
-        let winners = &mut self.winners[kind_index(kind)];
+        let winners = &mut self.winners[kind as usize];
         let Some(&winner) = winners.get(key) else {
             return Undefined::Unchanged;
         };
         let shadowed_key = (kind, key.clone());
-        let others = match self.shadowed.is_empty() {
-            true => None,
-            false => self.shadowed.get_mut(&shadowed_key),
-        };
-        let Some(others) = others else {
+        let Some(others) = self.shadowed.get_mut(&shadowed_key) else {
             if winner != id {
                 return Undefined::Unchanged;
             }
@@ -181,10 +158,10 @@ impl DefinitionIndex {
     /// The objects file `id` defines, winning or not: a walk over every object, done only
     /// when a known file changes or goes.
     pub fn keys_of(&self, id: FileId) -> Vec<(Kind, ObjectKey)> {
-        let mut keys: Vec<(Kind, ObjectKey)> = KINDS
-            .iter()
-            .flat_map(|&kind| {
-                self.winners[kind_index(kind)]
+        let mut keys: Vec<(Kind, ObjectKey)> = Kind::ALL
+            .into_iter()
+            .flat_map(|kind| {
+                self.winners[kind as usize]
                     .iter()
                     .filter(move |(_, winner)| **winner == id)
                     .map(move |(key, _)| (kind, key.clone()))

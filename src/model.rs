@@ -308,6 +308,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order: `kind as usize` is its index here.
+    pub const ALL: [Kind; 4] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Endpoints,
+        Kind::StatefulSet,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Service => "Service",
@@ -341,6 +349,13 @@ impl Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_at_its_own_index() {
+        for (index, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, index, "{}", kind.as_str());
+        }
+    }
 
     #[test]
     fn endpoint_lists_read_back_what_they_were_built_from() {
