@@ -41,6 +41,12 @@ impl Keyed for StatefulSet {
 #[derive(Debug)]
 struct ByKey<T>(T);
 
+impl<T: Keyed> Keyed for Box<T> {
+    fn key(&self) -> &ObjectKey {
+        T::key(self)
+    }
+}
+
 impl<T: Keyed> Borrow<ObjectKey> for ByKey<T> {
     fn borrow(&self) -> &ObjectKey {
         self.0.key()
@@ -62,8 +68,12 @@ impl<T: Keyed> PartialEq for ByKey<T> {
 impl<T: Keyed> Eq for ByKey<T> {}
 
 /// Objects by their own key, each key stored once.
+///
+/// Boxed: a hash table has a power-of-two capacity at most 7/8 full, so up to half of its
+/// slots are empty, and a slot holding the object itself (56 to 112 bytes) would cost that
+/// much empty. With 8,896 Services, 16,384 slots held 42 bytes per endpoint; boxed, 27.
 #[derive(Debug)]
-pub struct KeyedSet<T>(HashSet<ByKey<T>, FastHash>);
+pub struct KeyedSet<T>(HashSet<ByKey<Box<T>>, FastHash>);
 
 impl<T> Default for KeyedSet<T> {
     fn default() -> Self {
@@ -73,16 +83,16 @@ impl<T> Default for KeyedSet<T> {
 
 impl<T: Keyed> KeyedSet<T> {
     pub fn get(&self, key: &ObjectKey) -> Option<&T> {
-        self.0.get(key).map(|object| &object.0)
+        self.0.get(key).map(|object| &*object.0)
     }
 
     /// Adds `object`, replacing the one with its key, which is returned.
     pub fn insert(&mut self, object: T) -> Option<T> {
-        self.0.replace(ByKey(object)).map(|old| old.0)
+        self.0.replace(ByKey(Box::new(object))).map(|old| *old.0)
     }
 
     pub fn remove(&mut self, key: &ObjectKey) -> Option<T> {
-        self.0.take(key).map(|old| old.0)
+        self.0.take(key).map(|old| *old.0)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
