@@ -15,6 +15,7 @@ use k8s_openapi::api::discovery::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::intern::intern;
 use crate::model::{
     Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind, StatefulSet,
 };
@@ -32,7 +33,8 @@ fn invalid(msg: impl Into<String>) -> ConvertError {
     ConvertError(msg.into())
 }
 
-fn object_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
+/// `metadata`'s namespace and name, checked.
+fn key_parts(meta: &ObjectMeta) -> Result<(&str, &str), ConvertError> {
     let name = meta
         .name
         .as_deref()
@@ -43,7 +45,27 @@ fn object_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
             "metadata.namespace {namespace:?} is not a DNS-1123 label (lowercase a-z, 0-9, '-', at most 63)"
         )));
     }
-    Ok(ObjectKey::new(namespace, name))
+    Ok((namespace, name))
+}
+
+/// The key of an object whose name nothing else repeats (an EndpointSlice, a StatefulSet).
+/// The namespace, which every object in it repeats, is shared.
+fn object_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
+    let (namespace, name) = key_parts(meta)?;
+    Ok(ObjectKey {
+        namespace: intern(namespace),
+        name: name.into(),
+    })
+}
+
+/// The key of a Service (or of its legacy Endpoints): its slices and StatefulSets repeat
+/// its name, so the name is shared too.
+fn service_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
+    let (namespace, name) = key_parts(meta)?;
+    Ok(ObjectKey {
+        namespace: intern(namespace),
+        name: intern(name),
+    })
 }
 
 fn protocol(value: Option<&str>, field: &str) -> Result<Protocol, ConvertError> {
@@ -82,7 +104,7 @@ fn ip(value: &str, field: &str) -> Result<IpAddr, ConvertError> {
 
 /// A v1 Service.
 pub fn service(svc: &K8sService) -> Result<Service, ConvertError> {
-    let key = object_key(&svc.metadata)?;
+    let key = service_key(&svc.metadata)?;
     if !is_dns1123_label(&key.name) {
         return Err(invalid(format!(
             "metadata.name {:?} is not a DNS-1123 label",
@@ -224,7 +246,7 @@ pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>,
         // The namespace string is shared with the slice's own key.
         service: ObjectKey {
             namespace: key.namespace.clone(),
-            name: service_name.as_str().into(),
+            name: intern(service_name),
         },
         key,
         // Exact size (pushing grew the `Vec` by doubling), and shared by clones.
@@ -257,7 +279,7 @@ fn slice_port(p: &K8sSlicePort, i: usize) -> Result<Option<Port>, ConvertError> 
 
 /// A legacy v1 Endpoints object: one model slice per subset.
 pub fn endpoints(eps: &K8sEndpoints) -> Result<Object, ConvertError> {
-    let service = object_key(&eps.metadata)?;
+    let service = service_key(&eps.metadata)?;
     let mut subsets = Vec::new();
     for (i, subset) in eps.subsets.iter().flatten().enumerate() {
         let mut endpoints = Vec::new();
@@ -322,7 +344,7 @@ pub fn stateful_set(sts: &K8sStatefulSet) -> Result<StatefulSet, ConvertError> {
     };
     Ok(StatefulSet {
         key,
-        service_name: spec.service_name.as_deref().unwrap_or_default().into(),
+        service_name: intern(spec.service_name.as_deref().unwrap_or_default()),
         replicas: non_negative(spec.replicas.unwrap_or(1), "spec.replicas")?,
         ordinal_start: non_negative(
             spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0),

@@ -40,6 +40,7 @@ pub mod convert;
 pub mod embed;
 pub mod error;
 pub mod http;
+pub mod intern;
 pub mod keyed;
 pub mod kube_source;
 pub mod manifest_index;
