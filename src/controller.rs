@@ -677,7 +677,7 @@ impl Controller {
         let slot = old
             .as_ref()
             .map(|o| o.slot.clone())
-            .unwrap_or_else(|| Arc::new(ServiceSlot::new(key.clone())));
+            .unwrap_or_else(|| self.store.new_slot(key.clone()));
         let unindexed = |s: &ServiceSnapshot| {
             s.pods.len() + s.names.iter().filter(|e| !indexed(e.key())).count()
         };
@@ -731,8 +731,9 @@ impl Controller {
             if let Some(published) = self.published.get_mut(key) {
                 published.reverse_ips = reverse_ips;
             }
-        } else {
-            self.published.remove(key);
+        } else if let Some(gone) = self.published.remove(key) {
+            // No name of its own and no reverse claim: nothing routes to the slot.
+            self.store.release_slot(&gone.slot);
         }
     }
 
@@ -879,7 +880,7 @@ impl Controller {
         };
         if let Some(slot) = through_table {
             self.reverse.remove(&ip);
-            self.store.set_ptr_slot(ip, Some(slot));
+            self.store.set_ptr_slot(ip, Some(&slot));
             self.store.remove(&key);
             if !was_published && let Some(parent) = name.parent() {
                 self.ent_ref(kind, &parent, true);

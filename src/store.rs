@@ -21,8 +21,8 @@
 
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -207,17 +207,11 @@ pub struct ServiceSlot {
     /// The Service, for the writer: a reverse name answered from this slot's pod table is
     /// that Service's claim on the address.
     owner: ObjectKey,
+    /// Its number in the store's [`SlotNumbers`], which reverse routes hold.
+    number: u32,
 }
 
 impl ServiceSlot {
-    /// The slot of `owner`, with no answers yet.
-    pub fn new(owner: ObjectKey) -> Self {
-        Self {
-            answers: ArcSwap::default(),
-            owner,
-        }
-    }
-
     pub fn owner(&self) -> &ObjectKey {
         &self.owner
     }
@@ -268,6 +262,22 @@ pub struct PtrAnswer<'a> {
     pub ttl: u32,
 }
 
+/// Service slots by number. A reverse route (one per pod) holds a slot's 4-byte number,
+/// not an 8-byte pointer: its map's entry is 8 bytes instead of 16, 10 bytes per endpoint
+/// counting the map's empty slots.
+#[derive(Debug, Default)]
+struct SlotNumbers {
+    slots: Vec<Option<Arc<ServiceSlot>>>,
+    /// Numbers of released slots, reused first.
+    free: Vec<u32>,
+}
+
+impl SlotNumbers {
+    fn get(&self, number: u32) -> Option<&Arc<ServiceSlot>> {
+        self.slots.get(number as usize)?.as_ref()
+    }
+}
+
 /// The routes of the names of one zone kind, by wire name.
 type NameIndex = DashMap<Box<[u8]>, Route, FastHash>;
 
@@ -282,8 +292,10 @@ pub struct Store {
     /// has it. There is one per pod, so they are keyed by the address (no key allocation)
     /// and resolved through the table (no answer of their own). Other reverse names are in
     /// `index`.
-    ptr_v4: DashMap<Ipv4Addr, Arc<ServiceSlot>, FastHash>,
-    ptr_v6: DashMap<Ipv6Addr, Arc<ServiceSlot>, FastHash>,
+    ptr_v4: DashMap<Ipv4Addr, u32, FastHash>,
+    ptr_v6: DashMap<Ipv6Addr, u32, FastHash>,
+    /// The slots that reverse routes name by number.
+    slots: RwLock<SlotNumbers>,
     /// Set once the first complete set of records is published. Before that, in-zone queries
     /// get SERVFAIL: a resolver caches an NXDOMAIN, and would cache a false one.
     ready: AtomicBool,
@@ -349,29 +361,71 @@ impl Store {
         }
     }
 
+    /// A new slot for `owner`'s answers, empty, with a number reverse routes can hold.
+    /// [`Store::release_slot`] gives the number back when nothing routes to it any more.
+    pub fn new_slot(&self, owner: ObjectKey) -> Arc<ServiceSlot> {
+        let mut numbers = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        // More than 4 billion Services cannot fit in memory, so the count fits.
+        let number = numbers
+            .free
+            .pop()
+            .unwrap_or_else(|| u32::try_from(numbers.slots.len()).unwrap_or(u32::MAX));
+        let slot = Arc::new(ServiceSlot {
+            answers: ArcSwap::default(),
+            owner,
+            number,
+        });
+        match numbers.slots.get_mut(number as usize) {
+            Some(free) => *free = Some(slot.clone()),
+            None => numbers.slots.push(Some(slot.clone())),
+        }
+        slot
+    }
+
+    /// Frees `slot`'s number. The caller has removed every reverse route to it: the number
+    /// goes to the next new slot.
+    pub fn release_slot(&self, slot: &ServiceSlot) {
+        let mut numbers = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = numbers.slots.get_mut(slot.number as usize)
+            && entry
+                .as_deref()
+                .is_some_and(|held| std::ptr::eq(held, slot))
+        {
+            *entry = None;
+            numbers.free.push(slot.number);
+        }
+    }
+
+    /// The number of the slot whose pod table answers the reverse name of `address`.
+    fn ptr_number(&self, address: IpAddr) -> Option<u32> {
+        match address {
+            IpAddr::V4(ip) => self.ptr_v4.get(&ip).map(|number| *number),
+            IpAddr::V6(ip) => self.ptr_v6.get(&ip).map(|number| *number),
+        }
+    }
+
     /// The current snapshot of the Service whose pod table answers the reverse name of
     /// `address`.
     fn ptr_snapshot(&self, address: IpAddr) -> Option<arc_swap::Guard<Arc<ServiceSnapshot>>> {
-        match address {
-            IpAddr::V4(ip) => self.ptr_v4.get(&ip).map(|slot| slot.answers.load()),
-            IpAddr::V6(ip) => self.ptr_v6.get(&ip).map(|slot| slot.answers.load()),
-        }
+        let number = self.ptr_number(address)?;
+        let numbers = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        numbers.get(number).map(|slot| slot.answers.load())
     }
 
     /// The slot whose pod table answers the reverse name of `address`, if one does.
     pub fn ptr_slot(&self, address: IpAddr) -> Option<Arc<ServiceSlot>> {
-        match address {
-            IpAddr::V4(ip) => self.ptr_v4.get(&ip).map(|slot| slot.clone()),
-            IpAddr::V6(ip) => self.ptr_v6.get(&ip).map(|slot| slot.clone()),
-        }
+        let number = self.ptr_number(address)?;
+        let numbers = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        numbers.get(number).cloned()
     }
 
     /// Makes the reverse name of `address` answer from `slot`'s pod table (its one pod
-    /// with that address), or, with `None`, from the index again.
-    pub fn set_ptr_slot(&self, address: IpAddr, slot: Option<Arc<ServiceSlot>>) {
+    /// with that address), or, with `None`, from the index again. `slot` comes from
+    /// [`Store::new_slot`] and is not released while routed to.
+    pub fn set_ptr_slot(&self, address: IpAddr, slot: Option<&ServiceSlot>) {
         match (address, slot) {
-            (IpAddr::V4(ip), Some(slot)) => drop(self.ptr_v4.insert(ip, slot)),
-            (IpAddr::V6(ip), Some(slot)) => drop(self.ptr_v6.insert(ip, slot)),
+            (IpAddr::V4(ip), Some(slot)) => drop(self.ptr_v4.insert(ip, slot.number)),
+            (IpAddr::V6(ip), Some(slot)) => drop(self.ptr_v6.insert(ip, slot.number)),
             (IpAddr::V4(ip), None) => drop(self.ptr_v4.remove(&ip)),
             (IpAddr::V6(ip), None) => drop(self.ptr_v6.remove(&ip)),
         }
@@ -480,7 +534,7 @@ mod tests {
     #[test]
     fn a_service_snapshot_swaps_whole() {
         let store = Store::new();
-        let slot = Arc::new(ServiceSlot::new(ObjectKey::new("demo", "web")));
+        let slot = store.new_slot(ObjectKey::new("demo", "web"));
         let a: Box<[u8]> = Box::new(*b"\0a");
         let b: Box<[u8]> = Box::new(*b"\0b");
         store.set_route(&a, Route::Service(slot.clone()));
@@ -503,9 +557,37 @@ mod tests {
     }
 
     #[test]
+    fn reverse_routes_name_slots_by_number_and_numbers_are_reused() {
+        let store = Store::new();
+        let web = store.new_slot(ObjectKey::new("demo", "web"));
+        let db = store.new_slot(ObjectKey::new("demo", "db"));
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let v6: IpAddr = "fd00::9".parse().unwrap();
+        assert!(store.ptr_slot(ip).is_none());
+        store.set_ptr_slot(ip, Some(&db));
+        store.set_ptr_slot(v6, Some(&web));
+        let owner = |ip| store.ptr_slot(ip).map(|s| s.owner().name.to_string());
+        assert_eq!(owner(ip).as_deref(), Some("db"));
+        assert_eq!(owner(v6).as_deref(), Some("web"));
+        store.set_ptr_slot(ip, None);
+        assert!(store.ptr_slot(ip).is_none());
+        // A released number is free: nothing answers through it until a new slot takes it.
+        store.set_ptr_slot(ip, Some(&db));
+        store.release_slot(&db);
+        assert!(store.ptr_slot(ip).is_none());
+        let api = store.new_slot(ObjectKey::new("demo", "api"));
+        assert_eq!(owner(ip).as_deref(), Some("api"), "db's number went to api");
+        assert_eq!(owner(v6).as_deref(), Some("web"));
+        // Releasing twice, or a slot whose number was reused, changes nothing.
+        store.release_slot(&db);
+        assert_eq!(owner(ip).as_deref(), Some("api"));
+        drop(api);
+    }
+
+    #[test]
     fn a_child_of_a_service_name_is_found_through_it_unindexed() {
         let store = Store::new();
-        let slot = Arc::new(ServiceSlot::new(ObjectKey::new("demo", "web")));
+        let slot = store.new_slot(ObjectKey::new("demo", "web"));
         let service: Box<[u8]> = Box::new(*b"\0\x01s\x02ns\x03svc");
         let pod: Box<[u8]> = Box::new(*b"\0\x03pod\x01s\x02ns\x03svc");
         let grandchild: &[u8] = b"\0\x01x\x03pod\x01s\x02ns\x03svc";
