@@ -8,6 +8,8 @@
 //! An entry is `[label length][label][flags][IPv4 count][IPv6 count][IPv4 addresses][IPv6
 //! addresses]`, entries back to back; open-addressing tables of entry offsets (16-bit while
 //! the entries take less than 64 KiB), one hashed by label and one by address, find one.
+//! Entries and both tables are one heap block, and each table has exactly the slots it
+//! needs (half as many again as its keys, not a power of two).
 //! The flags say whether the name is an ordinal slot, whether its first record set is
 //! AAAA, and whether its label is an endpoint's hostname. A name whose entry would not fit
 //! this format (more than 255 addresses of one family) stays in the general form
@@ -15,12 +17,15 @@
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use crate::records::rtype;
 use crate::store::FastHash;
 
-/// A free slot of the offset table.
+/// A free slot of the offset table (either width: its bytes are all 0xff).
 const EMPTY: u32 = u32::MAX;
+/// A free slot of a 16-bit offset table.
+const EMPTY_NARROW: u16 = u16::MAX;
 /// Flag: an ordinal slot, whose negative answers have the slot's own TTL.
 const SLOT: u8 = 1;
 /// Flag: the first record set is AAAA (what a QTYPE=ANY query gets, RFC 8482).
@@ -32,15 +37,18 @@ const HOSTNAME: u8 = 4;
 /// The address-only names of one Service. Built once per publish, then read only.
 #[derive(Debug, Default)]
 pub struct PodTable {
-    entries: Box<[u8]>,
-    /// Offsets of entries in `entries`, by hash of the label; a power of two in size and
-    /// never full, so a probe always ends.
-    offsets: OffsetTable,
-    /// Offsets of entries by hash of each of their addresses (for reverse lookups).
-    by_address: OffsetTable,
-    hasher: FastHash,
-    len: usize,
+    /// `[entries][offsets by label][offsets by address]`: the offset tables find an entry
+    /// by the hash of its label and by the hash of each of its addresses (for reverse
+    /// lookups). Never full, so a probe always ends.
+    bytes: Box<[u8]>,
+    /// Length of the entries part; the offsets are 16-bit when it is below 64 KiB.
+    entries_len: u32,
+    /// Number of names (entries).
+    len: u32,
 }
+
+/// Hashes labels and addresses for every table: one seed per process.
+static HASHER: LazyLock<FastHash> = LazyLock::new(FastHash::default);
 
 /// Collects entries for a [`PodTable`].
 #[derive(Debug, Default)]
@@ -98,121 +106,124 @@ impl PodTableBuilder {
     }
 
     pub fn build(self) -> PodTable {
-        let entries = self.entries.into_boxed_slice();
         let len = self.offsets.len();
+        let (Ok(len_u32), Ok(entries_len)) =
+            (u32::try_from(len), u32::try_from(self.entries.len()))
+        else {
+            // `add` refuses entries past a 32-bit offset, so this cannot happen.
+            return PodTable::default();
+        };
         if len == 0 {
             return PodTable::default();
         }
-        let hasher = FastHash::default();
-        // Every offset is below the entries' length: 16 bits hold them for a Service of up
-        // to a few thousand pods, and halve both tables.
-        let narrow = entries.len() < usize::from(EMPTY_NARROW);
-        let mut by_label = OffsetTable::new(len, narrow);
-        let mut by_address = OffsetTable::new(self.addresses, narrow);
+        let width = offset_width(entries_len);
+        let label_slots = slots_for(len);
+        let address_slots = slots_for(self.addresses);
+        let mut bytes = self.entries;
+        let table_start = bytes.len();
+        // Every free slot reads as `EMPTY` in either width.
+        bytes.resize(table_start + (label_slots + address_slots) * width, 0xff);
+        let (entries, tables) = bytes.split_at_mut(table_start);
+        let (by_label, by_address) = tables.split_at_mut(label_slots * width);
         for offset in self.offsets {
-            let Some((label, entry)) = entry_at(&entries, offset) else {
+            let Some((label, entry)) = entry_at(entries, offset) else {
                 continue;
             };
-            by_label.insert(hasher.hash_one(label), offset);
-            for (addresses, width) in [entry.addresses(rtype::A), entry.addresses(rtype::AAAA)] {
-                for address in addresses.chunks_exact(width) {
-                    by_address.insert(hasher.hash_one(address), offset);
+            insert(by_label, width, HASHER.hash_one(label), offset);
+            for (addresses, address_width) in
+                [entry.addresses(rtype::A), entry.addresses(rtype::AAAA)]
+            {
+                for address in addresses.chunks_exact(address_width) {
+                    insert(by_address, width, HASHER.hash_one(address), offset);
                 }
             }
         }
         PodTable {
-            entries,
-            offsets: by_label,
-            by_address,
-            hasher,
-            len,
+            bytes: bytes.into_boxed_slice(),
+            entries_len,
+            len: len_u32,
         }
     }
 }
 
-/// A free slot of a 16-bit offset table.
-const EMPTY_NARROW: u16 = u16::MAX;
-
-/// An open-addressing table of entry offsets, 16-bit when every offset fits (the entries
-/// take less than 64 KiB), else 32-bit.
-#[derive(Debug)]
-enum OffsetTable {
-    Narrow(Box<[u16]>),
-    Wide(Box<[u32]>),
-}
-
-impl Default for OffsetTable {
-    fn default() -> Self {
-        OffsetTable::Narrow(Box::default())
+/// Bytes per offset in a table whose entries take `entries_len` bytes: 16 bits hold the
+/// offsets of a Service of up to a few thousand pods, and halve both tables.
+fn offset_width(entries_len: u32) -> usize {
+    if entries_len < u32::from(EMPTY_NARROW) {
+        2
+    } else {
+        4
     }
 }
 
-impl OffsetTable {
-    /// A table for `n` entries: at most two thirds full, so probes are short and always
-    /// meet a free slot.
-    fn new(n: usize, narrow: bool) -> Self {
-        let size = if n == 0 {
-            0
-        } else {
-            (n + n / 2 + 1).next_power_of_two()
-        };
-        if narrow {
-            OffsetTable::Narrow(vec![EMPTY_NARROW; size].into_boxed_slice())
-        } else {
-            OffsetTable::Wide(vec![EMPTY; size].into_boxed_slice())
-        }
-    }
+/// Slots of an offset table for `n` keys: at most two thirds full, so probes are short and
+/// always meet a free slot.
+fn slots_for(n: usize) -> usize {
+    if n == 0 { 0 } else { n + n / 2 + 1 }
+}
 
-    fn len(&self) -> usize {
-        match self {
-            OffsetTable::Narrow(table) => table.len(),
-            OffsetTable::Wide(table) => table.len(),
-        }
-    }
+/// The slot a probe for `hash` starts at, in a table of `slots` (not a power of two:
+/// multiply and keep the high bits, which are as well mixed as the low ones).
+fn start_slot(hash: u64, slots: usize) -> usize {
+    ((u128::from(hash) * slots as u128) >> 64) as usize
+}
 
+/// Stores `offset` at the first free slot from `hash` in `table` (offsets of `width`
+/// bytes, little-endian). The table has a free slot (it is sized by `slots_for`).
+fn insert(table: &mut [u8], width: usize, hash: u64, offset: u32) {
+    let slots = table.len() / width;
+    if slots == 0 {
+        return;
+    }
+    let mut at = start_slot(hash, slots);
+    for _ in 0..slots {
+        let slot = &mut table[at * width..(at + 1) * width];
+        if slot.iter().all(|&b| b == 0xff) {
+            slot.copy_from_slice(&offset.to_le_bytes()[..width]);
+            return;
+        }
+        at = if at + 1 == slots { 0 } else { at + 1 };
+    }
+}
+
+/// One of a table's two offset tables, borrowed.
+#[derive(Debug, Clone, Copy)]
+struct Offsets<'a> {
+    table: &'a [u8],
+    width: usize,
+}
+
+impl<'a> Offsets<'a> {
     /// The offset in slot `at`; `EMPTY` for a free slot (or past the end).
     fn get(&self, at: usize) -> u32 {
-        match self {
-            OffsetTable::Narrow(table) => match table.get(at) {
-                Some(&offset) if offset != EMPTY_NARROW => u32::from(offset),
-                _ => EMPTY,
+        let bytes = self.table.get(at * self.width..(at + 1) * self.width);
+        match bytes {
+            Some(&[low, high]) => match u16::from_le_bytes([low, high]) {
+                EMPTY_NARROW => EMPTY,
+                offset => u32::from(offset),
             },
-            OffsetTable::Wide(table) => table.get(at).copied().unwrap_or(EMPTY),
-        }
-    }
-
-    /// Stores `offset` (below the entries' length, so it fits the table's width) at the
-    /// first free slot from `hash`.
-    fn insert(&mut self, hash: u64, offset: u32) {
-        match self {
-            OffsetTable::Narrow(table) => {
-                let offset = u16::try_from(offset).unwrap_or(EMPTY_NARROW);
-                insert_into(table, hash, offset, EMPTY_NARROW);
-            }
-            OffsetTable::Wide(table) => insert_into(table, hash, offset, EMPTY),
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            _ => EMPTY,
         }
     }
 
     /// The offsets where an entry hashed to `hash` may be, in probe order, up to the first
     /// free slot.
-    fn probe(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
-        let len = self.len();
-        let mask = len.wrapping_sub(1);
-        let start = hash as usize & mask;
+    fn probe(self, hash: u64) -> impl Iterator<Item = u32> + 'a {
+        let slots = self.table.len() / self.width;
+        let start = if slots == 0 {
+            0
+        } else {
+            start_slot(hash, slots)
+        };
         // The table is never full; the bound only guards against a broken invariant.
-        (0..len)
-            .map(move |i| self.get((start + i) & mask))
+        (0..slots)
+            .map(move |i| {
+                let at = start + i;
+                self.get(if at >= slots { at - slots } else { at })
+            })
             .take_while(|&offset| offset != EMPTY)
     }
-}
-
-fn insert_into<T: Copy + PartialEq>(table: &mut [T], hash: u64, value: T, empty: T) {
-    let mask = table.len() - 1;
-    let mut at = hash as usize & mask;
-    while table[at] != empty {
-        at = (at + 1) & mask;
-    }
-    table[at] = value;
 }
 
 /// The label and the rest of the entry at `offset`.
@@ -224,11 +235,34 @@ fn entry_at(entries: &[u8], offset: u32) -> Option<(&[u8], PodEntry<'_>)> {
 }
 
 impl PodTable {
+    /// The entries, and the offset tables by label and by address.
+    fn parts(&self) -> (&[u8], Offsets<'_>, Offsets<'_>) {
+        let (entries, tables) = self
+            .bytes
+            .split_at_checked(self.entries_len as usize)
+            .unwrap_or_default();
+        let width = offset_width(self.entries_len);
+        let label_bytes = slots_for(self.len as usize) * width;
+        let (by_label, by_address) = tables.split_at_checked(label_bytes).unwrap_or_default();
+        (
+            entries,
+            Offsets {
+                table: by_label,
+                width,
+            },
+            Offsets {
+                table: by_address,
+                width,
+            },
+        )
+    }
+
     /// The entry of `label`, if the Service has that name here.
     pub fn get(&self, label: &[u8]) -> Option<PodEntry<'_>> {
-        self.offsets
-            .probe(self.hasher.hash_one(label))
-            .filter_map(|offset| entry_at(&self.entries, offset))
+        let (entries, by_label, _) = self.parts();
+        by_label
+            .probe(HASHER.hash_one(label))
+            .filter_map(|offset| entry_at(entries, offset))
             .find(|(found, _)| *found == label)
             .map(|(_, entry)| entry)
     }
@@ -252,9 +286,10 @@ impl PodTable {
             }
         };
         let width = address.len();
-        self.by_address
-            .probe(self.hasher.hash_one(address))
-            .filter_map(|offset| entry_at(&self.entries, offset))
+        let (entries, _, by_address) = self.parts();
+        by_address
+            .probe(HASHER.hash_one(address))
+            .filter_map(|offset| entry_at(entries, offset))
             .find(|(_, entry)| {
                 let (addresses, entry_width) =
                     entry.addresses(if width == 4 { rtype::A } else { rtype::AAAA });
@@ -264,7 +299,7 @@ impl PodTable {
 
     /// Number of names in the table.
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -341,8 +376,12 @@ mod tests {
             assert!(builder.add(label(n).as_bytes(), &[address(n)], false, true));
         }
         let table = builder.build();
-        assert!(matches!(table.offsets, OffsetTable::Wide(_)));
-        assert!(matches!(table.by_address, OffsetTable::Wide(_)));
+        assert_eq!(offset_width(table.entries_len), 4);
+        // One block: entries, then 6,001 label slots and 6,001 address slots.
+        assert_eq!(
+            table.bytes.len(),
+            table.entries_len as usize + 2 * slots_for(4000) * 4
+        );
         for n in 0..4000 {
             let entry = table.get(label(n).as_bytes()).unwrap();
             assert_eq!(
@@ -372,7 +411,7 @@ mod tests {
         ));
         let table = builder.build();
         assert_eq!(table.len(), 302);
-        assert!(matches!(table.offsets, OffsetTable::Narrow(_)));
+        assert_eq!(offset_width(table.entries_len), 2);
         for n in 0..300u32 {
             let entry = table.get(format!("web-{n}").as_bytes()).unwrap();
             assert_eq!(
