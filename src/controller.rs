@@ -78,6 +78,7 @@ pub struct Stats {
 }
 
 /// What one Service has in the store, so the next publish can remove what disappeared.
+#[derive(Debug)]
 struct Published {
     /// The Service's snapshot; its keys are the names the Service has in the store.
     slot: Arc<ServiceSlot>,
@@ -116,19 +117,23 @@ impl SortedKeys {
     }
 }
 
-/// The objects linked to one Service by their own fields, each set in name order (slices
-/// merge in that order, which is part of determinism).
+/// What the controller keeps per Service key besides the Service itself: the objects that
+/// name it, each set in name order (slices merge in that order, which is part of
+/// determinism), and what it published. One map entry for both: a map entry per Service
+/// is a per-endpoint cost at a few pods per Service.
 #[derive(Debug, Default)]
-struct ServiceLinks {
+struct ServiceEntry {
     /// EndpointSlices naming it in `kubernetes.io/service-name`.
     slices: SortedKeys,
     /// StatefulSets naming it in `spec.serviceName`.
     stateful_sets: SortedKeys,
+    published: Option<Published>,
 }
 
-impl ServiceLinks {
+impl ServiceEntry {
+    /// Nothing names the Service and it has nothing in the store: the entry can go.
     fn is_empty(&self) -> bool {
-        self.slices.is_empty() && self.stateful_sets.is_empty()
+        self.slices.is_empty() && self.stateful_sets.is_empty() && self.published.is_none()
     }
 }
 
@@ -287,15 +292,13 @@ pub struct Controller {
     longest_zone: usize,
     services: KeyedSet<Service>,
     slices: KeyedSet<EndpointSlice>,
-    /// The slices and StatefulSets of each Service (one entry for both: a map entry per
-    /// Service is a per-endpoint cost at a few pods per Service).
-    links: BTreeMap<ObjectKey, ServiceLinks>,
+    /// The slices and StatefulSets of each Service, and what it published.
+    per_service: BTreeMap<ObjectKey, ServiceEntry>,
     /// Legacy Endpoints, by Service; used only while a Service has no EndpointSlice.
     legacy_endpoints: BTreeMap<ObjectKey, Vec<EndpointSlice>>,
     stateful_sets: KeyedSet<StatefulSet>,
     /// Which records a Service has (ordinal slots, unready pod names).
     options: RecordOptions,
-    published: HashMap<ObjectKey, Published>,
     /// The claims on addresses that are not answered from one Service's pod table, and
     /// whether their names are in the store (see [`ListedClaims`]).
     reverse: AddressMap<ListedClaims>,
@@ -329,11 +332,10 @@ impl Controller {
             longest_zone,
             services: KeyedSet::default(),
             slices: KeyedSet::default(),
-            links: BTreeMap::new(),
+            per_service: BTreeMap::new(),
             legacy_endpoints: BTreeMap::new(),
             stateful_sets: KeyedSet::default(),
             options,
-            published: HashMap::new(),
             reverse: AddressMap::default(),
             ent_refs: HashMap::new(),
             endpoints: 0,
@@ -469,7 +471,7 @@ impl Controller {
                     return;
                 }
                 dirty.insert(slice.service.clone());
-                self.links
+                self.per_service
                     .entry(slice.service.clone())
                     .or_default()
                     .slices
@@ -498,7 +500,7 @@ impl Controller {
                     return;
                 }
                 let service = governing_service(&sts);
-                self.links
+                self.per_service
                     .entry(service.clone())
                     .or_default()
                     .stateful_sets
@@ -546,17 +548,17 @@ impl Controller {
 
     fn unlink_stateful_set(&mut self, sts: &StatefulSet) {
         let service = governing_service(sts);
-        if let Some(links) = self.links.get_mut(&service) {
+        if let Some(links) = self.per_service.get_mut(&service) {
             links.stateful_sets.remove(&sts.key);
             if links.is_empty() {
-                self.links.remove(&service);
+                self.per_service.remove(&service);
             }
         }
     }
 
     /// The StatefulSets a Service governs, in name order.
     fn stateful_sets_of(&self, service: &ObjectKey) -> Vec<&StatefulSet> {
-        self.links
+        self.per_service
             .get(service)
             .map(|links| {
                 links
@@ -569,10 +571,10 @@ impl Controller {
     }
 
     fn unlink_slice(&mut self, slice: &EndpointSlice) {
-        if let Some(links) = self.links.get_mut(&slice.service) {
+        if let Some(links) = self.per_service.get_mut(&slice.service) {
             links.slices.remove(&slice.key);
             if links.is_empty() {
-                self.links.remove(&slice.service);
+                self.per_service.remove(&slice.service);
             }
         }
     }
@@ -580,7 +582,7 @@ impl Controller {
     /// The endpoint groups of a Service: its EndpointSlices in name order, else its legacy
     /// Endpoints subsets.
     fn endpoint_groups(&self, service: &ObjectKey) -> Vec<&EndpointSlice> {
-        match self.links.get(service) {
+        match self.per_service.get(service) {
             Some(links) if !links.slices.is_empty() => links
                 .slices
                 .iter()
@@ -668,7 +670,10 @@ impl Controller {
                 .map(|name| [name.wire(), &self.compile.primary_zone].concat().into())
                 .unwrap_or_default(),
         };
-        let old = self.published.remove(key);
+        let old = self
+            .per_service
+            .get_mut(key)
+            .and_then(|entry| entry.published.take());
         let old_snapshot = old.as_ref().map(|o| o.slot.snapshot());
         let old_keys: BTreeSet<&[u8]> = old_snapshot
             .iter()
@@ -713,13 +718,10 @@ impl Controller {
         }
         let old_ips = old.map(|o| o.reverse_ips).unwrap_or_default();
         // Published before its reverse names, which may be answered through its slot.
-        self.published.insert(
-            key.clone(),
-            Published {
-                slot,
-                reverse_ips: Addresses::default(),
-            },
-        );
+        self.per_service.entry(key.clone()).or_default().published = Some(Published {
+            slot,
+            reverse_ips: Addresses::default(),
+        });
         let reverse_ips = self.update_reverse(
             key,
             service_name.as_ref(),
@@ -727,13 +729,19 @@ impl Controller {
             old_snapshot.as_deref(),
             records.reverse,
         );
+        let Some(entry) = self.per_service.get_mut(key) else {
+            return;
+        };
         if has_names || !reverse_ips.is_empty() {
-            if let Some(published) = self.published.get_mut(key) {
+            if let Some(published) = &mut entry.published {
                 published.reverse_ips = reverse_ips;
             }
-        } else if let Some(gone) = self.published.remove(key) {
+        } else if let Some(gone) = entry.published.take() {
             // No name of its own and no reverse claim: nothing routes to the slot.
             self.store.release_slot(&gone.slot);
+            if entry.is_empty() {
+                self.per_service.remove(key);
+            }
         }
     }
 
@@ -872,8 +880,9 @@ impl Controller {
         // first.
         let through_table = match &*listed.claims {
             [(owner, source)] => self
-                .published
+                .per_service
                 .get(&**owner)
+                .and_then(|entry| entry.published.as_ref())
                 .map(|published| published.slot.clone())
                 .filter(|slot| answers_from_table(slot, ip, source)),
             _ => None,
