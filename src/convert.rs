@@ -4,6 +4,7 @@
 //! held to the same rules. Each error names the field that is wrong and what it should be.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet as K8sStatefulSet;
 use k8s_openapi::api::core::v1::{
@@ -86,14 +87,15 @@ fn port_number(value: i32, field: &str) -> Result<u16, ConvertError> {
         .ok_or_else(|| invalid(format!("{field} {value} is not a port number (1-65535)")))
 }
 
-fn port_name(value: Option<&str>, field: &str) -> Result<String, ConvertError> {
+/// A port's name, shared: most Services name their ports alike (`web`, `http`, `grpc`).
+fn port_name(value: Option<&str>, field: &str) -> Result<Arc<str>, ConvertError> {
     let name = value.unwrap_or("");
     if !name.is_empty() && !is_dns1123_label(name) {
         return Err(invalid(format!(
             "{field} {name:?} is not a DNS-1123 label (lowercase a-z, 0-9, '-')"
         )));
     }
-    Ok(name.to_owned())
+    Ok(intern(name))
 }
 
 fn ip(value: &str, field: &str) -> Result<IpAddr, ConvertError> {
@@ -141,13 +143,16 @@ pub fn service(svc: &K8sService) -> Result<Service, ConvertError> {
             }
         }
     };
-    let ports = spec
+    let mut ports = spec
         .ports
         .iter()
         .flatten()
         .enumerate()
         .map(|(i, p)| service_port(p, i))
         .collect::<Result<Vec<_>, _>>()?;
+    // Collecting through `Result` starts at four ports; a Service usually has one, kept
+    // for the life of the process.
+    ports.shrink_to_fit();
     Ok(Service {
         key,
         kind,
@@ -235,13 +240,14 @@ pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>,
             });
         }
     }
-    let ports = slice
+    let mut ports = slice
         .ports
         .iter()
         .flatten()
         .enumerate()
         .filter_map(|(i, p)| slice_port(p, i).transpose())
         .collect::<Result<Vec<_>, _>>()?;
+    ports.shrink_to_fit();
     Ok(Some(EndpointSlice {
         // The namespace string is shared with the slice's own key.
         service: ObjectKey {
@@ -303,13 +309,14 @@ pub fn endpoints(eps: &K8sEndpoints) -> Result<Object, ConvertError> {
                 });
             }
         }
-        let ports = subset
+        let mut ports = subset
             .ports
             .iter()
             .flatten()
             .enumerate()
             .map(|(j, p)| endpoints_port(p, i, j))
             .collect::<Result<Vec<_>, _>>()?;
+        ports.shrink_to_fit();
         subsets.push(EndpointSlice {
             key: ObjectKey::new(service.namespace.clone(), format!("{}#{i}", service.name)),
             service: service.clone(),

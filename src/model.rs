@@ -62,7 +62,7 @@ pub enum ServiceKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Port {
     /// Empty for an unnamed port, which gets no SRV record.
-    pub name: String,
+    pub name: Arc<str>,
     pub protocol: Protocol,
     pub port: u16,
 }

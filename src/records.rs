@@ -304,11 +304,11 @@ pub fn service_records(
                 .map(|ep| base.child(&ep.label()))
                 .collect::<Result<_, _>>()?;
             // One SRV name per named port, targets in ordinal order.
-            let mut by_port: BTreeMap<(String, &'static str), Vec<(usize, u16)>> = BTreeMap::new();
+            let mut by_port: BTreeMap<(&str, &'static str), Vec<(usize, u16)>> = BTreeMap::new();
             for (i, ep) in endpoints.iter().enumerate() {
                 for port in ep.ports.iter().filter(|p| !p.name.is_empty()) {
                     by_port
-                        .entry((port.name.clone(), port.protocol.srv_label()))
+                        .entry((&*port.name, port.protocol.srv_label()))
                         .or_default()
                         .push((i, port.port));
                 }
