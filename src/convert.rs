@@ -139,6 +139,8 @@ pub fn service(svc: &K8sService) -> Result<Service, ConvertError> {
                         ips.push(parsed);
                     }
                 }
+                // A dual-stack pair grew the list to four.
+                ips.shrink_to_fit();
                 ServiceKind::ClusterIp(ips)
             }
         }
