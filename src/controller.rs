@@ -1241,6 +1241,41 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_services_slot_number_goes_to_the_next_service() {
+        let (store, mut controller) = controller();
+        controller.apply(headless("nginx", &[("web-0", "10.0.0.1")]));
+        controller.apply([Change::Synced]);
+        let web_0 = "web-0.nginx.demo.svc.cluster.local".to_string();
+        assert_eq!(
+            ptr_targets(&store, "1.0.0.10"),
+            Some((true, vec![web_0.clone()]))
+        );
+        controller.apply([Change::Delete(
+            Kind::Service,
+            ObjectKey::new("demo", "nginx"),
+        )]);
+        assert_eq!(ptr(&store, "1.0.0.10"), None);
+        // db's slot takes the number nginx's had; only db's own address answers through it.
+        controller.apply(headless("db", &[("db-0", "10.0.0.7")]));
+        assert_eq!(
+            ptr_targets(&store, "7.0.0.10"),
+            Some((true, vec!["db-0.db.demo.svc.cluster.local".to_string()]))
+        );
+        assert_eq!(ptr(&store, "1.0.0.10"), None);
+        let owner = |ip: &str| {
+            let slot = store.ptr_slot(ip.parse().unwrap())?;
+            Some(slot.owner().to_string())
+        };
+        assert_eq!(owner("10.0.0.7").as_deref(), Some("demo/db"));
+        assert_eq!(owner("10.0.0.1"), None);
+        // nginx back: a new number, its reverse name again.
+        controller.apply(headless("nginx", &[("web-0", "10.0.0.1")]));
+        assert_eq!(ptr_targets(&store, "1.0.0.10"), Some((true, vec![web_0])));
+        assert_eq!(owner("10.0.0.1").as_deref(), Some("demo/nginx"));
+        assert_eq!(owner("10.0.0.7").as_deref(), Some("demo/db"));
+    }
+
+    #[test]
     fn a_claim_the_pod_table_would_read_back_differently_stays_listed() {
         let (store, mut controller) = controller();
         // `10-0-0-2` is one endpoint's hostname and the other's dashed address: one name,

@@ -453,4 +453,31 @@ mod tests {
         assert_eq!((sts.replicas, sts.ordinal_start), (3, 2));
         assert_eq!(&*sts.service_name, "nginx");
     }
+
+    #[test]
+    fn repeated_strings_are_shared_and_lists_are_exact() {
+        let service = svc("metadata: {name: nginx, namespace: demo}\nspec: {clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd00::10'], ports: [{name: web, port: 80}]}").unwrap();
+        let slice: K8sEndpointSlice = serde_saphyr::from_str("metadata: {name: nginx-abc, namespace: demo, labels: {kubernetes.io/service-name: nginx}}\naddressType: IPv4\nendpoints: []\nports: [{name: web, port: 8080}]\n").unwrap();
+        let slice = endpoint_slice(&slice).unwrap().unwrap();
+        let sts: K8sStatefulSet = serde_saphyr::from_str("metadata: {name: web, namespace: demo}\nspec: {serviceName: nginx, selector: {}, template: {}}").unwrap();
+        let sts = stateful_set(&sts).unwrap();
+        // One copy of the namespace, of the Service's name and of the port's name.
+        for namespace in [
+            &slice.key.namespace,
+            &slice.service.namespace,
+            &sts.key.namespace,
+        ] {
+            assert!(Arc::ptr_eq(namespace, &service.key.namespace));
+        }
+        assert!(Arc::ptr_eq(&slice.service.name, &service.key.name));
+        assert!(Arc::ptr_eq(&sts.service_name, &service.key.name));
+        assert!(Arc::ptr_eq(&slice.ports[0].name, &service.ports[0].name));
+        // Lists kept for the life of the process hold what they have and no more.
+        assert_eq!(service.ports.capacity(), 1);
+        assert_eq!(slice.ports.capacity(), 1);
+        let ServiceKind::ClusterIp(ips) = &service.kind else {
+            panic!("a ClusterIP Service: {:?}", service.kind);
+        };
+        assert_eq!(ips.capacity(), 2);
+    }
 }

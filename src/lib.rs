@@ -12,8 +12,9 @@
 //! ```
 //!
 //! - [`model`]: the few fields of each Kubernetes object DNS needs; [`convert`] turns
-//!   k8s-openapi objects into them, [`manifests`] reads them from files and
-//!   [`manifest_watch`] follows the files; [`kube_source`] watches the Kubernetes API.
+//!   k8s-openapi objects into them (sharing repeated strings through [`intern`]),
+//!   [`manifests`] reads them from files and [`manifest_watch`] follows the files;
+//!   [`kube_source`] watches the Kubernetes API.
 //! - [`controller`]: the store's single writer; joins Services with their endpoints and
 //!   publishes each Service whole.
 //! - [`records`]: the Kubernetes DNS specification as pure functions (ordinal order lives
