@@ -22,7 +22,7 @@
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -207,7 +207,7 @@ pub struct ServiceSlot {
     /// The Service, for the writer: a reverse name answered from this slot's pod table is
     /// that Service's claim on the address.
     owner: ObjectKey,
-    /// Its number in the store's [`SlotNumbers`], which reverse routes hold.
+    /// Its number in the store's map of slots, which reverse routes hold.
     number: u32,
 }
 
@@ -262,20 +262,13 @@ pub struct PtrAnswer<'a> {
     pub ttl: u32,
 }
 
-/// Service slots by number. A reverse route (one per pod) holds a slot's 4-byte number,
-/// not an 8-byte pointer: its map's entry is 8 bytes instead of 16, 10 bytes per endpoint
-/// counting the map's empty slots.
+/// Which slot numbers are taken (see [`Store::new_slot`]); the writer's alone.
 #[derive(Debug, Default)]
 struct SlotNumbers {
-    slots: Vec<Option<Arc<ServiceSlot>>>,
+    /// The lowest number never handed out.
+    next: u32,
     /// Numbers of released slots, reused first.
     free: Vec<u32>,
-}
-
-impl SlotNumbers {
-    fn get(&self, number: u32) -> Option<&Arc<ServiceSlot>> {
-        self.slots.get(number as usize)?.as_ref()
-    }
 }
 
 /// The routes of the names of one zone kind, by wire name.
@@ -294,8 +287,12 @@ pub struct Store {
     /// `index`.
     ptr_v4: DashMap<Ipv4Addr, u32, FastHash>,
     ptr_v6: DashMap<Ipv6Addr, u32, FastHash>,
-    /// The slots that reverse routes name by number.
-    slots: RwLock<SlotNumbers>,
+    /// The slots that reverse routes name by number. A reverse route (one per pod) holds
+    /// a slot's 4-byte number, not an 8-byte pointer: its map's entry is 8 bytes instead of
+    /// 16, 10 bytes per endpoint counting the map's empty slots. Sharded like the other
+    /// maps, so readers on many threads do not share one lock.
+    slots: DashMap<u32, Arc<ServiceSlot>, FastHash>,
+    numbers: Mutex<SlotNumbers>,
     /// Set once the first complete set of records is published. Before that, in-zone queries
     /// get SERVFAIL: a resolver caches an NXDOMAIN, and would cache a false one.
     ready: AtomicBool,
@@ -364,34 +361,31 @@ impl Store {
     /// A new slot for `owner`'s answers, empty, with a number reverse routes can hold.
     /// [`Store::release_slot`] gives the number back when nothing routes to it any more.
     pub fn new_slot(&self, owner: ObjectKey) -> Arc<ServiceSlot> {
-        let mut numbers = self.slots.write().unwrap_or_else(PoisonError::into_inner);
-        // More than 4 billion Services cannot fit in memory, so the count fits.
-        let number = numbers
-            .free
-            .pop()
-            .unwrap_or_else(|| u32::try_from(numbers.slots.len()).unwrap_or(u32::MAX));
+        let mut numbers = self.numbers.lock().unwrap_or_else(PoisonError::into_inner);
+        let number = numbers.free.pop().unwrap_or_else(|| {
+            // More than 4 billion Services cannot fit in memory: `next` does not wrap.
+            let number = numbers.next;
+            numbers.next = numbers.next.saturating_add(1);
+            number
+        });
         let slot = Arc::new(ServiceSlot {
             answers: ArcSwap::default(),
             owner,
             number,
         });
-        match numbers.slots.get_mut(number as usize) {
-            Some(free) => *free = Some(slot.clone()),
-            None => numbers.slots.push(Some(slot.clone())),
-        }
+        self.slots.insert(number, slot.clone());
         slot
     }
 
     /// Frees `slot`'s number. The caller has removed every reverse route to it: the number
     /// goes to the next new slot.
     pub fn release_slot(&self, slot: &ServiceSlot) {
-        let mut numbers = self.slots.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = numbers.slots.get_mut(slot.number as usize)
-            && entry
-                .as_deref()
-                .is_some_and(|held| std::ptr::eq(held, slot))
+        let mut numbers = self.numbers.lock().unwrap_or_else(PoisonError::into_inner);
+        if self
+            .slots
+            .remove_if(&slot.number, |_, held| std::ptr::eq(&**held, slot))
+            .is_some()
         {
-            *entry = None;
             numbers.free.push(slot.number);
         }
     }
@@ -408,15 +402,13 @@ impl Store {
     /// `address`.
     fn ptr_snapshot(&self, address: IpAddr) -> Option<arc_swap::Guard<Arc<ServiceSnapshot>>> {
         let number = self.ptr_number(address)?;
-        let numbers = self.slots.read().unwrap_or_else(PoisonError::into_inner);
-        numbers.get(number).map(|slot| slot.answers.load())
+        self.slots.get(&number).map(|slot| slot.answers.load())
     }
 
     /// The slot whose pod table answers the reverse name of `address`, if one does.
     pub fn ptr_slot(&self, address: IpAddr) -> Option<Arc<ServiceSlot>> {
         let number = self.ptr_number(address)?;
-        let numbers = self.slots.read().unwrap_or_else(PoisonError::into_inner);
-        numbers.get(number).cloned()
+        self.slots.get(&number).map(|slot| slot.clone())
     }
 
     /// Makes the reverse name of `address` answer from `slot`'s pod table (its one pod
