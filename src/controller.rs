@@ -548,9 +548,9 @@ impl Controller {
 
     fn unlink_stateful_set(&mut self, sts: &StatefulSet) {
         let service = governing_service(sts);
-        if let Some(links) = self.per_service.get_mut(&service) {
-            links.stateful_sets.remove(&sts.key);
-            if links.is_empty() {
+        if let Some(entry) = self.per_service.get_mut(&service) {
+            entry.stateful_sets.remove(&sts.key);
+            if entry.is_empty() {
                 self.per_service.remove(&service);
             }
         }
@@ -560,8 +560,8 @@ impl Controller {
     fn stateful_sets_of(&self, service: &ObjectKey) -> Vec<&StatefulSet> {
         self.per_service
             .get(service)
-            .map(|links| {
-                links
+            .map(|entry| {
+                entry
                     .stateful_sets
                     .iter()
                     .filter_map(|k| self.stateful_sets.get(k))
@@ -571,9 +571,9 @@ impl Controller {
     }
 
     fn unlink_slice(&mut self, slice: &EndpointSlice) {
-        if let Some(links) = self.per_service.get_mut(&slice.service) {
-            links.slices.remove(&slice.key);
-            if links.is_empty() {
+        if let Some(entry) = self.per_service.get_mut(&slice.service) {
+            entry.slices.remove(&slice.key);
+            if entry.is_empty() {
                 self.per_service.remove(&slice.service);
             }
         }
@@ -583,7 +583,7 @@ impl Controller {
     /// Endpoints subsets.
     fn endpoint_groups(&self, service: &ObjectKey) -> Vec<&EndpointSlice> {
         match self.per_service.get(service) {
-            Some(links) if !links.slices.is_empty() => links
+            Some(entry) if !entry.slices.is_empty() => entry
                 .slices
                 .iter()
                 .filter_map(|k| self.slices.get(k))

@@ -320,7 +320,11 @@ pub fn endpoints(eps: &K8sEndpoints) -> Result<Object, ConvertError> {
             .collect::<Result<Vec<_>, _>>()?;
         ports.shrink_to_fit();
         subsets.push(EndpointSlice {
-            key: ObjectKey::new(service.namespace.clone(), format!("{}#{i}", service.name)),
+            // The namespace string is shared, not copied (`ObjectKey::new` would copy it).
+            key: ObjectKey {
+                namespace: service.namespace.clone(),
+                name: format!("{}#{i}", service.name).into(),
+            },
             service: service.clone(),
             endpoints: endpoints.into(),
             ports,
@@ -472,6 +476,20 @@ mod tests {
         assert!(Arc::ptr_eq(&slice.service.name, &service.key.name));
         assert!(Arc::ptr_eq(&sts.service_name, &service.key.name));
         assert!(Arc::ptr_eq(&slice.ports[0].name, &service.ports[0].name));
+        let legacy: K8sEndpoints = serde_saphyr::from_str("metadata: {name: nginx, namespace: demo}\nsubsets: [{addresses: [{ip: 10.0.0.1}], ports: [{name: web, port: 80}]}]").unwrap();
+        let Object::Endpoints {
+            service: key,
+            subsets,
+        } = endpoints(&legacy).unwrap()
+        else {
+            panic!("legacy Endpoints convert to Object::Endpoints");
+        };
+        assert!(Arc::ptr_eq(&key.name, &service.key.name));
+        assert!(Arc::ptr_eq(
+            &subsets[0].key.namespace,
+            &service.key.namespace
+        ));
+        assert_eq!(&*subsets[0].key.name, "nginx#0");
         // Lists kept for the life of the process hold what they have and no more.
         assert_eq!(service.ports.capacity(), 1);
         assert_eq!(slice.ports.capacity(), 1);

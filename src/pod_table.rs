@@ -162,27 +162,23 @@ fn slots_for(n: usize) -> usize {
     if n == 0 { 0 } else { n + n / 2 + 1 }
 }
 
-/// The slot a probe for `hash` starts at, in a table of `slots` (not a power of two:
-/// multiply and keep the high bits, which are as well mixed as the low ones).
-fn start_slot(hash: u64, slots: usize) -> usize {
-    ((u128::from(hash) * slots as u128) >> 64) as usize
+/// The slots a probe for `hash` visits in a table of `slots`, in order: from a start slot
+/// found by multiplying and keeping the high bits (the table's size is not a power of
+/// two, and the high bits are as well mixed as the low ones), wrapping once.
+fn probe_order(hash: u64, slots: usize) -> impl Iterator<Item = usize> {
+    let start = ((u128::from(hash) * slots as u128) >> 64) as usize;
+    (start..slots).chain(0..start)
 }
 
 /// Stores `offset` at the first free slot from `hash` in `table` (offsets of `width`
 /// bytes, little-endian). The table has a free slot (it is sized by `slots_for`).
 fn insert(table: &mut [u8], width: usize, hash: u64, offset: u32) {
-    let slots = table.len() / width;
-    if slots == 0 {
-        return;
-    }
-    let mut at = start_slot(hash, slots);
-    for _ in 0..slots {
+    for at in probe_order(hash, table.len() / width) {
         let slot = &mut table[at * width..(at + 1) * width];
         if slot.iter().all(|&b| b == 0xff) {
             slot.copy_from_slice(&offset.to_le_bytes()[..width]);
             return;
         }
-        at = if at + 1 == slots { 0 } else { at + 1 };
     }
 }
 
@@ -210,18 +206,8 @@ impl<'a> Offsets<'a> {
     /// The offsets where an entry hashed to `hash` may be, in probe order, up to the first
     /// free slot.
     fn probe(self, hash: u64) -> impl Iterator<Item = u32> + 'a {
-        let slots = self.table.len() / self.width;
-        let start = if slots == 0 {
-            0
-        } else {
-            start_slot(hash, slots)
-        };
-        // The table is never full; the bound only guards against a broken invariant.
-        (0..slots)
-            .map(move |i| {
-                let at = start + i;
-                self.get(if at >= slots { at - slots } else { at })
-            })
+        probe_order(hash, self.table.len() / self.width)
+            .map(move |at| self.get(at))
             .take_while(|&offset| offset != EMPTY)
     }
 }
