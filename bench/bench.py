@@ -23,7 +23,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PORTS = {"headless-dns": 15353, "knot": 15354, "nsd": 15355, "limit": 15356, "baseline": 15357}
+PORTS = {"headless-dns": 15353, "knot": 15354, "nsd": 15355, "baseline": 15357}
+# The reflector listens on one port per workload, from here up: each pads its echoes to the
+# size of that workload's answers.
+LIMIT_PORT = 15360
+
+
+def port_of(name, workload, workloads):
+    if name == "limit":
+        return LIMIT_PORT + workloads.index(workload)
+    return PORTS[name]
 
 
 def sh(cmd, **kw):
@@ -163,13 +172,41 @@ zone:
 """)
         procs["nsd"] = subprocess.Popen(pin + ["nsd", "-d", "-c", os.path.join(ndir, "nsd.conf")],
                                         stdout=subprocess.DEVNULL)
-    if "limit" in args.servers:
-        reflector = os.path.join(work, "reflector")
-        sh(["cc", "-O2", "-o", reflector, os.path.join(HERE, "reflector.c")])
-        procs["limit"] = subprocess.Popen(pin + [reflector, str(PORTS["limit"])])
     for name in procs:
         wait_port(PORTS[name])
     return procs
+
+
+def response_sizes(args, workloads, data):
+    """Average answer size per workload, from a one-second dnsperf pass against the first
+    DNS server listed: the size the limit row pads its echoes to."""
+    server = next((n for n in args.servers if n != "limit"), None)
+    sizes = {}
+    for workload in workloads:
+        if server is None:
+            sizes[workload] = 0
+            continue
+        queries = os.path.join(data, f"queries-{workload}.txt")
+        out = sh(["taskset", "-c", args.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p",
+                  str(PORTS[server]), "-d", queries, "-l", "1", "-c", str(args.clients),
+                  "-q", str(args.outstanding), "-e"]).stdout
+        sizes[workload] = parse_stats(out).get("response_bytes", 0)
+    return server, sizes
+
+
+def start_limit(args, workloads, data, work):
+    """The reflector, one port per workload, each padding its echoes to that workload's
+    average answer size."""
+    server, sizes = response_sizes(args, workloads, data)
+    reflector = os.path.join(work, "reflector")
+    sh(["cc", "-O2", "-pthread", "-o", reflector, os.path.join(HERE, "reflector.c")])
+    ports = [f"{port_of('limit', w, workloads)}:{sizes[w]}" for w in workloads]
+    proc = subprocess.Popen(["taskset", "-c", args.server_cpus, reflector, *ports])
+    for w in workloads:
+        wait_port(port_of("limit", w, workloads))
+    print("  limit: echoes padded to " + ", ".join(f"{w} {sizes[w]} B" for w in workloads)
+          + (f" (the average answer of {server})" if server else ""))
+    return proc
 
 
 def dig(port, name, rtype):
@@ -224,7 +261,7 @@ def throughput(args, procs, workloads, data):
             for name in args.servers:
                 queries = os.path.join(data, f"queries-{workload}.txt")
                 before = tree_cpu_seconds(procs[name].pid)
-                stats = parse_stats(dnsperf(args, PORTS[name], queries))
+                stats = parse_stats(dnsperf(args, port_of(name, workload, workloads), queries))
                 cpu = tree_cpu_seconds(procs[name].pid) - before
                 stats["cpu_us"] = cpu / max(stats.get("completed", 1), 1) * 1e6
                 results.setdefault((workload, name), []).append(stats)
@@ -316,6 +353,8 @@ def main():
         for name in args.servers:
             if name != "limit":
                 check(name, PORTS[name], expected, ordered=name in ("headless-dns", "baseline"))
+        if "limit" in args.servers:
+            procs["limit"] = start_limit(args, workloads, data, args.work)
         results = throughput(args, procs, workloads, data)
         # Interleaved too: one 99th percentile is one sample of the machine's minute, and
         # a single pass per server let a stall on a busy VM pass for a server's tail.
@@ -323,7 +362,7 @@ def main():
         for _ in range(args.latency_rounds):
             for workload in workloads:
                 for name in args.servers:
-                    res = latency(args, name, PORTS[name],
+                    res = latency(args, name, port_of(name, workload, workloads),
                                   os.path.join(data, f"queries-{workload}.txt"))
                     if res:
                         lat.setdefault((workload, name), []).append(res)
