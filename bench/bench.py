@@ -179,18 +179,13 @@ zone:
 
 def response_sizes(args, workloads, data):
     """Average answer size per workload, from a one-second dnsperf pass against the first
-    DNS server listed: the size the limit row pads its echoes to."""
+    DNS server listed: the size the limit row pads its echoes to (none without a server)."""
     server = next((n for n in args.servers if n != "limit"), None)
-    sizes = {}
-    for workload in workloads:
-        if server is None:
-            sizes[workload] = 0
-            continue
-        queries = os.path.join(data, f"queries-{workload}.txt")
-        out = sh(["taskset", "-c", args.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p",
-                  str(PORTS[server]), "-d", queries, "-l", "1", "-c", str(args.clients),
-                  "-q", str(args.outstanding), "-e"]).stdout
-        sizes[workload] = parse_stats(out).get("response_bytes", 0)
+    if server is None:
+        return None, {w: 0 for w in workloads}
+    sizes = {w: parse_stats(dnsperf(args, PORTS[server], os.path.join(data, f"queries-{w}.txt"),
+                                    seconds=1)).get("response_bytes", 0)
+             for w in workloads}
     return server, sizes
 
 
@@ -230,9 +225,9 @@ def check(name, port, expected, ordered):
     print(f"  {name}: {len(expected)} sample answers correct{' (in ordinal order)' if ordered else ''}")
 
 
-def dnsperf(args, port, queries, extra=()):
+def dnsperf(args, port, queries, extra=(), seconds=None):
     cmd = ["taskset", "-c", args.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
-           "-d", queries, "-l", str(args.seconds), "-c", str(args.clients),
+           "-d", queries, "-l", str(seconds or args.seconds), "-c", str(args.clients),
            "-q", str(args.outstanding), "-e", *extra]
     return subprocess.run(cmd, text=True, capture_output=True, check=True).stdout
 

@@ -221,9 +221,8 @@ mod batched {
         }
         let started = Instant::now();
         let received = received as usize;
-        // One more than returned: a read that failed after the last datagram wrote nothing,
-        // but arming one extra header costs less than reasoning about it.
-        batch.filled = received + 1;
+        // The kernel writes a header only for a datagram it returns.
+        batch.filled = received;
         let mut outgoing = 0;
         for i in 0..received.min(BATCH) {
             let msg = &batch.recv_msgs[i];
