@@ -120,11 +120,6 @@ mod batched {
         recv_msgs: Box<[libc::mmsghdr]>,
         send_iov: Box<[libc::iovec]>,
         send_msgs: Box<[libc::mmsghdr]>,
-        /// Receive headers the kernel may have written since they were last armed: those of
-        /// the datagrams the last `recvmmsg` returned (all of them after an error). A busy
-        /// socket returns a few datagrams per call, so re-arming all BATCH headers would
-        /// write 4 KiB per call for nothing.
-        filled: usize,
     }
 
     fn zeroed<T>() -> T {
@@ -145,7 +140,6 @@ mod batched {
                 recv_msgs: (0..BATCH).map(|_| zeroed()).collect(),
                 send_iov: (0..BATCH).map(|_| zeroed()).collect(),
                 send_msgs: (0..BATCH).map(|_| zeroed()).collect(),
-                filled: BATCH,
             };
             for i in 0..BATCH {
                 batch.recv_iov[i] = libc::iovec {
@@ -156,10 +150,9 @@ mod batched {
             batch
         }
 
-        /// Points the receive headers the kernel wrote to at the buffers again (it
-        /// overwrote their lengths and flags); the others are still armed.
+        /// Points the receive headers at the buffers again (the kernel overwrote lengths).
         fn arm_receive(&mut self) {
-            for i in 0..self.filled.min(BATCH) {
+            for i in 0..BATCH {
                 let hdr = &mut self.recv_msgs[i].msg_hdr;
                 hdr.msg_name = (&raw mut self.peers[i]).cast();
                 hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -216,13 +209,10 @@ mod batched {
             )
         };
         if received < 0 {
-            batch.filled = BATCH;
             return Err(io::Error::last_os_error());
         }
         let started = Instant::now();
         let received = received as usize;
-        // The kernel writes a header only for a datagram it returns.
-        batch.filled = received;
         let mut outgoing = 0;
         for i in 0..received.min(BATCH) {
             let msg = &batch.recv_msgs[i];
