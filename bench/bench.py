@@ -2,7 +2,11 @@
 """Load benchmark: headless-dns against Knot DNS and NSD, with a bare UDP reflector as the
 "limit" row, on loopback, interleaved over several rounds.
 
-Every server is pinned to core 0 and dnsperf to core 1 (taskset). Per run it records
+Every server is pinned to core 0 and dnsperf to core 1 (taskset). `--layouts one,shared`
+adds a second instance of each DNS server given every CPU, with as many workers, and
+dnsperf sharing those CPUs with as many threads, interleaved with the first; `affinity` is
+the shared layout with each server's CPU-steering option (headless-dns --socket-affinity,
+Knot socket-affinity; NSD has none). Per run it records
 dnsperf's queries/s, average latency and lost queries, and the server's CPU time
 (user+sys of its whole process tree, from /proc) divided by the queries completed. A
 second pass at a fixed offered load (-Q) with dnsperf -v gives latency percentiles.
@@ -27,12 +31,45 @@ PORTS = {"headless-dns": 15353, "knot": 15354, "nsd": 15355, "baseline": 15357}
 # The reflector listens on one port per workload, from here up: each pads its echoes to the
 # size of that workload's answers.
 LIMIT_PORT = 15360
+# A server's instance in the shared layout listens this far above its one-core twin.
+SHARED_PORT_OFFSET = 100
+PEERS = ("knot", "nsd")
 
 
-def port_of(name, workload, workloads):
-    if name == "limit":
-        return LIMIT_PORT + workloads.index(workload)
-    return PORTS[name]
+LAYOUTS = ("one", "shared", "affinity")
+
+
+class Instance:
+    """One server under test in one CPU layout: "one" (the server on --server-cpus, dnsperf
+    on --client-cpus), "shared" (the server and dnsperf on every CPU, one server worker and
+    one dnsperf thread per CPU) or "affinity" (shared, with the server's CPU steering). The
+    limit row runs in the one-core layout only."""
+
+    def __init__(self, name, layout, args):
+        shared = layout != "one"
+        cpus = sorted(os.sched_getaffinity(0))
+        every_cpu = ",".join(str(c) for c in cpus)
+        self.name = name
+        self.layout = layout
+        self.label = name if layout == "one" else f"{name}@{layout}"
+        self.server_cpus = every_cpu if shared else args.server_cpus
+        self.client_cpus = every_cpu if shared else args.client_cpus
+        self.client_threads = len(cpus) if shared else 1
+        self.threads = args.threads or (len(cpus) if shared else 0)
+        self.port = PORTS.get(name, LIMIT_PORT) + SHARED_PORT_OFFSET * LAYOUTS.index(layout)
+
+    def port_for(self, workload, workloads):
+        if self.name == "limit":
+            return LIMIT_PORT + workloads.index(workload)
+        return self.port
+
+    def pin(self):
+        return ["taskset", "-c", self.server_cpus]
+
+
+def instances_of(args):
+    return [Instance(name, layout, args) for layout in LAYOUTS if layout in args.layouts
+            for name in args.servers if layout == "one" or name != "limit"]
 
 
 def sh(cmd, **kw):
@@ -78,50 +115,51 @@ def wait_port(port, deadline=60):
     raise SystemExit(f"nothing answers on port {port}")
 
 
-def server_dir(work, name, data):
-    """A working folder for a peer, holding its copy of the zone files."""
-    folder = os.path.join(work, name)
+def server_dir(work, label, data):
+    """A working folder for a peer instance, holding its copy of the zone files."""
+    folder = os.path.join(work, label.replace("@", "-"))
     os.makedirs(folder, exist_ok=True)
     for zone in ("cluster.local.zone", "10.in-addr.arpa.zone"):
         shutil.copy(os.path.join(data, zone), folder)
     return folder
 
 
-def start_headless_dns(args, pin, binary, port, data):
+def start_headless_dns(instance, binary, data):
     return subprocess.Popen(
-        pin + [binary, "--manifests", os.path.join(data, "manifests"),
-               "--listen", f"127.0.0.1:{port}",
-               "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
-        + (["--threads", str(args.threads)] if args.threads else []),
+        instance.pin() + [binary, "--manifests", os.path.join(data, "manifests"),
+                          "--listen", f"127.0.0.1:{instance.port}",
+                          "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
+        + (["--threads", str(instance.threads)] if instance.threads else [])
+        + (["--socket-affinity"] if instance.layout == "affinity" else []),
         stdout=subprocess.DEVNULL)
 
 
-def start_servers(args, data, work):
-    procs = {}
-    pin = ["taskset", "-c", args.server_cpus]
-    if "headless-dns" in args.servers:
+def start_server(instance, data, work):
+    """Starts one DNS server instance (not the limit row)."""
+    if instance.name == "headless-dns":
         # HEADLESS_DNS_BIN: another build, e.g. an older commit's, to compare against.
         binary = os.environ.get("HEADLESS_DNS_BIN") or os.path.join(
             ROOT, "target", "release", "headless-dns")
-        procs["headless-dns"] = start_headless_dns(args, pin, binary, PORTS["headless-dns"], data)
-    if "baseline" in args.servers:
+        return start_headless_dns(instance, binary, data)
+    if instance.name == "baseline":
         # Another headless-dns build (e.g. the last commit's), interleaved with this one so
         # that both see the same drift of the machine: HEADLESS_DNS_BASELINE_BIN.
         baseline = os.environ.get("HEADLESS_DNS_BASELINE_BIN")
         if not baseline:
             sys.exit("--servers baseline needs HEADLESS_DNS_BASELINE_BIN=/path/to/headless-dns")
-        procs["baseline"] = start_headless_dns(args, pin, baseline, PORTS["baseline"], data)
-    if "knot" in args.servers:
-        kdir = server_dir(work, "knot", data)
-        workers = args.threads or 1
+        return start_headless_dns(instance, baseline, data)
+    workers = instance.threads or 1
+    if instance.name == "knot":
+        kdir = server_dir(work, instance.label, data)
         with open(os.path.join(kdir, "knot.conf"), "w") as f:
             f.write(f"""server:
-    listen: 127.0.0.1@{PORTS['knot']}
+    listen: 127.0.0.1@{instance.port}
     rundir: {kdir}
     udp-workers: {workers}
     tcp-workers: 1
     background-workers: 1
     udp-max-payload: 4096
+    socket-affinity: {"on" if instance.layout == "affinity" else "off"}
 log:
   - target: stderr
     any: warning
@@ -139,14 +177,15 @@ zone:
   - domain: 10.in-addr.arpa
     file: 10.in-addr.arpa.zone
 """)
-        procs["knot"] = subprocess.Popen(pin + ["knotd", "-c", os.path.join(kdir, "knot.conf")],
-                                         stdout=subprocess.DEVNULL)
-    if "nsd" in args.servers:
-        ndir = server_dir(work, "nsd", data)
+        return subprocess.Popen(instance.pin() + ["knotd", "-c", os.path.join(kdir, "knot.conf")],
+                                stdout=subprocess.DEVNULL)
+    if instance.name == "nsd":
+        ndir = server_dir(work, instance.label, data)
         with open(os.path.join(ndir, "nsd.conf"), "w") as f:
             f.write(f"""server:
-    ip-address: 127.0.0.1@{PORTS['nsd']}
-    server-count: {args.threads or 1}
+    ip-address: 127.0.0.1@{instance.port}
+    server-count: {workers}
+    reuseport: {"yes" if workers > 1 else "no"}
     username: ""
     chroot: ""
     zonesdir: "{ndir}"
@@ -170,35 +209,43 @@ zone:
     name: 10.in-addr.arpa
     zonefile: 10.in-addr.arpa.zone
 """)
-        procs["nsd"] = subprocess.Popen(pin + ["nsd", "-d", "-c", os.path.join(ndir, "nsd.conf")],
-                                        stdout=subprocess.DEVNULL)
-    for name in procs:
-        wait_port(PORTS[name])
+        return subprocess.Popen(instance.pin() + ["nsd", "-d", "-c", os.path.join(ndir, "nsd.conf")],
+                                stdout=subprocess.DEVNULL)
+    sys.exit(f"unknown server {instance.name}: pick from {', '.join([*PORTS, 'limit'])}")
+
+
+def start_servers(instances, data, work):
+    procs = {i.label: start_server(i, data, work) for i in instances if i.name != "limit"}
+    for i in instances:
+        if i.label in procs:
+            wait_port(i.port)
     return procs
 
 
-def response_sizes(args, workloads, data):
+def response_sizes(args, instances, workloads, data):
     """Average answer size per workload, from a one-second dnsperf pass against the first
     DNS server listed: the size the limit row pads its echoes to (none without a server)."""
-    server = next((n for n in args.servers if n != "limit"), None)
+    server = next((i for i in instances if i.name != "limit"), None)
     if server is None:
         return None, {w: 0 for w in workloads}
-    sizes = {w: parse_stats(dnsperf(args, PORTS[server], os.path.join(data, f"queries-{w}.txt"),
+    sizes = {w: parse_stats(dnsperf(args, server, server.port,
+                                    os.path.join(data, f"queries-{w}.txt"),
                                     seconds=1)).get("response_bytes", 0)
              for w in workloads}
-    return server, sizes
+    return server.label, sizes
 
 
-def start_limit(args, workloads, data, work):
+def start_limit(args, instances, workloads, data, work):
     """The reflector, one port per workload, each padding its echoes to that workload's
     average answer size."""
-    server, sizes = response_sizes(args, workloads, data)
+    limit = next(i for i in instances if i.name == "limit")
+    server, sizes = response_sizes(args, instances, workloads, data)
     reflector = os.path.join(work, "reflector")
     sh(["cc", "-O2", "-pthread", "-o", reflector, os.path.join(HERE, "reflector.c")])
-    ports = [f"{port_of('limit', w, workloads)}:{sizes[w]}" for w in workloads]
-    proc = subprocess.Popen(["taskset", "-c", args.server_cpus, reflector, *ports])
+    ports = [f"{limit.port_for(w, workloads)}:{sizes[w]}" for w in workloads]
+    proc = subprocess.Popen(limit.pin() + [reflector, *ports])
     for w in workloads:
-        wait_port(port_of("limit", w, workloads))
+        wait_port(limit.port_for(w, workloads))
     print("  limit: echoes padded to " + ", ".join(f"{w} {sizes[w]} B" for w in workloads)
           + (f" (the average answer of {server})" if server else ""))
     return proc
@@ -225,10 +272,10 @@ def check(name, port, expected, ordered):
     print(f"  {name}: {len(expected)} sample answers correct{' (in ordinal order)' if ordered else ''}")
 
 
-def dnsperf(args, port, queries, extra=(), seconds=None):
-    cmd = ["taskset", "-c", args.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
+def dnsperf(args, instance, port, queries, extra=(), seconds=None):
+    cmd = ["taskset", "-c", instance.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
            "-d", queries, "-l", str(seconds or args.seconds), "-c", str(args.clients),
-           "-q", str(args.outstanding), "-e", *extra]
+           "-q", str(args.outstanding), "-T", str(instance.client_threads), "-e", *extra]
     return subprocess.run(cmd, text=True, capture_output=True, check=True).stdout
 
 
@@ -249,27 +296,28 @@ def parse_stats(out):
     return stats
 
 
-def throughput(args, procs, workloads, data):
+def throughput(args, instances, procs, workloads, data):
     results = {}
     for r in range(args.rounds):
         for workload in workloads:
-            for name in args.servers:
+            for i in instances:
                 queries = os.path.join(data, f"queries-{workload}.txt")
-                before = tree_cpu_seconds(procs[name].pid)
-                stats = parse_stats(dnsperf(args, port_of(name, workload, workloads), queries))
-                cpu = tree_cpu_seconds(procs[name].pid) - before
+                before = tree_cpu_seconds(procs[i.label].pid)
+                stats = parse_stats(dnsperf(args, i, i.port_for(workload, workloads), queries))
+                cpu = tree_cpu_seconds(procs[i.label].pid) - before
                 stats["cpu_us"] = cpu / max(stats.get("completed", 1), 1) * 1e6
-                results.setdefault((workload, name), []).append(stats)
-                print(f"  round {r + 1} {workload:12} {name:12} {stats['qps']:>10.0f} q/s "
+                results.setdefault((workload, i.label), []).append(stats)
+                print(f"  round {r + 1} {workload:12} {i.label:19} {stats['qps']:>10.0f} q/s "
                       f"{stats['cpu_us']:6.2f} us/q lost {stats['lost_pct']:.2f}% "
                       f"response {stats.get('response_bytes', 0)} B", flush=True)
     return results
 
 
-def latency(args, name, port, queries):
+def latency(args, instance, port, queries):
     """Percentiles at a fixed offered load, from dnsperf's per-query lines."""
-    cmd = ["taskset", "-c", args.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
-           "-d", queries, "-l", str(args.seconds), "-c", str(args.clients), "-e", "-v",
+    cmd = ["taskset", "-c", instance.client_cpus, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
+           "-d", queries, "-l", str(args.seconds), "-c", str(args.clients),
+           "-T", str(instance.client_threads), "-e", "-v",
            "-Q", str(args.latency_qps)]
     proc = subprocess.Popen(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     samples = []
@@ -287,34 +335,77 @@ def latency(args, name, port, queries):
     return {"lat_avg_ms": statistics.fmean(samples) * 1000, "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
 
 
-def report(args, results, lat, workloads):
+def report(args, instances, results, lat, workloads):
     lines = [
         f"| workload | server | queries/s median (min-max) | avg latency ms | p99 ms @{args.latency_qps} q/s, median (min-max) | lost % | server CPU us/query | vs best peer (q/s, CPU) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for workload in workloads:
-        peers = [n for n in ("knot", "nsd") if (workload, n) in results]
         med = lambda n, k: statistics.median(s[k] for s in results[(workload, n)])
-        for name in args.servers:
+        for i in instances:
+            name = i.label
             runs = results[(workload, name)]
             qps = [s["qps"] for s in runs]
             p99s = [x["p99_ms"] for x in lat.get((workload, name), [])]
             p99 = (f"{statistics.median(p99s):.3f} ({min(p99s):.3f}-{max(p99s):.3f})"
                    if p99s else "n/a")
             ratio = ""
-            if name == "headless-dns" and peers:
+            # Peers in the same layout as this instance.
+            peers = [name.replace(i.name, p) for p in PEERS]
+            peers = [p for p in peers if (workload, p) in results]
+            if i.name == "headless-dns" and peers:
                 best_qps = max(med(p, "qps") for p in peers)
                 best_cpu = min(med(p, "cpu_us") for p in peers)
                 ratio = f"{med(name, 'qps') / best_qps:.2f}, {med(name, 'cpu_us') / best_cpu:.2f}"
-            if name == "baseline" and (workload, "headless-dns") in results:
+            this_build = name.replace("baseline", "headless-dns")
+            if i.name == "baseline" and (workload, this_build) in results:
                 # This build against the baseline build.
-                ratio = (f"headless-dns / baseline: {med('headless-dns', 'qps') / med(name, 'qps'):.2f}, "
-                         f"{med('headless-dns', 'cpu_us') / med(name, 'cpu_us'):.2f}")
+                ratio = (f"headless-dns / baseline: {med(this_build, 'qps') / med(name, 'qps'):.2f}, "
+                         f"{med(this_build, 'cpu_us') / med(name, 'cpu_us'):.2f}")
             lines.append(
                 f"| {workload} | {name} | {statistics.median(qps):,.0f} ({min(qps):,.0f}-{max(qps):,.0f}) "
                 f"| {med(name, 'avg_ms'):.3f} | {p99} "
                 f"| {med(name, 'lost_pct'):.2f} | {med(name, 'cpu_us'):.2f} | {ratio} |")
     return "\n".join(lines)
+
+
+def per_round(results, workload, numerator, denominators, key, best=min):
+    """numerator's `key` over the best of denominators' in each round (runs seconds apart,
+    so the machine's drift between rounds cancels), or None when one is missing."""
+    if (workload, numerator) not in results:
+        return None
+    runs = [results.get((workload, d)) for d in denominators]
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    return [n[key] / best(r[round_][key] for r in runs)
+            for round_, n in enumerate(results[(workload, numerator)])]
+
+
+def bars(results, workloads):
+    """The issue's bars read per round: CPU per query against the better peer (<= 0.9),
+    queries/s against the limit row (>= 0.95), and queries/s on two shared cores against
+    one core (> 1: scales up)."""
+    def cell(ratios):
+        if not ratios:
+            return "n/a"
+        return f"{statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
+
+    servers = ("headless-dns", *PEERS)
+    lines = [
+        "| workload | headless-dns CPU / better peer | headless-dns q/s / limit "
+        + "".join(f"| {layout} / one core, q/s: {n} " for layout in LAYOUTS[1:] for n in servers)
+        + "|",
+        "|---|---|---" + "|---" * (len(LAYOUTS) - 1) * len(servers) + "|",
+    ]
+    for w in workloads:
+        scaling = [cell(per_round(results, w, f"{n}@{layout}", [n], "qps"))
+                   for layout in LAYOUTS[1:] for n in servers]
+        lines.append(
+            f"| {w} | {cell(per_round(results, w, 'headless-dns', PEERS, 'cpu_us'))} "
+            f"| {cell(per_round(results, w, 'headless-dns', ['limit'], 'qps', best=max))} "
+            f"| {' | '.join(scaling)} |")
+    return "Per-round ratios, median (each round):\n\n" + "\n".join(lines)
 
 
 def main():
@@ -330,40 +421,52 @@ def main():
     p.add_argument("--latency-rounds", type=int, default=3, help="interleaved latency passes per server")
     p.add_argument("--server-cpus", default="0", help="taskset list for the servers")
     p.add_argument("--client-cpus", default="1", help="taskset list for dnsperf")
-    p.add_argument("--threads", type=int, default=0, help="server worker threads (0: one, or headless-dns's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="server worker threads (0: one per CPU the server is given)")
+    p.add_argument("--layouts", default="one",
+                   help="one (servers on --server-cpus, dnsperf on --client-cpus), shared (servers "
+                        "and dnsperf on every CPU), affinity (shared, with CPU steering), or a "
+                        "comma-separated list of them, interleaved")
     p.add_argument("--work", default=os.path.join(HERE, "out"))
     p.add_argument("--json", help="write raw results here")
     args = p.parse_args()
     args.servers = args.servers.split(",")
+    args.layouts = args.layouts.split(",")
+    unknown = set(args.layouts) - set(LAYOUTS)
+    if unknown:
+        sys.exit(f"--layouts takes {', '.join(LAYOUTS)} (comma-separated), not {','.join(unknown)}")
     workloads = args.workloads.split(",")
+    instances = instances_of(args)
 
     data = os.path.join(args.work, f"data-{args.pods}")
     if not os.path.exists(os.path.join(data, "expected.json")):
         sh([sys.executable, os.path.join(HERE, "gen_dataset.py"), "--pods", str(args.pods), "--out", data])
     expected = json.load(open(os.path.join(data, "expected.json")))
-    print(f"dataset {data}; servers on CPUs {args.server_cpus}, dnsperf on {args.client_cpus}; "
+    print(f"dataset {data}; layouts {','.join(args.layouts)}: one-core servers on CPUs "
+          f"{args.server_cpus}, dnsperf on {args.client_cpus}; "
           f"dnsperf -c {args.clients} -q {args.outstanding} -e -l {args.seconds}")
-    procs = start_servers(args, data, args.work)
+    procs = start_servers(instances, data, args.work)
     try:
-        for name in args.servers:
-            if name != "limit":
-                check(name, PORTS[name], expected, ordered=name in ("headless-dns", "baseline"))
-        if "limit" in args.servers:
-            procs["limit"] = start_limit(args, workloads, data, args.work)
-        results = throughput(args, procs, workloads, data)
+        for i in instances:
+            if i.name != "limit":
+                check(i.label, i.port, expected, ordered=i.name in ("headless-dns", "baseline"))
+        if any(i.name == "limit" for i in instances):
+            procs["limit"] = start_limit(args, instances, workloads, data, args.work)
+        results = throughput(args, instances, procs, workloads, data)
         # Interleaved too: one 99th percentile is one sample of the machine's minute, and
         # a single pass per server let a stall on a busy VM pass for a server's tail.
         lat = {}
         for _ in range(args.latency_rounds):
             for workload in workloads:
-                for name in args.servers:
-                    res = latency(args, name, port_of(name, workload, workloads),
+                for i in instances:
+                    res = latency(args, i, i.port_for(workload, workloads),
                                   os.path.join(data, f"queries-{workload}.txt"))
                     if res:
-                        lat.setdefault((workload, name), []).append(res)
-        table = report(args, results, lat, workloads)
+                        lat.setdefault((workload, i.label), []).append(res)
         print()
-        print(table)
+        print(report(args, instances, results, lat, workloads))
+        print()
+        print(bars(results, workloads))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"args": vars(args), "runs": {f"{w}/{n}": r for (w, n), r in results.items()},

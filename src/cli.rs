@@ -138,6 +138,13 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
+    /// Pin each UDP worker to one CPU and steer each datagram to the worker on the CPU that
+    /// received it (as Knot DNS's socket-affinity). Needs one worker per CPU, on a
+    /// contiguous set of CPUs (a cpuset); a network card with fewer receive queues than
+    /// workers leaves some workers idle.
+    #[arg(long, env = "HEADLESS_DNS_SOCKET_AFFINITY")]
+    pub socket_affinity: bool,
+
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
     /// `info,headless_dns=debug`.
     #[arg(
@@ -228,6 +235,7 @@ impl Args {
             slot_negative_ttl: self.slot_negative_ttl,
             ordinal_slots: !self.no_ordinal_slots,
             publish_unready_pod_names: self.publish_unready_pod_names,
+            socket_affinity: self.socket_affinity,
         };
         config.validate()?;
         Ok(config)

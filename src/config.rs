@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::affinity;
 use crate::name::RelativeName;
 
 /// Everything the server needs besides its record source.
@@ -41,6 +42,10 @@ pub struct Config {
     /// UDP sockets per listen address (`SO_REUSEPORT`), each served by its own task; match
     /// the runtime's worker threads.
     pub udp_workers: usize,
+    /// Pin each UDP worker to one CPU and have the kernel hand a datagram to the worker on
+    /// the CPU that received it ([`crate::affinity`]). Needs one worker per CPU this process
+    /// may use, and a contiguous set of them (Linux only).
+    pub socket_affinity: bool,
 }
 
 impl Default for Config {
@@ -59,6 +64,7 @@ impl Default for Config {
             slot_negative_ttl: 1,
             ordinal_slots: true,
             publish_unready_pod_names: false,
+            socket_affinity: false,
         }
     }
 }
@@ -113,6 +119,7 @@ impl Config {
         if !(1..=1024).contains(&self.udp_workers) {
             return fail(format!("--threads {}: use 1 to 1024", self.udp_workers));
         }
+        self.worker_cpus()?;
         if self.max_tcp_connections == 0 {
             return fail("--max-tcp-connections: at least 1".into());
         }
@@ -120,6 +127,21 @@ impl Config {
             return fail("--tcp-idle-timeout and --reload-interval must be longer than 0".into());
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// With `socket_affinity`, the CPU each UDP worker of a listen address is pinned to
+    /// (worker `k` gets `cpus[k]`); `None` without it.
+    pub fn worker_cpus(&self) -> Result<Option<Vec<usize>>, ConfigError> {
+        if !self.socket_affinity {
+            return Ok(None);
+        }
+        let allowed =
+            affinity::allowed_cpus().map_err(|e| ConfigError(format!("--socket-affinity: {e}")))?;
+        affinity::plan(&allowed, self.udp_workers)
+            .map(Some)
+            .map_err(|e| ConfigError(e.to_string()))
     }
 }
 

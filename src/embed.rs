@@ -386,8 +386,9 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     };
     let mut addrs = Vec::new();
     let mut listeners = Vec::new();
+    let worker_cpus = config.worker_cpus()?;
     for addr in &config.listen {
-        let listener = server::bind(*addr, config.udp_workers)
+        let listener = server::bind(*addr, config.udp_workers, worker_cpus.as_deref())
             .await
             .map_err(|source| Error::Bind {
                 addr: *addr,

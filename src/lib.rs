@@ -21,7 +21,8 @@
 //!   here); [`compile`] encodes records into wire-format answers once, when they change.
 //! - [`store`]: the name index shared by the controller and the query path.
 //! - [`wire`] reads queries; [`answer`] turns one query into one response; [`zones`] knows
-//!   the zones and their SOA; [`server`] runs the sockets, [`udp`] the batched UDP workers.
+//!   the zones and their SOA; [`server`] runs the sockets, [`udp`] the batched UDP workers,
+//!   [`affinity`] pins them to CPUs when asked.
 //! - [`metrics`] counts (per thread on the query path) and [`http`] serves `/healthz`,
 //!   `/readyz`, `/metrics`.
 //! - [`config`] and [`cli`]: one configuration type and the flags that fill it; [`embed`]:
@@ -32,6 +33,7 @@
 //! An operator written in Rust runs the server in-process and feeds it objects; see
 //! [`start`] for a complete example.
 
+pub mod affinity;
 pub mod answer;
 pub mod cli;
 pub mod compile;

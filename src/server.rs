@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::affinity;
 use crate::answer::{Responder, Transport};
 use crate::metrics::{Metrics, Proto, QueryStats};
 use crate::udp;
@@ -28,6 +29,8 @@ pub struct Listener {
     /// One UDP socket per worker, all on the same address (`SO_REUSEPORT`).
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: TcpListener,
+    /// With socket affinity, the CPU of each UDP worker (the socket of the same index).
+    pub worker_cpus: Option<Vec<usize>>,
 }
 
 impl Listener {
@@ -38,7 +41,14 @@ impl Listener {
 
 /// Binds `workers` UDP sockets and one TCP listener on `addr`. With port 0 they all get the
 /// same free port, so a client retries a truncated answer over TCP where it asked over UDP.
-pub async fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Listener> {
+/// With `worker_cpus` (one per worker), the kernel hands each datagram to socket
+/// `cpu % workers` and [`spawn`] pins that socket's worker to its CPU (see
+/// [`crate::affinity`]).
+pub async fn bind(
+    addr: SocketAddr,
+    workers: usize,
+    worker_cpus: Option<&[usize]>,
+) -> std::io::Result<Listener> {
     let mut last_error = None;
     // With port 0, another process may take the UDP port's TCP twin: try a few ports.
     for _ in 0..16 {
@@ -52,11 +62,19 @@ pub async fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Listener>
             }
             Err(e) => return Err(e),
         };
+        if worker_cpus.is_some() {
+            // The program belongs to the group: the sockets bound next are steered too.
+            affinity::steer_by_cpu(&first, workers.max(1))?;
+        }
         let mut sockets = vec![first];
         for _ in 1..workers.max(1) {
             sockets.push(udp::reuseport_socket(bound)?);
         }
-        return Ok(Listener { udp: sockets, tcp });
+        return Ok(Listener {
+            udp: sockets,
+            tcp,
+            worker_cpus: worker_cpus.map(<[usize]>::to_vec),
+        });
     }
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
@@ -114,12 +132,22 @@ pub fn spawn(
     udp: &mut UdpWorkers,
     metrics: &Metrics,
 ) -> std::io::Result<()> {
-    for socket in listener.udp {
+    let worker_cpus = listener.worker_cpus.unwrap_or_default();
+    for (k, socket) in listener.udp.into_iter().enumerate() {
         let (responder, stop) = (responder.clone(), udp.stop.clone());
         let stats = metrics.query_stats(Proto::Udp);
+        let cpu = worker_cpus.get(k).copied();
         let thread = std::thread::Builder::new()
             .name(format!("dns-udp-{}", udp.threads.len()))
-            .spawn(move || udp::serve(socket, responder, limits.max_udp_response, stop, stats))?;
+            .spawn(move || {
+                if let Some(cpu) = cpu
+                    && let Err(error) = affinity::pin_current_thread(cpu)
+                {
+                    // Still correct, only not local: the kernel steers to this socket anyway.
+                    tracing::warn!(cpu, %error, "cannot pin a UDP worker to its CPU");
+                }
+                udp::serve(socket, responder, limits.max_udp_response, stop, stats)
+            })?;
         udp.threads.push(thread);
     }
     let connections = Arc::new(Semaphore::new(limits.tcp.max_connections));

@@ -1,5 +1,7 @@
 //! The binary: flags, environment, errors that say what to change, and a clean stop.
 
+use std::time::Duration;
+
 use hickory_net::proto::rr::RecordType;
 
 use crate::support::{Binary, ask, data, demo_manifests};
@@ -136,4 +138,112 @@ async fn serves_from_flags_and_environment_then_stops_on_sigterm() {
     assert_eq!(response.answers[0].ttl, 30, "TTL from HEADLESS_DNS_TTL");
     let (code, _log) = binary.terminate().await;
     assert_eq!(code, Some(0), "SIGTERM is a clean exit");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn socket_affinity_without_one_worker_per_cpu_says_what_to_set() {
+    let demo = demo_manifests();
+    let cpus = headless_dns::affinity::allowed_cpus()
+        .expect("affinity mask")
+        .len();
+    let threads = (cpus + 1).to_string();
+    let (code, stderr) = run_to_exit(&[
+        "--manifests",
+        demo.to_str().unwrap(),
+        "--socket-affinity",
+        "--threads",
+        &threads,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--socket-affinity") && stderr.contains(&format!("set it to {cpus}")),
+        "{stderr}"
+    );
+}
+
+/// The UDP worker threads' CPU lists (`Cpus_allowed_list`), in thread order.
+#[cfg(target_os = "linux")]
+fn udp_worker_cpus(pid: u32) -> Vec<String> {
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let task = task.expect("task").path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let Some(index) = name.trim().strip_prefix("dns-udp-") else {
+            continue;
+        };
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        workers.push((index.parse::<usize>().unwrap_or(usize::MAX), cpus));
+    }
+    workers.sort();
+    workers.into_iter().map(|(_, cpus)| cpus).collect()
+}
+
+/// `--socket-affinity`: one UDP worker pinned to each CPU, and a query sent from any CPU
+/// is answered (the kernel steers it to the worker of the CPU that received it).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn socket_affinity_pins_one_worker_per_cpu_and_answers_from_every_cpu() {
+    let demo = demo_manifests();
+    let allowed = headless_dns::affinity::allowed_cpus().expect("affinity mask");
+    // Explicit, so that a CPU quota (which lowers the default) does not change the count.
+    let threads = allowed.len().to_string();
+    let binary = Binary::start(
+        &[
+            "--manifests",
+            demo.to_str().unwrap(),
+            "--socket-affinity",
+            "--threads",
+            &threads,
+        ],
+        &[],
+    )
+    .await;
+    let mut expected: Vec<String> = allowed.iter().map(usize::to_string).collect();
+    expected.sort();
+    // Each worker pins itself as it starts, which may be just after the server says it
+    // serves.
+    let pid = binary.pid();
+    let pinned = || {
+        let mut pinned = udp_worker_cpus(pid);
+        pinned.sort();
+        pinned
+    };
+    let all_pinned =
+        crate::support::eventually_blocking(Duration::from_secs(5), || pinned() == expected);
+    assert!(
+        all_pinned,
+        "one worker on each CPU, alone: {:?} against {expected:?}",
+        pinned()
+    );
+
+    let port = binary.addr.port().to_string();
+    for cpu in &allowed {
+        let cpu = cpu.to_string();
+        let out = crate::support::run(
+            "taskset",
+            &[
+                "-c",
+                &cpu,
+                "dig",
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "+time=2",
+                "+tries=1",
+                "+short",
+                "web-2.nginx.demo.svc.cluster.local",
+            ],
+        )
+        .await;
+        assert_eq!(out.trim(), "10.244.3.12", "asked from CPU {cpu}");
+    }
+    let (code, _log) = binary.terminate().await;
+    assert_eq!(code, Some(0));
 }
