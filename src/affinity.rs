@@ -130,7 +130,11 @@ pub fn steer_by_cpu(socket: &std::net::UdpSocket, workers: usize) -> std::io::Re
         )
     };
     if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+        let error = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(
+            error.kind(),
+            format!("--socket-affinity: the kernel refused the CPU steering program: {error}"),
+        ));
     }
     Ok(())
 }

@@ -128,9 +128,7 @@ impl Config {
         }
         Ok(())
     }
-}
 
-impl Config {
     /// With `socket_affinity`, the CPU each UDP worker of a listen address is pinned to
     /// (worker `k` gets `cpus[k]`); `None` without it.
     pub fn worker_cpus(&self) -> Result<Option<Vec<usize>>, ConfigError> {
