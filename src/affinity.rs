@@ -37,9 +37,11 @@ pub fn plan(allowed: &[usize], workers: usize) -> Result<Vec<usize>, NoPlan> {
             .join(",")
     };
     if workers == 0 || allowed.len() != workers {
+        // The default --threads follows a CPU quota, which can be below the CPUs allowed.
         return Err(NoPlan(format!(
             "--socket-affinity needs one worker per CPU: this process may run on {} CPUs ({}) \
-             and --threads is {workers}; leave --threads out or set it to {}",
+             and --threads is {workers} (given, or the default that follows a CPU quota); set \
+             --threads to {}, or give the process as many CPUs as threads (a cpuset, taskset)",
             allowed.len(),
             listed(),
             allowed.len()
@@ -86,7 +88,7 @@ pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
 pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
-        "--socket-affinity needs Linux",
+        "CPU steering of sockets is Linux only",
     ))
 }
 
@@ -143,7 +145,7 @@ pub fn steer_by_cpu(socket: &std::net::UdpSocket, workers: usize) -> std::io::Re
 pub fn steer_by_cpu(_socket: &std::net::UdpSocket, _workers: usize) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
-        "--socket-affinity needs Linux",
+        "CPU steering of sockets is Linux only",
     ))
 }
 
@@ -167,7 +169,7 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
 pub fn pin_current_thread(_cpu: usize) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
-        "--socket-affinity needs Linux",
+        "CPU steering of sockets is Linux only",
     ))
 }
 
@@ -188,7 +190,7 @@ mod tests {
     fn a_plan_needs_one_worker_per_cpu_with_distinct_remainders() {
         let fewer = plan(&[0, 1], 1).unwrap_err().to_string();
         assert!(
-            fewer.contains("--threads is 1") && fewer.contains("set it to 2"),
+            fewer.contains("--threads is 1") && fewer.contains("set --threads to 2"),
             "{fewer}"
         );
         let more = plan(&[0, 1], 4).unwrap_err().to_string();

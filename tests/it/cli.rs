@@ -157,7 +157,7 @@ fn socket_affinity_without_one_worker_per_cpu_says_what_to_set() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("--socket-affinity") && stderr.contains(&format!("set it to {cpus}")),
+        stderr.contains("--socket-affinity") && stderr.contains(&format!("--threads to {cpus}")),
         "{stderr}"
     );
 }
