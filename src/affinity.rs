@@ -3,7 +3,8 @@
 //! received it, instead of hashing the client's address and port over the workers.
 //!
 //! A datagram is then read, answered and sent on the CPU whose network softirq received
-//! it: no wake-up crosses CPUs and the socket's queue stays in that CPU's cache. The cost
+//! it: the worker is woken where the datagram was queued, not from another CPU, and the
+//! socket's queue stays in that CPU's cache. The cost
 //! is balance: the workers get what their CPUs receive, so a network card with fewer
 //! receive queues than workers leaves some workers idle. Off by default for that reason.
 //!
