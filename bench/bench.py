@@ -39,6 +39,11 @@ PEERS = ("knot", "nsd")
 LAYOUTS = ("one", "shared", "affinity")
 
 
+def label_of(name, layout):
+    """How results name a server in a layout: `knot`, `knot@shared`."""
+    return name if layout == "one" else f"{name}@{layout}"
+
+
 class Instance:
     """One server under test in one CPU layout: "one" (the server on --server-cpus, dnsperf
     on --client-cpus), "shared" (the server and dnsperf on every CPU, one server worker and
@@ -51,7 +56,7 @@ class Instance:
         every_cpu = ",".join(str(c) for c in cpus)
         self.name = name
         self.layout = layout
-        self.label = name if layout == "one" else f"{name}@{layout}"
+        self.label = label_of(name, layout)
         self.server_cpus = every_cpu if shared else args.server_cpus
         self.client_cpus = every_cpu if shared else args.client_cpus
         self.client_threads = len(cpus) if shared else 1
@@ -351,13 +356,13 @@ def report(args, instances, results, lat, workloads):
                    if p99s else "n/a")
             ratio = ""
             # Peers in the same layout as this instance.
-            peers = [name.replace(i.name, p) for p in PEERS]
+            peers = [label_of(p, i.layout) for p in PEERS]
             peers = [p for p in peers if (workload, p) in results]
             if i.name == "headless-dns" and peers:
                 best_qps = max(med(p, "qps") for p in peers)
                 best_cpu = min(med(p, "cpu_us") for p in peers)
                 ratio = f"{med(name, 'qps') / best_qps:.2f}, {med(name, 'cpu_us') / best_cpu:.2f}"
-            this_build = name.replace("baseline", "headless-dns")
+            this_build = label_of("headless-dns", i.layout)
             if i.name == "baseline" and (workload, this_build) in results:
                 # This build against the baseline build.
                 ratio = (f"headless-dns / baseline: {med(this_build, 'qps') / med(name, 'qps'):.2f}, "
@@ -399,7 +404,7 @@ def bars(results, workloads):
         "|---|---|---" + "|---" * (len(LAYOUTS) - 1) * len(servers) + "|",
     ]
     for w in workloads:
-        scaling = [cell(per_round(results, w, f"{n}@{layout}", [n], "qps"))
+        scaling = [cell(per_round(results, w, label_of(n, layout), [n], "qps"))
                    for layout in LAYOUTS[1:] for n in servers]
         lines.append(
             f"| {w} | {cell(per_round(results, w, 'headless-dns', PEERS, 'cpu_us'))} "

@@ -4,9 +4,9 @@
 //!
 //! A datagram is then read, answered and sent on the CPU whose network softirq received
 //! it: the worker is woken where the datagram was queued, not from another CPU, and the
-//! socket's queue stays in that CPU's cache. The cost
-//! is balance: the workers get what their CPUs receive, so a network card with fewer
-//! receive queues than workers leaves some workers idle. Off by default for that reason.
+//! socket's queue stays in that CPU's cache. The cost is balance: the workers get what
+//! their CPUs receive, so a network card with fewer receive queues than workers leaves
+//! some workers idle. Off by default for that reason.
 //!
 //! The steering is a three-instruction classic BPF program on the `SO_REUSEPORT` group
 //! (`SO_ATTACH_REUSEPORT_CBPF`): the index of the socket is `cpu % workers`. Sockets are
@@ -66,6 +66,15 @@ pub fn plan(allowed: &[usize], workers: usize) -> Result<Vec<usize>, NoPlan> {
     Ok(cpus.into_iter().flatten().collect())
 }
 
+/// What the functions below answer where they do not exist.
+#[cfg(not(target_os = "linux"))]
+fn unsupported() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "CPU steering of sockets is Linux only",
+    )
+}
+
 /// The CPUs this process may run on (its affinity mask), in ascending order.
 #[cfg(target_os = "linux")]
 pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
@@ -87,10 +96,7 @@ pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
 
 #[cfg(not(target_os = "linux"))]
 pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "CPU steering of sockets is Linux only",
-    ))
+    Err(unsupported())
 }
 
 /// Tells the kernel to hand each datagram for `socket`'s `SO_REUSEPORT` group to socket
@@ -144,10 +150,7 @@ pub fn steer_by_cpu(socket: &std::net::UdpSocket, workers: usize) -> std::io::Re
 
 #[cfg(not(target_os = "linux"))]
 pub fn steer_by_cpu(_socket: &std::net::UdpSocket, _workers: usize) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "CPU steering of sockets is Linux only",
-    ))
+    Err(unsupported())
 }
 
 /// Pins the calling thread to `cpu`.
@@ -168,10 +171,7 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 pub fn pin_current_thread(_cpu: usize) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "CPU steering of sockets is Linux only",
-    ))
+    Err(unsupported())
 }
 
 #[cfg(test)]
