@@ -8,6 +8,9 @@
 //! An entry is `[label length][label][flags][IPv4 count][IPv6 count][IPv4 addresses][IPv6
 //! addresses]`, entries back to back; open-addressing tables of entry offsets (16-bit while
 //! the entries take less than 64 KiB), one hashed by label and one by address, find one.
+//! The bits of a slot its offset does not need hold a few bits of its key's hash (a tag),
+//! so a probe reads only the entries whose tag matches: each entry read is a cache miss
+//! when the table is not in cache, as under load it is not (see `SlotFormat`).
 //! Entries and both tables are one heap block, and each table has exactly the slots it
 //! needs (half as many again as its keys, not a power of two).
 //! The flags say whether the name is an ordinal slot, whether its first record set is
@@ -24,8 +27,6 @@ use crate::store::FastHash;
 
 /// A free slot of the offset table (either width: its bytes are all 0xff).
 const EMPTY: u32 = u32::MAX;
-/// A free slot of a 16-bit offset table.
-const EMPTY_NARROW: u16 = u16::MAX;
 /// Flag: an ordinal slot, whose negative answers have the slot's own TTL.
 const SLOT: u8 = 1;
 /// Flag: the first record set is AAAA (what a QTYPE=ANY query gets, RFC 8482).
@@ -116,7 +117,8 @@ impl PodTableBuilder {
         if len == 0 {
             return PodTable::default();
         }
-        let width = offset_width(entries_len);
+        let format = SlotFormat::for_entries(entries_len);
+        let width = format.width;
         let label_slots = slots_for(len);
         let address_slots = slots_for(self.addresses);
         let mut bytes = self.entries;
@@ -129,12 +131,12 @@ impl PodTableBuilder {
             let Some((label, entry)) = entry_at(entries, offset) else {
                 continue;
             };
-            insert(by_label, width, HASHER.hash_one(label), offset);
+            insert(by_label, format, HASHER.hash_one(label), offset);
             for (addresses, address_width) in
                 [entry.addresses(rtype::A), entry.addresses(rtype::AAAA)]
             {
                 for address in addresses.chunks_exact(address_width) {
-                    insert(by_address, width, HASHER.hash_one(address), offset);
+                    insert(by_address, format, HASHER.hash_one(address), offset);
                 }
             }
         }
@@ -146,16 +148,55 @@ impl PodTableBuilder {
     }
 }
 
-/// Bytes per offset in a table whose entries take `entries_len` bytes: 16 bits hold the
-/// offsets of a Service of up to a few thousand pods, and halve both tables.
-fn offset_width(entries_len: u32) -> usize {
-    if entries_len < u32::from(EMPTY_NARROW) {
-        2
-    } else {
-        4
-    }
+/// How the slots of a table whose entries take `entries_len` bytes hold an entry's offset:
+/// in 2 bytes while the entries take less than 64 KiB (a Service of up to a few thousand
+/// pods; it halves both tables), else in 4; the bits above the offset hold a tag of the
+/// key's hash, which lets a probe skip the entries of other keys without reading them.
+/// The tag takes only bits the offset does not need, so it costs no memory: 4 bits while
+/// the entries take less than 4 KiB (a Service of up to about 200 pods), none up to 64 KiB,
+/// 8 up to 16 MiB. A valid slot is never all ones (`EMPTY`): its offset is below the
+/// entries' length, which is below the offset field's largest value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SlotFormat {
+    /// Bytes per slot, 2 or 4.
+    width: usize,
+    /// Low bits of a slot that hold the offset; the rest (up to `8 * width`) hold the tag.
+    offset_bits: u32,
 }
 
+impl SlotFormat {
+    fn for_entries(entries_len: u32) -> Self {
+        let (width, offset_bits) = match entries_len {
+            0..0x1000 => (2, 12),
+            0x1000..0xffff => (2, 16),
+            0xffff..0xff_ffff => (4, 24),
+            _ => (4, 32),
+        };
+        Self { width, offset_bits }
+    }
+
+    /// The slot's value for `offset` of a key hashed to `hash`.
+    fn encode(self, hash: u64, offset: u32) -> u32 {
+        offset | self.tag(hash)
+    }
+
+    /// The tag of `hash`, in the bits a slot's offset does not use. The probe's start slot
+    /// is taken from the hash's high bits; the tag from its low ones.
+    fn tag(self, hash: u64) -> u32 {
+        let slot_bits = 8 * self.width as u32;
+        if self.offset_bits >= slot_bits {
+            return 0;
+        }
+        let tag_mask = (1u32 << (slot_bits - self.offset_bits)) - 1;
+        (hash as u32 & tag_mask) << self.offset_bits
+    }
+
+    /// The offset in a slot's value, if its tag is `hash`'s.
+    fn offset_if_tagged(self, value: u32, hash: u64) -> Option<u32> {
+        let offset_mask = u32::MAX.checked_shr(32 - self.offset_bits).unwrap_or(0);
+        (value & !offset_mask == self.tag(hash)).then_some(value & offset_mask)
+    }
+}
 /// Slots of an offset table for `n` keys: at most two thirds full, so probes are short and
 /// always meet a free slot.
 fn slots_for(n: usize) -> usize {
@@ -170,13 +211,14 @@ fn probe_order(hash: u64, slots: usize) -> impl Iterator<Item = usize> {
     (start..slots).chain(0..start)
 }
 
-/// Stores `offset` at the first free slot from `hash` in `table` (offsets of `width`
-/// bytes, little-endian). The table has a free slot (it is sized by `slots_for`).
-fn insert(table: &mut [u8], width: usize, hash: u64, offset: u32) {
+/// Stores `offset` at the first free slot from `hash` in `table` (slots of `format`,
+/// little-endian). The table has a free slot (it is sized by `slots_for`).
+fn insert(table: &mut [u8], format: SlotFormat, hash: u64, offset: u32) {
+    let width = format.width;
     for at in probe_order(hash, table.len() / width) {
         let slot = &mut table[at * width..(at + 1) * width];
         if slot.iter().all(|&b| b == 0xff) {
-            slot.copy_from_slice(&offset.to_le_bytes()[..width]);
+            slot.copy_from_slice(&format.encode(hash, offset).to_le_bytes()[..width]);
             return;
         }
     }
@@ -186,17 +228,17 @@ fn insert(table: &mut [u8], width: usize, hash: u64, offset: u32) {
 #[derive(Debug, Clone, Copy)]
 struct Offsets<'a> {
     table: &'a [u8],
-    width: usize,
+    format: SlotFormat,
 }
 
 impl<'a> Offsets<'a> {
-    /// The offset in slot `at`; `EMPTY` for a free slot (or past the end).
+    /// The value in slot `at`; `EMPTY` for a free slot (or past the end).
     fn get(&self, at: usize) -> u32 {
-        let bytes = self.table.get(at * self.width..(at + 1) * self.width);
-        match bytes {
+        let width = self.format.width;
+        match self.table.get(at * width..(at + 1) * width) {
             Some(&[low, high]) => match u16::from_le_bytes([low, high]) {
-                EMPTY_NARROW => EMPTY,
-                offset => u32::from(offset),
+                u16::MAX => EMPTY,
+                value => u32::from(value),
             },
             Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
             _ => EMPTY,
@@ -204,11 +246,12 @@ impl<'a> Offsets<'a> {
     }
 
     /// The offsets where an entry hashed to `hash` may be, in probe order, up to the first
-    /// free slot.
+    /// free slot: those whose tag matches.
     fn probe(self, hash: u64) -> impl Iterator<Item = u32> + 'a {
-        probe_order(hash, self.table.len() / self.width)
+        probe_order(hash, self.table.len() / self.format.width)
             .map(move |at| self.get(at))
-            .take_while(|&offset| offset != EMPTY)
+            .take_while(|&value| value != EMPTY)
+            .filter_map(move |value| self.format.offset_if_tagged(value, hash))
     }
 }
 
@@ -227,18 +270,18 @@ impl PodTable {
             .bytes
             .split_at_checked(self.entries_len as usize)
             .unwrap_or_default();
-        let width = offset_width(self.entries_len);
-        let label_bytes = slots_for(self.len as usize) * width;
+        let format = SlotFormat::for_entries(self.entries_len);
+        let label_bytes = slots_for(self.len as usize) * format.width;
         let (by_label, by_address) = tables.split_at_checked(label_bytes).unwrap_or_default();
         (
             entries,
             Offsets {
                 table: by_label,
-                width,
+                format,
             },
             Offsets {
                 table: by_address,
-                width,
+                format,
             },
         )
     }
@@ -362,7 +405,7 @@ mod tests {
             assert!(builder.add(label(n).as_bytes(), &[address(n)], false, true));
         }
         let table = builder.build();
-        assert_eq!(offset_width(table.entries_len), 4);
+        assert_eq!(SlotFormat::for_entries(table.entries_len).width, 4);
         // One block: entries, then 6,001 label slots and 6,001 address slots.
         assert_eq!(
             table.bytes.len(),
@@ -397,7 +440,7 @@ mod tests {
         ));
         let table = builder.build();
         assert_eq!(table.len(), 302);
-        assert_eq!(offset_width(table.entries_len), 2);
+        assert_eq!(SlotFormat::for_entries(table.entries_len).width, 2);
         for n in 0..300u32 {
             let entry = table.get(format!("web-{n}").as_bytes()).unwrap();
             assert_eq!(
@@ -432,6 +475,74 @@ mod tests {
         assert_eq!(hostname("10.0.1.2"), Some(true), "web-258");
         assert_eq!(hostname("10.0.1.3"), Some(false), "web-259");
         assert_eq!(PodTable::default().label_of(ip("10.0.0.1")), None);
+    }
+
+    #[test]
+    fn slots_carry_a_tag_in_the_bits_their_offset_does_not_need() {
+        let format = |len| {
+            let f = SlotFormat::for_entries(len);
+            (f.width, f.offset_bits)
+        };
+        assert_eq!(format(0), (2, 12));
+        assert_eq!(format(0xfff), (2, 12));
+        assert_eq!(format(0x1000), (2, 16));
+        assert_eq!(format(0xfffe), (2, 16));
+        assert_eq!(format(0xffff), (4, 24));
+        assert_eq!(format(0xff_fffe), (4, 24));
+        assert_eq!(format(0xff_ffff), (4, 32));
+        for entries_len in [
+            1,
+            0xfff,
+            0x1000,
+            0xfffe,
+            0xffff,
+            0xff_fffe,
+            0xff_ffff,
+            u32::MAX,
+        ] {
+            let format = SlotFormat::for_entries(entries_len);
+            let largest = u32::MAX >> (32 - 8 * format.width as u32);
+            for hash in [0, 1, 0xabcd_ef01_2345_6789, u64::MAX] {
+                for offset in [0, entries_len / 2, entries_len - 1] {
+                    let value = format.encode(hash, offset);
+                    assert!(value <= largest, "{value:#x} fits {} bytes", format.width);
+                    assert_ne!(value, largest, "a valid slot is never free");
+                    assert_eq!(format.offset_if_tagged(value, hash), Some(offset));
+                }
+            }
+            let tag_bits = 8 * format.width as u32 - format.offset_bits;
+            if tag_bits > 0 {
+                // A key whose hash differs in the tag's bits is passed over.
+                assert_eq!(format.offset_if_tagged(format.encode(0, 7), 1), None);
+                assert_eq!(
+                    format.offset_if_tagged(format.encode(0, 7), 1 << tag_bits),
+                    Some(7)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn small_tables_with_tags_find_every_entry_by_label_and_address() {
+        let mut builder = PodTableBuilder::default();
+        for n in 0..100u32 {
+            let address = IpAddr::from([10, 0, 0, n as u8]);
+            assert!(builder.add(format!("db-{n}").as_bytes(), &[address], false, true));
+        }
+        let table = builder.build();
+        assert_eq!(SlotFormat::for_entries(table.entries_len).offset_bits, 12);
+        for n in 0..100u32 {
+            let entry = table.get(format!("db-{n}").as_bytes()).unwrap();
+            assert_eq!(entry.addresses(rtype::A).0, [10, 0, 0, n as u8]);
+            assert_eq!(
+                table.label_of(IpAddr::from([10, 0, 0, n as u8])),
+                Some(format!("db-{n}").as_bytes())
+            );
+        }
+        for missing in [&b"db-100"[..], b"db-", b"db-1 ", b"DB-1"] {
+            assert!(table.get(missing).is_none(), "{missing:?}");
+        }
+        assert_eq!(table.label_of(IpAddr::from([10, 0, 0, 100])), None);
     }
 
     #[test]
