@@ -397,19 +397,25 @@ def bars(results, workloads):
         return f"{statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
 
     servers = ("headless-dns", *PEERS)
+    # A change is judged against the baseline build in the same rounds.
+    baseline = any(n == "baseline" for _, n in results)
     lines = [
         "| workload | headless-dns CPU / better peer | headless-dns q/s / limit "
+        + ("| headless-dns CPU / baseline " if baseline else "")
         + "".join(f"| {layout} / one core, q/s: {n} " for layout in LAYOUTS[1:] for n in servers)
         + "|",
-        "|---|---|---" + "|---" * (len(LAYOUTS) - 1) * len(servers) + "|",
+        "|---|---|---" + ("|---" if baseline else "")
+        + "|---" * (len(LAYOUTS) - 1) * len(servers) + "|",
     ]
     for w in workloads:
         scaling = [cell(per_round(results, w, label_of(n, layout), [n], "qps"))
                    for layout in LAYOUTS[1:] for n in servers]
+        against_baseline = (f"| {cell(per_round(results, w, 'headless-dns', ['baseline'], 'cpu_us'))} "
+                            if baseline else "")
         lines.append(
             f"| {w} | {cell(per_round(results, w, 'headless-dns', PEERS, 'cpu_us'))} "
             f"| {cell(per_round(results, w, 'headless-dns', ['limit'], 'qps', best=max))} "
-            f"| {' | '.join(scaling)} |")
+            f"{against_baseline}| {' | '.join(scaling)} |")
     return "Per-round ratios, median (each round):\n\n" + "\n".join(lines)
 
 

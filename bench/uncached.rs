@@ -1,0 +1,131 @@
+//! Pod A answers over a cluster larger than the CPU's caches, names asked in a scrambled
+//! order as a load generator asks them: the query path's cost when its memory is not in
+//! cache, which is what a real server sees between kernel work (criterion's `answer` asks
+//! one name again and again). Prints nanoseconds per answer.
+//!
+//!     cargo bench --bench uncached -- --services 10000 --pods 10 --queries 2000000
+//!
+//! The count of cache misses per answer is a steadier figure than the time on a shared
+//! VM; callgrind counts them over the answer function alone:
+//!
+//!     valgrind --tool=callgrind --cache-sim=yes --LL=1048576,16,64 \
+//!         --toggle-collect='*Responder::respond*' target/release/deps/uncached-* --queries 200000
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use headless_dns::Config;
+use headless_dns::answer::Transport;
+use headless_dns::controller::Change;
+use headless_dns::embed::Core;
+use headless_dns::model::{
+    Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind,
+};
+
+#[path = "common.rs"]
+#[allow(dead_code)]
+mod common;
+
+fn headless(ns: &str, name: &str, size: u32, first: u32) -> Vec<Object> {
+    let service = ObjectKey::new(ns, name);
+    let port = Port {
+        name: "web".into(),
+        protocol: Protocol::Tcp,
+        port: 80,
+    };
+    vec![
+        Object::Service(Service {
+            key: service.clone(),
+            kind: ServiceKind::Headless,
+            ports: vec![port.clone()],
+            publish_not_ready: false,
+        }),
+        Object::EndpointSlice(EndpointSlice {
+            key: ObjectKey::new(ns, format!("{name}-x")),
+            service,
+            endpoints: (0..size)
+                .map(|i| Endpoint {
+                    ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + first + i)),
+                    hostname: Some(format!("{name}-{i}")),
+                    ready: true,
+                    terminating: false,
+                })
+                .collect(),
+            ports: vec![port],
+        }),
+    ]
+}
+
+fn main() {
+    let services: u32 = common::arg("--services", 10_000);
+    let pods: u32 = common::arg("--pods", 10);
+    let queries: usize = common::arg("--queries", 2_000_000);
+    let mut core = Core::new(&Config::default());
+    let objects = (0..services)
+        .flat_map(|s| {
+            headless(
+                &format!("ns-{}", s / 100),
+                &format!("s-{s}"),
+                pods,
+                s * pods,
+            )
+        })
+        .collect();
+    core.controller.apply([Change::ReplaceAll(objects)]);
+    // Every pod once, in an order that jumps across the cluster (an odd multiplier prime
+    // to the count walks all of them).
+    let total = u64::from(services) * u64::from(pods);
+    let step = (1..)
+        .map(|k| 7_919 * k)
+        .find(|m| gcd(*m, total) == 1)
+        .unwrap_or(1);
+    let names: Vec<Vec<u8>> = (0..total)
+        .map(|n| {
+            let at = (n * step) % total;
+            let (s, pod) = (at / u64::from(pods), at % u64::from(pods));
+            common::a_query(
+                n as u16,
+                &format!("s-{s}-{pod}.s-{s}.ns-{}.svc.cluster.local", s / 100),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(65535);
+    for q in &names {
+        responder_answer(&core, q, &mut out);
+    }
+    let started = Instant::now();
+    let mut answered = 0usize;
+    for q in names.iter().cycle().take(queries) {
+        answered += usize::from(responder_answer(&core, q, &mut out));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{answered} of {queries} pod A answers over {total} pods: {:.1} ns per answer",
+        elapsed.as_nanos() as f64 / queries as f64
+    );
+}
+
+/// Answers `query` from a copy in a buffer used for every query, as the server answers from
+/// the receive buffer the kernel has just written.
+fn responder_answer(core: &Core, query: &[u8], out: &mut Vec<u8>) -> bool {
+    thread_local! {
+        static RECEIVED: std::cell::RefCell<[u8; 512]> = const { std::cell::RefCell::new([0; 512]) };
+    }
+    RECEIVED.with_borrow_mut(|received| {
+        let len = query.len().min(received.len());
+        received[..len].copy_from_slice(&query[..len]);
+        answer_received(core, &received[..len], out)
+    })
+}
+
+#[inline(never)]
+fn answer_received(core: &Core, query: &[u8], out: &mut Vec<u8>) -> bool {
+    core.responder
+        .respond(black_box(query), Transport::Udp, out)
+        .is_some_and(|outcome| outcome.rcode == 0 && out.len() > query.len())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
