@@ -17,6 +17,7 @@ Traffic goes to 127.0.0.1 only. Started by bench/run.sh; see --help.
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -102,6 +103,13 @@ def tree_cpu_seconds(pid):
         total += stats.get(p, 0.0)
         todo.extend(children.get(p, []))
     return total
+
+
+def client_cpu_seconds():
+    """user+sys seconds of this script's finished children (each dnsperf run, which taskset
+    execs in its own process)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wait_port(port, deadline=60):
@@ -308,13 +316,23 @@ def throughput(args, instances, procs, workloads, data):
             for i in instances:
                 queries = os.path.join(data, f"queries-{workload}.txt")
                 before = tree_cpu_seconds(procs[i.label].pid)
+                client_before = client_cpu_seconds()
+                started = time.monotonic()
                 stats = parse_stats(dnsperf(args, i, i.port_for(workload, workloads), queries))
+                wall = time.monotonic() - started
                 cpu = tree_cpu_seconds(procs[i.label].pid) - before
-                stats["cpu_us"] = cpu / max(stats.get("completed", 1), 1) * 1e6
+                client_cpu = client_cpu_seconds() - client_before
+                completed = max(stats.get("completed", 1), 1)
+                stats["cpu_us"] = cpu / completed * 1e6
+                # dnsperf's own CPU: near one full CPU per thread, the load generator is the
+                # ceiling, and its cost per response decides the queries/s.
+                stats["client_cpu_us"] = client_cpu / completed * 1e6
+                stats["client_busy"] = client_cpu / wall / i.client_threads
                 results.setdefault((workload, i.label), []).append(stats)
                 print(f"  round {r + 1} {workload:12} {i.label:19} {stats['qps']:>10.0f} q/s "
                       f"{stats['cpu_us']:6.2f} us/q lost {stats['lost_pct']:.2f}% "
-                      f"response {stats.get('response_bytes', 0)} B", flush=True)
+                      f"response {stats.get('response_bytes', 0)} B; dnsperf "
+                      f"{stats['client_cpu_us']:.2f} us/q, {stats['client_busy']:.0%} busy", flush=True)
     return results
 
 
@@ -342,8 +360,8 @@ def latency(args, instance, port, queries):
 
 def report(args, instances, results, lat, workloads):
     lines = [
-        f"| workload | server | queries/s median (min-max) | avg latency ms | p99 ms @{args.latency_qps} q/s, median (min-max) | lost % | server CPU us/query | vs best peer (q/s, CPU) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| workload | server | queries/s median (min-max) | avg latency ms | p99 ms @{args.latency_qps} q/s, median (min-max) | lost % | server CPU us/query | dnsperf CPU us/query, busy | vs best peer (q/s, CPU) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for workload in workloads:
         med = lambda n, k: statistics.median(s[k] for s in results[(workload, n)])
@@ -370,7 +388,8 @@ def report(args, instances, results, lat, workloads):
             lines.append(
                 f"| {workload} | {name} | {statistics.median(qps):,.0f} ({min(qps):,.0f}-{max(qps):,.0f}) "
                 f"| {med(name, 'avg_ms'):.3f} | {p99} "
-                f"| {med(name, 'lost_pct'):.2f} | {med(name, 'cpu_us'):.2f} | {ratio} |")
+                f"| {med(name, 'lost_pct'):.2f} | {med(name, 'cpu_us'):.2f} "
+                f"| {med(name, 'client_cpu_us'):.2f}, {med(name, 'client_busy'):.0%} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -153,9 +153,10 @@ impl PodTableBuilder {
 /// pods; it halves both tables), else in 4; the bits above the offset hold a tag of the
 /// key's hash, which lets a probe skip the entries of other keys without reading them.
 /// The tag takes only bits the offset does not need, so it costs no memory: 4 bits while
-/// the entries take less than 4 KiB (a Service of up to about 200 pods), none up to 64 KiB,
-/// 8 up to 16 MiB. A valid slot is never all ones (`EMPTY`): its offset is below the
-/// entries' length, which is below the offset field's largest value.
+/// the entries take less than 4 KiB (a Service of up to 150 to 270 pods, by the length of
+/// their names), none up to 64 KiB, 8 up to 16 MiB. A valid slot is never all ones
+/// (`EMPTY`): its offset is below the entries' length, which is below the offset field's
+/// largest value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SlotFormat {
     /// Bytes per slot, 2 or 4.
@@ -197,6 +198,7 @@ impl SlotFormat {
         (value & !offset_mask == self.tag(hash)).then_some(value & offset_mask)
     }
 }
+
 /// Slots of an offset table for `n` keys: at most two thirds full, so probes are short and
 /// always meet a free slot.
 fn slots_for(n: usize) -> usize {
