@@ -13,50 +13,19 @@
 //!         --toggle-collect='*Responder::respond*' target/release/deps/uncached-* --queries 200000
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use headless_dns::Config;
 use headless_dns::answer::Transport;
 use headless_dns::controller::Change;
 use headless_dns::embed::Core;
-use headless_dns::model::{
-    Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind,
-};
+use objects::headless;
 
 #[path = "common.rs"]
 #[allow(dead_code)]
 mod common;
-
-fn headless(ns: &str, name: &str, size: u32, first: u32) -> Vec<Object> {
-    let service = ObjectKey::new(ns, name);
-    let port = Port {
-        name: "web".into(),
-        protocol: Protocol::Tcp,
-        port: 80,
-    };
-    vec![
-        Object::Service(Service {
-            key: service.clone(),
-            kind: ServiceKind::Headless,
-            ports: vec![port.clone()],
-            publish_not_ready: false,
-        }),
-        Object::EndpointSlice(EndpointSlice {
-            key: ObjectKey::new(ns, format!("{name}-x")),
-            service,
-            endpoints: (0..size)
-                .map(|i| Endpoint {
-                    ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + first + i)),
-                    hostname: Some(format!("{name}-{i}")),
-                    ready: true,
-                    terminating: false,
-                })
-                .collect(),
-            ports: vec![port],
-        }),
-    ]
-}
+#[path = "objects.rs"]
+mod objects;
 
 fn main() {
     let services: u32 = common::arg("--services", 10_000);
