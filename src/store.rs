@@ -330,6 +330,9 @@ impl PartialEq for NameKey {
 
 impl Eq for NameKey {}
 
+// What `INLINE_NAME` is chosen for: a key no larger than a boxed slice and a tag.
+const _: () = assert!(std::mem::size_of::<NameKey>() == 24);
+
 /// The name index shared by the controller and every query worker.
 #[derive(Debug, Default)]
 pub struct Store {
@@ -577,6 +580,34 @@ mod tests {
         assert_eq!(tag(b"\x00\x01b"), None);
         assert!(set.contains(b"\x00\x01a") && !set.contains(b""));
         assert!(ServiceAnswers::default().get(b"\x00\x05nginx").is_none());
+    }
+
+    #[test]
+    fn index_keys_short_and_long_are_found_by_their_bytes() {
+        let index: NameIndex = DashMap::default();
+        let names: Vec<Vec<u8>> = [0, 1, INLINE_NAME, INLINE_NAME + 1, 255]
+            .iter()
+            .map(|&len| (0..len).map(|i| b'a' + (i % 26) as u8).collect())
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let key = NameKey::new(name);
+            assert_eq!(key.as_bytes(), &name[..]);
+            assert_eq!(
+                matches!(key, NameKey::Inline { .. }),
+                name.len() <= INLINE_NAME
+            );
+            index.insert(key, Route::Name(answers(i as u8)));
+        }
+        for (i, name) in names.iter().enumerate() {
+            let found = index.get(&name[..]).map(|route| match route.value() {
+                Route::Name(a) => a.view().rrsets().next().map(|r| r.answer[0]),
+                _ => None,
+            });
+            assert_eq!(found, Some(Some(i as u8)), "{} bytes", name.len());
+        }
+        // A name that is a prefix of a stored one, or extends it, is another key.
+        assert!(index.get(&names[2][..INLINE_NAME - 1]).is_none());
+        assert!(index.get(&[&names[2][..], b"a"].concat()[..]).is_none());
     }
 
     #[test]
