@@ -7,8 +7,9 @@ adds a second instance of each DNS server given every CPU, with as many workers,
 dnsperf sharing those CPUs with as many threads, interleaved with the first; `affinity` is
 the shared layout with each server's CPU-steering option (headless-dns --socket-affinity,
 Knot socket-affinity; NSD has none). Per run it records
-dnsperf's queries/s, average latency and lost queries, and the server's CPU time
-(user+sys of its whole process tree, from /proc) divided by the queries completed. A
+dnsperf's queries/s, average latency and lost queries, the server's CPU time
+(user+sys of its whole process tree, from /proc) divided by the queries completed, and
+dnsperf's own CPU time per query and how busy it was (from its rusage). A
 second pass at a fixed offered load (-Q) with dnsperf -v gives latency percentiles.
 
 Traffic goes to 127.0.0.1 only. Started by bench/run.sh; see --help.

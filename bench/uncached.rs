@@ -1,16 +1,18 @@
-//! Pod A answers over a cluster larger than the CPU's caches, names asked in a scrambled
-//! order as a load generator asks them: the query path's cost when its memory is not in
-//! cache, which is what a real server sees between kernel work (criterion's `answer` asks
-//! one name again and again). Prints nanoseconds per answer.
+//! Pod A answers (or, with `--mix`, the load benchmark's mix of query kinds) over a cluster
+//! larger than the CPU's caches, names asked in a scrambled order as a load generator asks
+//! them: the query path's cost when its memory is not in cache, which is what a real server
+//! sees between kernel work (criterion's `answer` asks one name again and again). Prints
+//! nanoseconds per answer.
 //!
 //!     cargo bench --bench uncached -- --services 10000 --pods 10 --queries 2000000
-//!     cargo bench --bench uncached -- --mix    # the load benchmark's mix of query kinds
+//!     cargo bench --bench uncached -- --mix
 //!
 //! The count of cache misses per answer is a steadier figure than the time on a shared
-//! VM; callgrind counts them over the answer function alone:
+//! VM; callgrind counts them over the answer function alone (bench/README.md):
 //!
-//!     valgrind --tool=callgrind --cache-sim=yes --LL=1048576,16,64 \
-//!         --toggle-collect='*Responder::respond*' target/release/deps/uncached-* --queries 200000
+//!     valgrind --tool=callgrind --cache-sim=yes --D1=65536,8,64 --LL=1048576,16,64 \
+//!         --toggle-collect='headless_dns::answer::Responder::respond' \
+//!         target/release/deps/uncached-<hash> --queries 200000
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -59,8 +61,8 @@ fn main() {
             let pod_name = format!("s-{s}-{pod}.{service}");
             // The load benchmark's mix: 70% pod A, 15% Service A, 5% SRV, 5% AAAA (NODATA),
             // 5% NXDOMAIN.
-            let (name, qtype) = match n % 20 {
-                _ if !mix => (pod_name, 1),
+            let kind = if mix { n % 20 } else { 0 };
+            let (name, qtype) = match kind {
                 0..14 => (pod_name, 1),
                 14..17 => (service, 1),
                 17 => (format!("_web._tcp.{service}"), 33),

@@ -192,10 +192,10 @@ impl SlotFormat {
         (hash as u32 & tag_mask) << self.offset_bits
     }
 
-    /// The offset in a slot's value, if its tag is `hash`'s.
-    fn offset_if_tagged(self, value: u32, hash: u64) -> Option<u32> {
+    /// The offset in a slot's value, if the slot's tag is `tag` (from [`SlotFormat::tag`]).
+    fn offset_if_tagged(self, value: u32, tag: u32) -> Option<u32> {
         let offset_mask = u32::MAX.checked_shr(32 - self.offset_bits).unwrap_or(0);
-        (value & !offset_mask == self.tag(hash)).then_some(value & offset_mask)
+        (value & !offset_mask == tag).then_some(value & offset_mask)
     }
 }
 
@@ -250,10 +250,11 @@ impl<'a> Offsets<'a> {
     /// The offsets where an entry hashed to `hash` may be, in probe order, up to the first
     /// free slot: those whose tag matches.
     fn probe(self, hash: u64) -> impl Iterator<Item = u32> + 'a {
+        let tag = self.format.tag(hash);
         probe_order(hash, self.table.len() / self.format.width)
             .map(move |at| self.get(at))
             .take_while(|&value| value != EMPTY)
-            .filter_map(move |value| self.format.offset_if_tagged(value, hash))
+            .filter_map(move |value| self.format.offset_if_tagged(value, tag))
     }
 }
 
@@ -509,15 +510,19 @@ mod tests {
                     let value = format.encode(hash, offset);
                     assert!(value <= largest, "{value:#x} fits {} bytes", format.width);
                     assert_ne!(value, largest, "a valid slot is never free");
-                    assert_eq!(format.offset_if_tagged(value, hash), Some(offset));
+                    assert_eq!(
+                        format.offset_if_tagged(value, format.tag(hash)),
+                        Some(offset)
+                    );
                 }
             }
             let tag_bits = 8 * format.width as u32 - format.offset_bits;
             if tag_bits > 0 {
                 // A key whose hash differs in the tag's bits is passed over.
-                assert_eq!(format.offset_if_tagged(format.encode(0, 7), 1), None);
+                let slot = format.encode(0, 7);
+                assert_eq!(format.offset_if_tagged(slot, format.tag(1)), None);
                 assert_eq!(
-                    format.offset_if_tagged(format.encode(0, 7), 1 << tag_bits),
+                    format.offset_if_tagged(slot, format.tag(1 << tag_bits)),
                     Some(7)
                 );
             }

@@ -291,8 +291,8 @@ enum NameKey {
 
 impl NameKey {
     fn new(name: &[u8]) -> Self {
-        match (u8::try_from(name.len()), name.len() <= INLINE_NAME) {
-            (Ok(len), true) => {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= INLINE_NAME => {
                 let mut bytes = [0; INLINE_NAME];
                 bytes[..name.len()].copy_from_slice(name);
                 Self::Inline { len, bytes }
