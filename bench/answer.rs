@@ -11,9 +11,9 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use headless_dns::Config;
-use headless_dns::answer::Transport;
-use headless_dns::controller::Change;
 use headless_dns::embed::Core;
+use headless_dns::model::Change;
+use headless_dns::serve::answer::Transport;
 
 #[path = "objects.rs"]
 mod objects;

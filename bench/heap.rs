@@ -19,12 +19,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use headless_dns::Config;
-use headless_dns::controller::Change;
 use headless_dns::embed::Core;
-use headless_dns::manifests::ManifestSet;
+use headless_dns::model::Change;
 use headless_dns::model::{
     Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind, StatefulSet,
 };
+use headless_dns::source::manifests::ManifestSet;
 
 struct Counting;
 

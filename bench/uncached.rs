@@ -11,16 +11,16 @@
 //! VM; callgrind counts them over the answer function alone (bench/README.md):
 //!
 //!     valgrind --tool=callgrind --cache-sim=yes --D1=65536,8,64 --LL=1048576,16,64 \
-//!         --toggle-collect='headless_dns::answer::Responder::respond' \
+//!         --toggle-collect='headless_dns::serve::answer::Responder::respond' \
 //!         target/release/deps/uncached-<hash> --queries 200000
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use headless_dns::Config;
-use headless_dns::answer::Transport;
-use headless_dns::controller::Change;
 use headless_dns::embed::Core;
+use headless_dns::model::Change;
+use headless_dns::serve::answer::Transport;
 use objects::headless;
 
 #[path = "common.rs"]

@@ -1,15 +1,17 @@
 //! Command-line flags (each also read from a `HEADLESS_DNS_*` environment variable) into a
 //! [`Config`]. The binary is this plus a call to the library.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::config::{Config, ConfigError, MAX_TTL, parse_duration, parse_zone};
-use crate::kube_source::EndpointsApi;
-use crate::name::{RelativeName, is_dns1123_label};
+use crate::dns::cidr::Cidr;
+use crate::dns::name::{RelativeName, is_dns1123_label};
+use crate::source::kubernetes::EndpointsApi;
+use crate::source::selector;
 
 /// Authoritative DNS for Kubernetes headless Services and StatefulSet pods.
 ///
@@ -43,7 +45,8 @@ pub struct Args {
 
     /// Serve only Services matching this label selector (e.g. `app=db,tier!=test`),
     /// filtered by the API server.
-    #[arg(long, env = "HEADLESS_DNS_LABEL_SELECTOR", value_name = "SELECTOR")]
+    #[arg(long, env = "HEADLESS_DNS_LABEL_SELECTOR", value_name = "SELECTOR",
+          value_parser = parse_label_selector)]
     pub label_selector: Option<String>,
 
     /// Where endpoints come from: `endpointslices` (discovery.k8s.io/v1) or `endpoints`
@@ -84,6 +87,29 @@ pub struct Args {
         value_parser = parse_zone
     )]
     pub zones: Vec<RelativeName>,
+
+    /// Serve only the reverse zones of these address ranges (CIDRs such as 10.0.0.0/8 or
+    /// fd00::/8; between octet or nibble boundaries, every zone of the next boundary), each
+    /// with its own SOA, instead of all of in-addr.arpa and ip6.arpa. Repeat (or separate
+    /// with commas) for several.
+    #[arg(
+        long = "reverse-zone",
+        env = "HEADLESS_DNS_REVERSE_ZONE",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub reverse_zones: Vec<Cidr>,
+
+    /// Address of ns.dns.<zone>, the name server the zones' NS record names: the cluster IP
+    /// of the Service in front of the replicas. Repeat for IPv4 and IPv6. Default: none,
+    /// and that name has no records.
+    #[arg(
+        long = "ns-address",
+        env = "HEADLESS_DNS_NS_ADDRESS",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub ns_addresses: Vec<IpAddr>,
 
     /// TTL of answers, in seconds.
     #[arg(long, env = "HEADLESS_DNS_TTL", value_name = "SECONDS", default_value_t = 5,
@@ -179,6 +205,13 @@ fn parse_namespace(text: &str) -> Result<String, String> {
     }
 }
 
+/// A label selector the API server accepts (checked here: it would refuse every list).
+fn parse_label_selector(text: &str) -> Result<String, String> {
+    selector::check(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// Where the records come from, as the flags say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceArgs {
@@ -224,6 +257,8 @@ impl Args {
         let config = Config {
             listen: self.listen.clone(),
             zones: self.zones.clone(),
+            reverse_zones: self.reverse_zones.clone(),
+            ns_addresses: self.ns_addresses.clone(),
             ttl: self.ttl,
             negative_ttl: self.negative_ttl,
             max_udp_size: self.max_udp_size,
@@ -288,6 +323,7 @@ mod tests {
         check(&["--http", "8080"], "--http");
         check(&["--manifests", "x", "--namespace", "demo"], "--namespace");
         check(&["--endpoints-api", "slices"], "--endpoints-api");
+        check(&["--label-selector", "app in prod"], "--label-selector");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The server's configuration: one type, filled from flags and environment by `cli` or built
 //! directly by an embedding program, and checked in one place.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::affinity;
-use crate::name::RelativeName;
+use crate::dns::cidr::Cidr;
+use crate::dns::name::RelativeName;
+use crate::serve::affinity;
 
 /// Everything the server needs besides its record source.
 #[derive(Debug, Clone)]
@@ -15,6 +16,14 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Forward zones, lowercase; the first is the primary (reverse answers name into it).
     pub zones: Vec<RelativeName>,
+    /// The address ranges whose reverse zones are served (`10.0.0.0/8` is
+    /// `10.in-addr.arpa`), each with its own SOA; empty serves `in-addr.arpa` and
+    /// `ip6.arpa` whole.
+    pub reverse_zones: Vec<Cidr>,
+    /// The addresses of the name server the zones' NS record names, `ns.dns.<zone>` (the
+    /// Service in front of the replicas, as CoreDNS answers with kube-dns's cluster IP);
+    /// empty leaves that name without records.
+    pub ns_addresses: Vec<IpAddr>,
     /// TTL of positive answers, in seconds (CoreDNS's default is 5).
     pub ttl: u32,
     /// TTL and SOA MINIMUM of negative answers (NXDOMAIN, NODATA), in seconds.
@@ -53,6 +62,8 @@ impl Default for Config {
         Self {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             zones: vec![parse_zone("cluster.local").unwrap_or_else(|_| RelativeName::apex())],
+            reverse_zones: Vec::new(),
+            ns_addresses: Vec::new(),
             ttl: 5,
             negative_ttl: 5,
             max_udp_size: 1232,
@@ -69,10 +80,34 @@ impl Default for Config {
     }
 }
 
-/// A configuration that cannot work, with what to change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// A configuration that cannot work: the flag and what to change; the source, when there
+/// is one, is the error that showed it (the CPU mask that could not be read).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
 
 /// Longest TTL RFC 2181 8 allows.
 pub const MAX_TTL: u32 = 0x7FFF_FFFF;
@@ -80,7 +115,7 @@ pub const MAX_TTL: u32 = 0x7FFF_FFFF;
 impl Config {
     /// Checks the values that types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |msg: String| Err(ConfigError(msg));
+        let fail = |msg: String| Err(ConfigError::new(msg));
         if self.listen.is_empty() {
             return fail("--listen: give at least one ADDR:PORT".into());
         }
@@ -98,9 +133,19 @@ impl Config {
             }
             if zone.labels().last() == Some(b"arpa") {
                 return fail(format!(
-                    "--zone {zone}: reverse zones (in-addr.arpa, ip6.arpa) are served already"
+                    "--zone {zone}: reverse zones (in-addr.arpa, ip6.arpa) are served already; name them with --reverse-zone CIDR"
                 ));
             }
+        }
+        let reverse_zones: usize = self
+            .reverse_zones
+            .iter()
+            .map(|range| range.reverse_zones().len())
+            .sum();
+        if reverse_zones > 1024 {
+            return fail(format!(
+                "--reverse-zone: the ranges make {reverse_zones} zones; at most 1024 (a prefix on an octet boundary, /8, /16, /24, is one zone)"
+            ));
         }
         if self.zones.len() > 200 {
             return fail("--zone: at most 200 zones".into());
@@ -135,11 +180,12 @@ impl Config {
         if !self.socket_affinity {
             return Ok(None);
         }
-        let allowed =
-            affinity::allowed_cpus().map_err(|e| ConfigError(format!("--socket-affinity: {e}")))?;
+        let allowed = affinity::allowed_cpus().map_err(|e| {
+            ConfigError::caused_by("--socket-affinity: cannot read this process's CPUs", e)
+        })?;
         affinity::plan(&allowed, self.udp_workers)
             .map(Some)
-            .map_err(|e| ConfigError(e.to_string()))
+            .map_err(|e| ConfigError::new(e.to_string()))
     }
 }
 
@@ -212,14 +258,26 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert_eq!(Config::default().validate(), Ok(()));
+        assert!(Config::default().validate().is_ok());
         let mut twice = Config::default();
         twice.zones.push(twice.zones[0].clone());
-        assert!(twice.validate().unwrap_err().0.contains("given twice"));
+        assert!(
+            twice
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("given twice")
+        );
         let small = Config {
             max_udp_size: 100,
             ..Config::default()
         };
-        assert!(small.validate().unwrap_err().0.contains("--max-udp-size"));
+        assert!(
+            small
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--max-udp-size")
+        );
     }
 }

@@ -8,28 +8,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Endpoints, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-use crate::answer::{Responder, ResponderSettings};
-use crate::compile::CompileContext;
 use crate::config::Config;
-use crate::controller::{Change, Controller, Timed};
+use crate::controller::Controller;
+use crate::controller::records::RecordOptions;
+use crate::controller::zone_records::ZoneSettings;
 use crate::error::Error;
-use crate::http::{self, HttpState};
-use crate::kube_source::{self, KubernetesSource};
-use crate::manifests::ManifestSet;
 use crate::metrics::Metrics;
-use crate::model::{Kind, Object, ObjectKey};
-use crate::records::RecordOptions;
-use crate::server::{self, Limits, TcpSettings, UdpWorkers};
+use crate::model::Change;
+use crate::serve::answer::{Responder, ResponderSettings};
+use crate::serve::probes::{self, HttpState};
+use crate::serve::zones::{self, ZoneTable};
+use crate::serve::{self, Limits, TcpSettings, UdpWorkers};
+use crate::source::feed::{Feed, FeedSource};
+use crate::source::kubernetes::{self, KubernetesSource};
+use crate::source::manifests::{self, ManifestSet};
 use crate::store::Store;
-use crate::zones::ZoneTable;
-use crate::{convert, manifest_watch};
+use crate::store::compile::CompileContext;
 
 /// Where the records come from.
 pub enum Source {
@@ -41,151 +39,11 @@ pub enum Source {
     Kubernetes(KubernetesSource),
 }
 
-/// The receiving end of a [`Feed`]; hand it to [`start`] as [`Source::Feed`].
-pub struct FeedSource {
-    changes: mpsc::UnboundedReceiver<Timed>,
-}
-
-/// Pushes Kubernetes objects into a running server. Cheap to clone.
-///
-/// Answers are SERVFAIL until the first [`Feed::replace_all`] or [`Feed::synced`], so that
-/// a half-fed server never claims a name does not exist.
-#[derive(Clone)]
-pub struct Feed {
-    changes: mpsc::UnboundedSender<Timed>,
-}
-
-/// An object a [`Feed`] accepts.
-pub enum Manifest {
-    Service(Box<Service>),
-    EndpointSlice(Box<EndpointSlice>),
-    Endpoints(Box<Endpoints>),
-    StatefulSet(Box<StatefulSet>),
-}
-
-impl From<Service> for Manifest {
-    fn from(o: Service) -> Self {
-        Manifest::Service(Box::new(o))
-    }
-}
-impl From<EndpointSlice> for Manifest {
-    fn from(o: EndpointSlice) -> Self {
-        Manifest::EndpointSlice(Box::new(o))
-    }
-}
-impl From<Endpoints> for Manifest {
-    fn from(o: Endpoints) -> Self {
-        Manifest::Endpoints(Box::new(o))
-    }
-}
-impl From<StatefulSet> for Manifest {
-    fn from(o: StatefulSet) -> Self {
-        Manifest::StatefulSet(Box::new(o))
-    }
-}
-
-impl Manifest {
-    pub(crate) fn kind(&self) -> Kind {
-        match self {
-            Manifest::Service(_) => Kind::Service,
-            Manifest::EndpointSlice(_) => Kind::EndpointSlice,
-            Manifest::Endpoints(_) => Kind::Endpoints,
-            Manifest::StatefulSet(_) => Kind::StatefulSet,
-        }
-    }
-
-    fn metadata(&self) -> &ObjectMeta {
-        match self {
-            Manifest::Service(o) => &o.metadata,
-            Manifest::EndpointSlice(o) => &o.metadata,
-            Manifest::Endpoints(o) => &o.metadata,
-            Manifest::StatefulSet(o) => &o.metadata,
-        }
-    }
-
-    fn invalid(&self, reason: String) -> Error {
-        let meta = self.metadata();
-        Error::InvalidObject {
-            kind: self.kind().as_str(),
-            name: format!(
-                "{}/{}",
-                meta.namespace.as_deref().unwrap_or("default"),
-                meta.name.as_deref().unwrap_or("?")
-            ),
-            reason,
-        }
-    }
-
-    /// The object's namespace and name (legacy Endpoints: its Service's).
-    pub(crate) fn key(&self) -> Result<ObjectKey, Error> {
-        let meta = self.metadata();
-        let name = meta
-            .name
-            .clone()
-            .ok_or_else(|| self.invalid("metadata.name is missing".into()))?;
-        Ok(ObjectKey::new(
-            meta.namespace.as_deref().unwrap_or("default"),
-            name,
-        ))
-    }
-
-    /// The model object; `None` for what DNS ignores (FQDN EndpointSlices).
-    pub(crate) fn convert(&self) -> Result<Option<Object>, Error> {
-        let converted = match self {
-            Manifest::Service(o) => convert::service(o).map(|s| Some(Object::Service(s))),
-            Manifest::EndpointSlice(o) => {
-                convert::endpoint_slice(o).map(|s| s.map(Object::EndpointSlice))
-            }
-            Manifest::Endpoints(o) => convert::endpoints(o).map(Some),
-            Manifest::StatefulSet(o) => {
-                convert::stateful_set(o).map(|s| Some(Object::StatefulSet(s)))
-            }
-        };
-        converted.map_err(|e| self.invalid(e.0))
-    }
-}
-
 impl Feed {
     /// A feed and the source to start a server with.
     pub fn new() -> (Feed, Source) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Feed { changes: tx },
-            Source::Feed(FeedSource { changes: rx }),
-        )
-    }
-
-    fn send(&self, change: Change) -> Result<(), Error> {
-        self.changes.send(change.into()).map_err(|_| Error::Stopped)
-    }
-
-    /// Creates or updates one object. Invalid objects are refused with the reason.
-    pub fn apply(&self, manifest: impl Into<Manifest>) -> Result<(), Error> {
-        match manifest.into().convert()? {
-            Some(object) => self.send(Change::Apply(object)),
-            None => Ok(()),
-        }
-    }
-
-    /// Deletes one object (only its kind, namespace and name are read).
-    pub fn delete(&self, manifest: impl Into<Manifest>) -> Result<(), Error> {
-        let manifest = manifest.into();
-        self.send(Change::Delete(manifest.kind(), manifest.key()?))
-    }
-
-    /// Replaces everything with `manifests` and marks the server ready. Refuses the whole
-    /// set if any object is invalid.
-    pub fn replace_all(&self, manifests: impl IntoIterator<Item = Manifest>) -> Result<(), Error> {
-        let mut objects = Vec::new();
-        for manifest in manifests {
-            objects.extend(manifest.convert()?);
-        }
-        self.send(Change::ReplaceAll(objects))
-    }
-
-    /// Marks the initial state as delivered: the server starts answering.
-    pub fn synced(&self) -> Result<(), Error> {
-        self.send(Change::Synced)
+        let (feed, source) = Feed::channel();
+        (feed, Source::Feed(source))
     }
 }
 
@@ -204,7 +62,8 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: &Config) -> Self {
-        let zones = Arc::new(ZoneTable::new(&config.zones));
+        let reverse_zones = zones::reverse_zones(&config.reverse_zones);
+        let zones = Arc::new(ZoneTable::new(&config.zones, &reverse_zones));
         let store = Arc::new(Store::new());
         let compile = CompileContext {
             ttl: config.ttl,
@@ -217,10 +76,19 @@ impl Core {
             publish_unready_pod_names: config.publish_unready_pod_names,
         };
         let metrics = Arc::new(Metrics::new());
+        let zone_settings = ZoneSettings {
+            negative_ttl: config.negative_ttl,
+            ns_addresses: config.ns_addresses.clone(),
+            // The trees themselves have their apex whatever the configuration.
+            reverse_apexes: reverse_zones
+                .into_iter()
+                .filter(|(_, apex)| !apex.is_apex())
+                .collect(),
+        };
         let controller = Controller::new(
             store.clone(),
             compile,
-            config.negative_ttl,
+            zone_settings,
             options,
             metrics.clone(),
         );
@@ -346,33 +214,37 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     let changes = match source {
         Source::Feed(feed) => feed.changes,
         Source::Kubernetes(source) => {
+            source.check().map_err(Error::LabelSelector)?;
             let (tx, rx) = mpsc::unbounded_channel();
-            tasks.spawn(kube_source::run(
-                source,
-                tx,
-                metrics.clone(),
-                shutdown_rx.clone(),
-            ));
+            tasks.spawn(
+                kubernetes::run(source, tx, metrics.clone(), shutdown_rx.clone())
+                    .instrument(tracing::info_span!("kubernetes")),
+            );
             rx
         }
         Source::Manifests(path) => {
-            let (manifests, objects) = ManifestSet::load(path)?;
+            let span = tracing::info_span!("manifests", path = %path.display());
+            let (manifests, objects) = span.in_scope(|| ManifestSet::load(path))?;
             metrics.synced("manifests");
             let stats = controller.apply_timed(&mut vec![Change::ReplaceAll(objects).into()]);
-            tracing::info!(
-                path = %manifests.root().display(),
-                services = stats.services,
-                names = stats.names,
-                "manifests loaded"
-            );
+            span.in_scope(|| {
+                tracing::info!(
+                    services = stats.services,
+                    names = stats.names,
+                    "manifests loaded"
+                )
+            });
             let (tx, rx) = mpsc::unbounded_channel();
-            tasks.spawn(manifest_watch::run(
-                manifests,
-                tx,
-                config.reload_interval,
-                metrics.clone(),
-                shutdown_rx.clone(),
-            ));
+            tasks.spawn(
+                manifests::watch::run(
+                    manifests,
+                    tx,
+                    config.reload_interval,
+                    metrics.clone(),
+                    shutdown_rx.clone(),
+                )
+                .instrument(span),
+            );
             rx
         }
     };
@@ -388,7 +260,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     let mut listeners = Vec::new();
     let worker_cpus = config.worker_cpus()?;
     for addr in &config.listen {
-        let listener = server::bind(*addr, config.udp_workers, worker_cpus.as_deref())
+        let listener = serve::bind(*addr, config.udp_workers, worker_cpus.as_deref())
             .await
             .map_err(|source| Error::Bind {
                 addr: *addr,
@@ -403,7 +275,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     }
     let mut udp = UdpWorkers::default();
     for (listener, addr) in listeners.into_iter().zip(&config.listen) {
-        server::spawn(
+        serve::spawn(
             listener,
             responder.clone(),
             limits,
@@ -431,7 +303,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
                 metrics: metrics.clone(),
                 draining: draining.clone(),
             };
-            tasks.spawn(http::serve(listener, state, shutdown_rx.clone()));
+            tasks.spawn(probes::serve(listener, state, shutdown_rx.clone()));
             tracing::info!(addr = %bound, "serving /healthz, /readyz, /metrics");
             Some(bound)
         }

@@ -1,24 +1,28 @@
-//! The library's error type. Each variant says what failed and on what (which address,
-//! which path, which object), so that a message alone tells the operator what to change.
+//! The error [`crate::start`] returns. Each variant says what failed and on what (which
+//! address, which flag, which path) and keeps the error that caused it as its source, so
+//! that the message and its chain tell the operator what to change. The message never
+//! repeats its source: print the chain (`{:#}` with anyhow, or walk `source()`).
 
 use std::net::SocketAddr;
 
 use crate::config::ConfigError;
-use crate::manifests::ManifestError;
+use crate::source::kubernetes::KubernetesError;
+use crate::source::manifests::ManifestError;
+use crate::source::selector::SelectorError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Config(#[from] ConfigError),
-    #[error(
-        "cannot listen on {addr}: {source} (is another server using it? pick another --listen)"
-    )]
+    #[error("--label-selector")]
+    LabelSelector(#[source] SelectorError),
+    #[error("cannot listen on {addr} (is another server using it? pick another --listen)")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error(
-        "cannot serve HTTP on {addr}: {source} (is another server using it? pick another --http, or --http off)"
+        "cannot serve HTTP on {addr} (is another server using it? pick another --http, or --http off)"
     )]
     HttpBind {
         addr: SocketAddr,
@@ -26,16 +30,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Manifests(#[from] ManifestError),
-    #[error("{kind} {name}: {reason}")]
-    InvalidObject {
-        kind: &'static str,
-        name: String,
-        reason: String,
-    },
-    #[error("cannot start a thread: {0}")]
-    Thread(std::io::Error),
-    #[error("Kubernetes: {0}")]
-    Kubernetes(String),
-    #[error("the server has stopped; nothing more can be fed to it")]
-    Stopped,
+    #[error("cannot start a thread")]
+    Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Kubernetes(#[from] KubernetesError),
 }

@@ -2,66 +2,59 @@
 //!
 //! # Layout
 //!
-//! Three parts with one bridge between them:
+//! One folder per stage of the pipeline, and one bridge between the two halves:
 //!
 //! ```text
-//!  sources (manifests | Kubernetes API | Feed)   query path (UDP/TCP)
-//!         │ model structs                               ▲ reads only
-//!         ▼                                             │
-//!  controller ── records ── compile ──▶ store ──────────┘
+//!  source/ (manifests | Kubernetes API | Feed)        serve/ (UDP, TCP)
+//!         │ model/ objects, Changes                          ▲ reads only
+//!         ▼                                                  │
+//!  controller/ ── records ── store::compile ──▶ store/ ──────┘
 //! ```
 //!
-//! - [`model`]: the few fields of each Kubernetes object DNS needs; [`convert`] turns
-//!   k8s-openapi objects into them (sharing repeated strings through [`intern`]),
-//!   [`manifests`] reads them from files and [`manifest_watch`] follows the files;
-//!   [`kube_source`] watches the Kubernetes API.
-//! - [`controller`]: the store's single writer; joins Services with their endpoints and
-//!   publishes each Service whole.
-//! - [`records`]: the Kubernetes DNS specification as pure functions (ordinal order lives
-//!   here); [`compile`] encodes records into wire-format answers once, when they change.
-//! - [`store`]: the name index shared by the controller and the query path.
-//! - [`wire`] reads queries; [`answer`] turns one query into one response; [`zones`] knows
-//!   the zones and their SOA; [`server`] runs the sockets, [`udp`] the batched UDP workers,
-//!   [`affinity`] pins them to CPUs when asked.
-//! - [`metrics`] counts (per thread on the query path) and [`http`] serves `/healthz`,
-//!   `/readyz`, `/metrics`.
+//! - [`dns`]: the DNS vocabulary every stage shares (wire codec, names, record data);
+//!   [`hash`]: the hasher of the maps. Both import nothing from the crate.
+//! - [`model`]: the few fields of each Kubernetes object DNS needs, and the
+//!   [`Change`](model::Change)s a source sends.
+//! - [`source`]: where objects come from: a manifests folder, the Kubernetes API, an
+//!   embedding program's [`Feed`]; each converts what it reads into the model.
+//! - [`controller`]: the store's single writer; joins Services with their endpoints,
+//!   computes their records (the specification, [`controller::records`]) and publishes each
+//!   Service whole.
+//! - [`store`]: the name index and per-Service snapshots the controller writes and the query
+//!   path reads, and the compiled answer formats.
+//! - [`serve`]: the query path: the sockets and the function from query bytes to response
+//!   bytes; and the HTTP endpoints for probes and scrapes.
+//! - [`metrics`]: counters every stage writes to (per thread on the query path).
 //! - [`config`] and [`cli`]: one configuration type and the flags that fill it; [`embed`]:
-//!   the embedding API ([`start`], [`Feed`], [`ServerHandle`]).
+//!   the embedding API ([`start`], [`Feed`], [`ServerHandle`]) that wires the stages;
+//!   [`error`]: the error [`start`] returns.
+//!
+//! Imports point down that list's pipeline: a source never imports the controller, the
+//! store or the query path; the query path never imports a source, the controller or the
+//! model; `store` imports only `dns` and `hash`. docs/ARCHITECTURE.md lists the allowed
+//! directions and a test keeps them.
 //!
 //! # Embedding
 //!
 //! An operator written in Rust runs the server in-process and feeds it objects; see
 //! [`start`] for a complete example.
 
-pub mod affinity;
-pub mod answer;
 pub mod cli;
-pub mod compile;
 pub mod config;
 pub mod controller;
-pub mod convert;
+pub mod dns;
 pub mod embed;
 pub mod error;
-pub mod http;
-pub mod intern;
-pub mod keyed;
-pub mod kube_source;
-pub mod manifest_index;
-pub mod manifest_watch;
-pub mod manifests;
+pub mod hash;
 pub mod metrics;
 pub mod model;
-pub mod name;
-pub mod pod_table;
-pub mod records;
-pub mod server;
-pub mod srv;
+pub mod serve;
+pub mod source;
 pub mod store;
-pub mod udp;
-pub mod wire;
-pub mod zones;
 
 pub use config::Config;
-pub use embed::{Feed, Manifest, ServerHandle, Source, start};
+pub use embed::{ServerHandle, Source, start};
 pub use error::Error;
-pub use kube_source::{EndpointsApi, KubernetesSource};
+pub use source::feed::{Feed, FeedError};
+pub use source::kubernetes::{EndpointsApi, KubernetesSource};
+pub use source::manifest::{InvalidObject, Manifest};

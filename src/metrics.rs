@@ -18,8 +18,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::records::rtype;
-use crate::wire::{qtype, rcode};
+use crate::dns::wire::rtype;
+use crate::dns::wire::{qtype, rcode};
 
 /// Query types counted by name; everything else is `other` (as CoreDNS does), so a client
 /// cannot create label values.

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     for name in ["fuzz.yaml", "fuzz.json"] {
-        let (objects, errors) = headless_dns::manifests::parse_file(Path::new(name), &text);
+        let (objects, errors) = headless_dns::source::manifests::parse_file(Path::new(name), &text);
         // Every document either became objects or was reported.
         let _ = (objects.len(), errors.len());
     }

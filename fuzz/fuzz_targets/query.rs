@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use headless_dns::Config;
-use headless_dns::answer::{Responder, Transport};
+use headless_dns::serve::answer::{Responder, Transport};
 use headless_dns::config::parse_zone;
-use headless_dns::controller::Change;
+use headless_dns::model::Change;
 use headless_dns::embed::Core;
-use headless_dns::manifests::ManifestSet;
+use headless_dns::source::manifests::ManifestSet;
 use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 

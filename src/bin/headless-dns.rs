@@ -5,16 +5,29 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 use headless_dns::cli::{Args, SourceArgs};
-use headless_dns::{KubernetesSource, Source, kube_source, start};
+use headless_dns::source::kubernetes;
+use headless_dns::{KubernetesSource, Source, start};
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The message and every cause, on one line: "cannot listen on ...: Address in use".
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = match args.config() {
         Ok(config) => config,
         Err(error) => {
             // Same shape and exit code as clap's own errors.
-            eprintln!("error: {error}\n\nFor more information, try '--help'.");
+            let error = anyhow::Error::new(error);
+            eprintln!("error: {error:#}\n\nFor more information, try '--help'.");
             std::process::exit(2);
         }
     };
@@ -46,7 +59,7 @@ fn main() -> anyhow::Result<()> {
                     endpoints_api,
                 } => {
                     let client =
-                        kube_source::client(kubeconfig.as_deref(), context.as_deref()).await?;
+                        kubernetes::client(kubeconfig.as_deref(), context.as_deref()).await?;
                     let mut source = KubernetesSource::new(client)
                         .namespaces(namespaces)
                         .endpoints_api(endpoints_api);

@@ -49,6 +49,20 @@ fn bad_flags_exit_with_what_to_change() {
         (&["--manifests", demo, "--namespace", "demo"], "--namespace"),
         (&["--namespace", "Not_A_Namespace"], "--namespace"),
         (&["--http", "8080"], "--http"),
+        // The API server would refuse it on every list: never ready. Refused here instead.
+        (&["--label-selector", "env in prod"], "--label-selector"),
+        (
+            &["--label-selector", "app=web,,tier=db"],
+            "empty requirement",
+        ),
+        (
+            &["--manifests", demo, "--reverse-zone", "10.0.0.1/8"],
+            "10.0.0.0/8",
+        ),
+        (
+            &["--manifests", demo, "--ns-address", "ns.example"],
+            "--ns-address",
+        ),
     ];
     for (args, needle) in cases {
         let (code, stderr) = run_to_exit(args);
@@ -144,7 +158,7 @@ async fn serves_from_flags_and_environment_then_stops_on_sigterm() {
 #[test]
 fn socket_affinity_without_one_worker_per_cpu_says_what_to_set() {
     let demo = demo_manifests();
-    let cpus = headless_dns::affinity::allowed_cpus()
+    let cpus = headless_dns::serve::affinity::allowed_cpus()
         .expect("affinity mask")
         .len();
     let threads = (cpus + 1).to_string();
@@ -191,7 +205,7 @@ fn udp_worker_cpus(pid: u32) -> Vec<String> {
 #[tokio::test]
 async fn socket_affinity_pins_one_worker_per_cpu_and_answers_from_every_cpu() {
     let demo = demo_manifests();
-    let allowed = headless_dns::affinity::allowed_cpus().expect("affinity mask");
+    let allowed = headless_dns::serve::affinity::allowed_cpus().expect("affinity mask");
     // Explicit, so that a CPU quota (which lowers the default) does not change the count.
     let threads = allowed.len().to_string();
     let binary = Binary::start(

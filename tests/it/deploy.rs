@@ -114,7 +114,7 @@ fn documents() -> Vec<Document> {
             );
             continue;
         }
-        for (i, doc) in headless_dns::manifests::split_yaml(&text)
+        for (i, doc) in headless_dns::source::manifests::split_yaml(&text)
             .into_iter()
             .enumerate()
         {
@@ -232,26 +232,44 @@ fn check_kustomization(path: &Path, text: &str) -> Vec<String> {
     };
     let mut errors = Vec::new();
     let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("");
-    if field("apiVersion") != "kustomize.config.k8s.io/v1beta1" || field("kind") != "Kustomization"
-    {
-        errors.push("apiVersion/kind is not kustomize.config.k8s.io/v1beta1 Kustomization".into());
-    }
-    let Some(resources) = value.get("resources").and_then(Value::as_array) else {
+    // The base is a Kustomization of resources; a component (an opt-in change an overlay
+    // adds) is a Component of patches and resources.
+    let component = match (field("apiVersion"), field("kind")) {
+        ("kustomize.config.k8s.io/v1beta1", "Kustomization") => false,
+        ("kustomize.config.k8s.io/v1alpha1", "Component") => true,
+        _ => {
+            errors.push("apiVersion/kind is neither kustomize.config.k8s.io/v1beta1 Kustomization nor v1alpha1 Component".into());
+            return errors;
+        }
+    };
+    let resources = value.get("resources").and_then(Value::as_array);
+    let patches = value.get("patches").and_then(Value::as_array);
+    if resources.is_none() && !(component && patches.is_some()) {
         errors.push("resources is missing or not a list".into());
         return errors;
-    };
+    }
+    let mut names: Vec<(String, Option<&str>)> = Vec::new();
+    for (i, resource) in resources.into_iter().flatten().enumerate() {
+        names.push((format!("resources[{i}]"), resource.as_str()));
+    }
+    for (i, patch) in patches.into_iter().flatten().enumerate() {
+        names.push((
+            format!("patches[{i}].path"),
+            patch.get("path").and_then(Value::as_str),
+        ));
+    }
     let dir = path.parent().expect("a file has a folder");
     let mut listed = BTreeSet::new();
-    for (i, resource) in resources.iter().enumerate() {
-        let Some(name) = resource.as_str() else {
-            errors.push(format!("resources[{i}] is not a string"));
+    for (field, name) in names {
+        let Some(name) = name else {
+            errors.push(format!("{field} is not a string"));
             continue;
         };
         if !dir.join(name).is_file() {
-            errors.push(format!("resources[{i}]: {name} is not a file in deploy/"));
+            errors.push(format!("{field}: {name} is not a file in deploy/"));
         }
         if !listed.insert(name.to_owned()) {
-            errors.push(format!("resources[{i}]: {name} is listed twice"));
+            errors.push(format!("{field}: {name} is listed twice"));
         }
     }
     let manifests: BTreeSet<String> = std::fs::read_dir(dir)
@@ -264,9 +282,15 @@ fn check_kustomization(path: &Path, text: &str) -> Vec<String> {
         .filter(|name| name != KUSTOMIZATION)
         .collect();
     for name in manifests.difference(&listed) {
-        errors.push(format!("{name} is not listed in resources"));
+        errors.push(format!("{name} is not listed in resources or patches"));
     }
     errors
+}
+
+/// Whether a document is a component's patch (a partial object an overlay may add), not
+/// one of the objects the base applies.
+fn is_patch(document: &Document) -> bool {
+    document.file.starts_with("components")
 }
 
 /// The one object that `pick` selects; panics unless there is exactly one.
@@ -277,6 +301,7 @@ fn only<'a, T>(
 ) -> &'a T {
     let found: Vec<(&Document, &T)> = documents
         .iter()
+        .filter(|d| !is_patch(d))
         .filter_map(|d| pick(&d.object).map(|t| (d, t)))
         .collect();
     match found.as_slice() {
@@ -400,7 +425,7 @@ fn every_deploy_file_parses_into_its_kubernetes_type() {
     ] {
         let count = documents
             .iter()
-            .filter(|d| !d.file.starts_with("examples"))
+            .filter(|d| !d.file.starts_with("examples") && !is_patch(d))
             .filter(|d| d.object.kind() == kind)
             .count();
         assert_eq!(count, 1, "deploy/ should hold one {kind}");
@@ -728,4 +753,41 @@ fn busybox_example_stays_up_to_exec_into() {
         container.command.as_deref(),
         Some(&["sleep".to_owned(), "3600".to_owned()][..])
     );
+}
+
+#[test]
+fn the_base_needs_no_recent_api_server_and_the_eviction_policy_is_opt_in() {
+    let documents = documents();
+    let budget = only(&documents, "PodDisruptionBudget", |o| match o {
+        Object::PodDisruptionBudget(b) => Some(b),
+        _ => None,
+    });
+    let spec = budget.spec.as_ref().expect("PodDisruptionBudget spec");
+    // An API server before 1.26 rejects the field: `kubectl apply -k deploy/` must not
+    // carry it.
+    assert_eq!(spec.unhealthy_pod_eviction_policy, None);
+    let patch = documents
+        .iter()
+        .filter(|d| is_patch(d))
+        .find_map(|d| match &d.object {
+            Object::PodDisruptionBudget(p) => Some(p),
+            _ => None,
+        })
+        .expect("a component patches the PodDisruptionBudget");
+    assert_eq!(
+        (
+            patch.metadata.name.as_deref(),
+            patch.metadata.namespace.as_deref()
+        ),
+        (
+            budget.metadata.name.as_deref(),
+            budget.metadata.namespace.as_deref()
+        ),
+        "the patch names the base's budget"
+    );
+    let policy = patch
+        .spec
+        .as_ref()
+        .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref());
+    assert_eq!(policy, Some("AlwaysAllow"));
 }

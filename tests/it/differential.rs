@@ -14,14 +14,15 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use headless_dns::Config;
-use headless_dns::answer::Transport;
-use headless_dns::controller::Change;
+use headless_dns::controller::records::{self, PtrSource, RecordOptions};
+use headless_dns::controller::zone_records;
+use headless_dns::dns::name::RelativeName;
+use headless_dns::dns::rdata::{NameRecords, RData, RrSet, Target};
+use headless_dns::dns::wire::rtype;
 use headless_dns::embed::Core;
-use headless_dns::manifests::ManifestSet;
-use headless_dns::model::{EndpointSlice, Object, ObjectKey, Service, StatefulSet};
-use headless_dns::name::RelativeName;
-use headless_dns::records::{self, NameRecords, PtrSource, RData, RecordOptions, RrSet, Target};
-use headless_dns::zones;
+use headless_dns::model::{Change, EndpointSlice, Object, ObjectKey, Service, StatefulSet};
+use headless_dns::serve::answer::Transport;
+use headless_dns::source::manifests::ManifestSet;
 use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_net::proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_net::proto::rr::{self, DNSClass, Name, Record, RecordType};
@@ -136,7 +137,7 @@ impl Reference {
             let name = RelativeName::from_labels(relative.iter().map(String::as_str))
                 .expect("a reverse name");
             let rrset = RrSet {
-                rtype: records::rtype::PTR,
+                rtype: rtype::PTR,
                 records: targets
                     .into_iter()
                     .map(|t| RData::Ptr(Target::Primary(t)))
@@ -152,7 +153,7 @@ impl Reference {
                 }),
             );
         }
-        for records in zones::forward_static_records(NEGATIVE_TTL) {
+        for records in zone_records::forward_static_records(NEGATIVE_TTL, &[]) {
             names.insert(
                 (Table::Forward, relative_text(&records.name)),
                 Node::Records(records),
@@ -161,7 +162,10 @@ impl Reference {
         for table in [Table::ReverseV4, Table::ReverseV6] {
             names.insert(
                 (table, String::new()),
-                Node::Records(zones::reverse_apex_records(NEGATIVE_TTL)),
+                Node::Records(zone_records::reverse_apex_records(
+                    RelativeName::apex(),
+                    NEGATIVE_TTL,
+                )),
             );
         }
         // Every ancestor of a name that is not a name itself is an empty non-terminal.
@@ -344,7 +348,7 @@ impl Reference {
                 } else {
                     // An alias answers every type with its CNAME (RFC 1034 3.6.2).
                     let find = |t: u16| records.rrsets.iter().find(|r| r.rtype == t);
-                    find(qtype).or_else(|| find(records::rtype::CNAME))
+                    find(qtype).or_else(|| find(rtype::CNAME))
                 };
                 match rrset {
                     None if records.slot => {
@@ -354,6 +358,14 @@ impl Reference {
                     None => {
                         negative(&mut response, ResponseCode::NoError, NEGATIVE_TTL);
                         "NODATA"
+                    }
+                    Some(rrset) if rrset.rtype == rtype::CNAME && matches!(qtype, 1 | 28) => {
+                        response.answers.push(Record::from_rdata(
+                            question.name.clone(),
+                            TTL,
+                            self.rdata(&rrset.records[0], &asked_zone),
+                        ));
+                        self.follow(&mut response, &rrset.records[0], qtype)
                     }
                     Some(rrset) => {
                         for data in &rrset.records {
@@ -371,10 +383,10 @@ impl Reference {
                             ));
                         }
                         match rrset.rtype {
-                            records::rtype::CNAME => "CNAME",
-                            records::rtype::PTR if *table == Table::ReverseV4 => "PTR v4",
-                            records::rtype::PTR => "PTR v6",
-                            records::rtype::SRV => "SRV",
+                            rtype::CNAME => "CNAME",
+                            rtype::PTR if *table == Table::ReverseV4 => "PTR v4",
+                            rtype::PTR => "PTR v6",
+                            rtype::SRV => "SRV",
                             _ => "answer",
                         }
                     }
@@ -382,6 +394,79 @@ impl Reference {
             }
         };
         (response, limit, branch)
+    }
+}
+
+impl Reference {
+    /// RFC 1034 4.3.2: an alias whose target is in a served zone is followed for address
+    /// queries, up to eight more names; a target that is not there, or has no address of
+    /// the type, makes the answer negative with the target zone's SOA.
+    fn follow(&self, response: &mut Message, alias: &RData, qtype: u16) -> &'static str {
+        let RData::Cname(text) = alias else {
+            return "CNAME";
+        };
+        let mut target = Name::from_ascii(text).expect("CNAME target").to_lowercase();
+        for _ in 0..8 {
+            let Some((zone, table)) = self.zones.iter().find(|(z, _)| z.zone_of(&target)) else {
+                return "CNAME out of zone";
+            };
+            let relative_labels = usize::from(target.num_labels() - zone.num_labels());
+            let text = target
+                .iter()
+                .take(relative_labels)
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect::<Vec<_>>()
+                .join(".");
+            let target_zone = target.trim_to(zone.num_labels() as usize);
+            let mut negative = |rcode, ttl| {
+                response.metadata.response_code = rcode;
+                response
+                    .authorities
+                    .push(self.negative_soa(&target_zone, *table, ttl));
+            };
+            let records = match self.names.get(&(*table, text)) {
+                None => {
+                    negative(ResponseCode::NXDomain, NEGATIVE_TTL);
+                    return "CNAME to nothing";
+                }
+                Some(Node::EmptyNonTerminal) => {
+                    negative(ResponseCode::NoError, NEGATIVE_TTL);
+                    return "CNAME to NODATA";
+                }
+                Some(Node::Records(records)) => records,
+            };
+            let find = |t: u16| records.rrsets.iter().find(|r| r.rtype == t);
+            if let Some(rrset) = find(qtype) {
+                for data in &rrset.records {
+                    response.answers.push(Record::from_rdata(
+                        target.clone(),
+                        TTL,
+                        self.rdata(data, &target_zone),
+                    ));
+                }
+                return "CNAME followed";
+            }
+            let Some(next) = find(rtype::CNAME) else {
+                let ttl = if records.slot {
+                    SLOT_NEGATIVE_TTL
+                } else {
+                    NEGATIVE_TTL
+                };
+                negative(ResponseCode::NoError, ttl);
+                return "CNAME to NODATA";
+            };
+            let data = &next.records[0];
+            response.answers.push(Record::from_rdata(
+                target.clone(),
+                TTL,
+                self.rdata(data, &target_zone),
+            ));
+            let RData::Cname(next) = data else {
+                return "CNAME";
+            };
+            target = Name::from_ascii(next).expect("CNAME target").to_lowercase();
+        }
+        "CNAME chain cut"
     }
 }
 
@@ -682,6 +767,26 @@ fn edge_objects() -> Vec<Object> {
             .collect(),
         ports: vec![],
     }));
+    // Aliases (ExternalName Services) into the served zones, followed for A and AAAA: to a
+    // pod, to a Service's addresses, through another alias, to nothing, to an ordinal slot
+    // without its pod, into the other zone, to themselves, and out of every zone.
+    for (name, target) in [
+        ("alias-pod", "mid-0.mid.edge.svc.cluster.local."),
+        ("alias-svc", "srv12.edge.svc.cluster.local."),
+        ("alias-chain", "alias-pod.edge.svc.cluster.local."),
+        ("alias-missing", "nobody.edge.svc.cluster.local."),
+        ("alias-slot", "slots-5.slots.edge.svc.cluster.local."),
+        ("alias-zone", "mid-1.mid.edge.svc.sts.example.internal."),
+        ("alias-loop", "alias-loop.edge.svc.cluster.local."),
+        ("alias-ext", "db.example.com."),
+    ] {
+        out.push(Object::Service(Service {
+            key: ObjectKey::new("edge", name),
+            kind: ServiceKind::ExternalName(target.into()),
+            ports: vec![],
+            publish_not_ready: false,
+        }));
+    }
     out
 }
 
@@ -769,6 +874,11 @@ fn the_fast_path_answers_what_hickory_would() {
         "answer",
         "SRV",
         "CNAME",
+        "CNAME followed",
+        "CNAME to nothing",
+        "CNAME to NODATA",
+        "CNAME out of zone",
+        "CNAME chain cut",
         "PTR v4",
         "PTR v6",
         "NODATA",

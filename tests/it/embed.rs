@@ -5,7 +5,7 @@ use hickory_net::proto::rr::RecordType;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use headless_dns::{Error, Feed};
+use headless_dns::{Feed, FeedError, InvalidObject};
 
 use crate::support::{TestServer, data, loopback_config};
 
@@ -110,15 +110,18 @@ async fn invalid_objects_are_refused_with_their_name() {
         "spec": {"clusterIP": "not-an-ip"}
     }));
     match feed.apply(bad) {
-        Err(Error::InvalidObject { kind, name, reason }) => {
+        Err(FeedError::Invalid(InvalidObject { kind, name, source })) => {
             assert_eq!((kind, name.as_str()), ("Service", "ops/broken"));
+            let reason = source.to_string();
             assert!(reason.contains("spec.clusterIP"), "{reason}");
+            // The address parser's own error is kept as the cause.
+            assert!(std::error::Error::source(&source).is_some(), "{source:?}");
         }
         other => panic!("expected InvalidObject, got {other:?}"),
     }
     server.handle.shutdown().await;
     // After shutdown the feed says so instead of losing objects silently.
-    assert!(matches!(feed.synced(), Err(Error::Stopped)));
+    assert!(matches!(feed.synced(), Err(FeedError::Stopped)));
 }
 
 #[test]

@@ -119,14 +119,19 @@ async fn malformed_questions_get_formerr() {
 #[tokio::test]
 async fn opcodes_classes_and_transfers() {
     let server = TestServer::demo().await;
+    // RD (0x0100) and CD (0x0010) set: under another opcode neither means anything here,
+    // so the response clears them (as Knot and NSD do); QR, the opcode and NOTIMP only.
     for (opcode, name) in [(1u16, "IQUERY"), (4, "NOTIFY"), (5, "UPDATE")] {
-        let bytes = with_header(9, opcode << 11, [1, 0, 0, 0], &question(POD, 1));
+        let bytes = with_header(9, opcode << 11 | 0x0110, [1, 0, 0, 0], &question(POD, 1));
         let response = udp_exchange(server.addr, &bytes).await.expect("answer");
         let (_, flags, qd, an, _, _) = header(&response);
-        assert_eq!(flags & 0x000f, 4, "{name}: NOTIMP");
-        assert_eq!((flags >> 11) & 0xf, opcode, "{name}: opcode echoed");
+        assert_eq!(flags, 0x8000 | opcode << 11 | 4, "{name}: {flags:#06x}");
         assert_eq!((qd, an), (1, 0), "{name}");
     }
+    // A QUERY's own errors still echo RD and CD (RFC 1035 4.1.1).
+    let bytes = with_header(9, 0x0110, [1, 1, 0, 0], &question(POD, 1));
+    let response = udp_exchange(server.addr, &bytes).await.expect("answer");
+    assert_eq!(header(&response).1, 0x8000 | 0x0110 | 1, "FORMERR");
     // Class CH (version.bind and friends) and an unknown class: REFUSED.
     for class in [3u16, 1234] {
         let mut q = question(POD, 1);

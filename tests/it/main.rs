@@ -6,6 +6,7 @@ mod support;
 
 mod api_double;
 mod api_double_selftest;
+mod architecture;
 mod cli;
 mod clients;
 mod deploy;
@@ -18,3 +19,4 @@ mod records;
 mod reload;
 mod slots;
 mod stub_domain;
+mod zones;

@@ -359,3 +359,69 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// unbound, the resolver, on a free loopback port: a forwarding or stub resolver the way a
+/// CoreDNS stub domain forwards a zone. Stopped when dropped.
+pub struct Unbound {
+    pub addr: SocketAddr,
+    /// Its configuration and working folder, removed when it stops.
+    _dir: tempfile::TempDir,
+    _process: tokio::process::Child,
+}
+
+impl Unbound {
+    /// Starts unbound with `server` lines added to its `server:` section (indented) and
+    /// `zones` (stub-zone and forward-zone sections) after it.
+    pub fn start(server: &str, zones: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = format!(
+            r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    use-syslog: no
+    logfile: ""
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: ""
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "iterator"
+    rrset-roundrobin: no
+    do-not-query-localhost: no
+{server}
+{zones}
+remote-control:
+    control-enable: no
+"#,
+            dir = dir.path().display()
+        );
+        let conf_path = dir.path().join("unbound.conf");
+        std::fs::write(&conf_path, conf).expect("write unbound.conf");
+        let process = tokio::process::Command::new("unbound")
+            .args(["-d", "-c", conf_path.to_str().expect("UTF-8 path")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("unbound runs (`bash .ci/run` installs it)");
+        Self {
+            addr: ([127, 0, 0, 1], port).into(),
+            _dir: dir,
+            _process: process,
+        }
+    }
+}

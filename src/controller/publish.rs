@@ -1,0 +1,206 @@
+//! Publishing one Service: its records compiled into a snapshot (pods' names in the pod
+//! table, the rest as packed answers), routes added before the swap and removed after it,
+//! the namespace's empty non-terminal, then its reverse claims.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use crate::controller::Controller;
+use crate::controller::records;
+use crate::controller::reverse::Addresses;
+use crate::dns::name::{MAX_NAME_LEN, RelativeName};
+use crate::model::ObjectKey;
+use crate::store::compile::compile_name;
+use crate::store::pod_table::PodTableBuilder;
+use crate::store::{
+    self, Route, ServiceAnswers, ServiceSlot, ServiceSnapshot, SnapshotEntry, ZoneKind,
+};
+
+/// What one Service has in the store, so the next publish can remove what disappeared.
+#[derive(Debug)]
+pub(super) struct Published {
+    /// The Service's snapshot; its keys are the names the Service has in the store.
+    pub(super) slot: Arc<ServiceSlot>,
+    /// The addresses it claims for reverse lookups.
+    pub(super) reverse_ips: Addresses,
+}
+
+/// Which Service each of the store's slots holds, by slot number: the store keeps answers,
+/// not whose they are, and a reverse name answered from a slot's pod table is that
+/// Service's claim. Numbers are dense (released ones are reused first), so a vector.
+#[derive(Debug, Default)]
+pub(super) struct SlotOwners(Vec<Option<ObjectKey>>);
+
+impl SlotOwners {
+    fn set(&mut self, slot: &ServiceSlot, owner: ObjectKey) {
+        let at = slot.number() as usize;
+        if self.0.len() <= at {
+            self.0.resize(at + 1, None);
+        }
+        self.0[at] = Some(owner);
+    }
+
+    fn clear(&mut self, slot: &ServiceSlot) {
+        if let Some(owner) = self.0.get_mut(slot.number() as usize) {
+            *owner = None;
+        }
+    }
+
+    /// The Service whose answers `slot` holds.
+    pub(super) fn get(&self, slot: &ServiceSlot) -> Option<&ObjectKey> {
+        self.0.get(slot.number() as usize)?.as_ref()
+    }
+}
+
+impl Controller {
+    /// Recomputes one Service's records and publishes them whole.
+    pub(super) fn republish(&mut self, key: &ObjectKey) {
+        let records = match self.services.get(key) {
+            None => records::ServiceRecords::default(),
+            Some(service) => match records::service_records(
+                service,
+                &self.endpoint_groups(key),
+                &self.stateful_sets_of(key),
+                self.options,
+            ) {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(service = %key, %error, "Service not published: a name is invalid");
+                    records::ServiceRecords::default()
+                }
+            },
+        };
+        // Names one label below the Service's name are found through it, unindexed (see
+        // `store`); every other name of the Service is routed to its slot. Those with
+        // addresses alone (pods' names) go in the compact table.
+        // The Service's own name; `None` when it is not a valid name (then the Service has
+        // no records either).
+        let service_name = records::service_name(key).ok();
+        let base = service_name
+            .as_ref()
+            .map(|name| store::key(ZoneKind::Forward, name));
+        let indexed = |k: &[u8]| {
+            !base
+                .as_deref()
+                .is_some_and(|b| store::found_through_parent(k, b))
+        };
+        let mut answers = Vec::new();
+        let mut pods = PodTableBuilder::default();
+        // Names from endpoint hostnames: their table entries say so, for the reverse
+        // answers read back from the table.
+        let hostname_names: HashSet<&RelativeName> = records
+            .reverse
+            .iter()
+            .filter(|(_, source)| source.from_hostname)
+            .map(|(_, source)| &source.target)
+            .collect();
+        for name in &records.names {
+            if name.name.wire().len() + self.longest_zone > MAX_NAME_LEN {
+                tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");
+                continue;
+            }
+            let name_key = store::key(ZoneKind::Forward, &name.name);
+            if !indexed(&name_key)
+                && let Some(label) = name.name.labels().next()
+                && let Some(addresses) = name.addresses_only()
+                && pods.add(
+                    label,
+                    &addresses,
+                    name.slot,
+                    hostname_names.contains(&name.name),
+                )
+            {
+                continue;
+            }
+            answers.push(SnapshotEntry::new(
+                &name_key,
+                &compile_name(name, &self.compile),
+            ));
+        }
+        let snapshot = ServiceSnapshot {
+            names: ServiceAnswers::from_iter(answers),
+            pods: pods.build(),
+            ttl: self.compile.ttl,
+            slot_negative_ttl: self.compile.slot_negative_ttl,
+            name_in_primary_zone: service_name
+                .as_ref()
+                .map(|name| [name.wire(), &self.compile.primary_zone].concat().into())
+                .unwrap_or_default(),
+        };
+        let old = self
+            .per_service
+            .get_mut(key)
+            .and_then(|entry| entry.published.take());
+        let old_snapshot = old.as_ref().map(|o| o.slot.snapshot());
+        let old_keys: BTreeSet<&[u8]> = old_snapshot
+            .iter()
+            .flat_map(|snapshot| snapshot.names.iter().map(SnapshotEntry::key))
+            .collect();
+        let slot = old.as_ref().map(|o| o.slot.clone()).unwrap_or_else(|| {
+            let slot = self.store.new_slot();
+            self.slot_owners.set(&slot, key.clone());
+            slot
+        });
+        let unindexed = |s: &ServiceSnapshot| {
+            s.pods.len() + s.names.iter().filter(|e| !indexed(e.key())).count()
+        };
+        self.unindexed_names -= old_snapshot.as_deref().map_or(0, unindexed);
+        self.unindexed_names += unindexed(&snapshot);
+        // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
+        // swap the snapshot, then drop routes of names that are gone.
+        for k in snapshot.names.iter().map(SnapshotEntry::key) {
+            if !old_keys.contains(k) && indexed(k) {
+                self.store.set_route(k, Route::Service(slot.clone()));
+            }
+        }
+        let had_names = old_snapshot
+            .as_deref()
+            .is_some_and(|s| !s.names.is_empty() || !s.pods.is_empty());
+        let has_names = !snapshot.names.is_empty() || !snapshot.pods.is_empty();
+        let gone: Vec<&[u8]> = old_keys
+            .into_iter()
+            .filter(|k| !snapshot.names.contains(k) && indexed(k))
+            .collect();
+        slot.publish(snapshot);
+        for k in gone {
+            self.store.remove(k);
+        }
+        let namespace_ent = RelativeName::from_labels([&*key.namespace, "svc"]);
+        if let Ok(ent) = namespace_ent {
+            match (had_names, has_names) {
+                // `svc` above it is always there (a static name).
+                (false, true) => self.ent_ref(ZoneKind::Forward, &ent, false),
+                (true, false) => self.ent_unref(ZoneKind::Forward, &ent, false),
+                _ => {}
+            }
+        }
+        let old_ips = old.map(|o| o.reverse_ips).unwrap_or_default();
+        // Published before its reverse names, which may be answered through its slot.
+        self.per_service.entry(key.clone()).or_default().published = Some(Published {
+            slot,
+            reverse_ips: Addresses::default(),
+        });
+        let reverse_ips = self.update_reverse(
+            key,
+            service_name.as_ref(),
+            old_ips,
+            old_snapshot.as_deref(),
+            records.reverse,
+        );
+        let Some(entry) = self.per_service.get_mut(key) else {
+            return;
+        };
+        if has_names || !reverse_ips.is_empty() {
+            if let Some(published) = &mut entry.published {
+                published.reverse_ips = reverse_ips;
+            }
+        } else if let Some(gone) = entry.published.take() {
+            // No name of its own and no reverse claim: nothing routes to the slot.
+            self.store.release_slot(&gone.slot);
+            self.slot_owners.clear(&gone.slot);
+            if entry.is_empty() {
+                self.per_service.remove(key);
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The names every zone has whatever the cluster holds: the apex (SOA, NS), `dns-version`
+//! (TXT, spec 2.2) and `svc` in each forward zone, and the apex of each reverse zone. The
+//! controller publishes them once; their SOA is also the authority record of every negative
+//! answer (`Store::negative_soa`).
+
+use std::net::IpAddr;
+
+use crate::controller::records::SPEC_VERSION;
+use crate::dns::name::RelativeName;
+use crate::dns::rdata::{NameRecords, RData, RrSet, Target};
+use crate::dns::wire::rtype;
+use crate::store::ZoneKind;
+
+/// What the names every zone has depend on, besides the zones themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneSettings {
+    /// TTL of negative answers: the SOA's MINIMUM.
+    pub negative_ttl: u32,
+    /// `--ns-address`: the addresses of `ns.dns.<zone>`, the name server the NS record
+    /// names; none leaves that name without records.
+    pub ns_addresses: Vec<IpAddr>,
+    /// `--reverse-zone`: the reverse zones below `in-addr.arpa` and `ip6.arpa` that get
+    /// an apex of their own, relative to their tree (`10` for `10.in-addr.arpa`).
+    pub reverse_apexes: Vec<(ZoneKind, RelativeName)>,
+}
+
+/// SOA timers, as CoreDNS sets them. No zone transfers are offered, so they only inform.
+const SOA_REFRESH: u32 = 7200;
+const SOA_RETRY: u32 = 1800;
+const SOA_EXPIRE: u32 = 86400;
+/// The SOA serial is constant: nothing transfers the zone, and a serial that moved with time
+/// or events would make replicas answer differently for the same records.
+const SOA_SERIAL: u32 = 1;
+
+/// The names every forward zone has whatever the cluster holds: the apex (SOA, NS),
+/// `dns-version` (TXT, spec 2.2) and `svc`; with `ns_addresses`, the name server's own
+/// name `ns.dns` with those addresses (as glue of the NS record too), and `dns` above it.
+pub fn forward_static_records(negative_ttl: u32, ns_addresses: &[IpAddr]) -> Vec<NameRecords> {
+    let ns = RelativeName::literal(&["ns", "dns"]);
+    let mut apex = apex_records(
+        RelativeName::apex(),
+        Target::InZone(ns.clone()),
+        Target::InZone(RelativeName::literal(&["hostmaster"])),
+        negative_ttl,
+    );
+    let version = NameRecords {
+        name: RelativeName::literal(&["dns-version"]),
+        rrsets: vec![RrSet {
+            rtype: rtype::TXT,
+            records: vec![RData::Txt(SPEC_VERSION.to_owned())],
+            additional: vec![],
+        }],
+        slot: false,
+    };
+    let svc = empty(RelativeName::literal(&["svc"]));
+    if ns_addresses.is_empty() {
+        return vec![apex, version, svc];
+    }
+    let glue: Vec<(RelativeName, RData)> = ns_addresses
+        .iter()
+        .map(|ip| (ns.clone(), RData::address(*ip)))
+        .collect();
+    if let Some(ns_rrset) = apex.rrsets.iter_mut().find(|r| r.rtype == rtype::NS) {
+        ns_rrset.additional = glue;
+    }
+    let mut ns_rrsets: Vec<RrSet> = Vec::new();
+    for ip in ns_addresses {
+        let record = RData::address(*ip);
+        match ns_rrsets.iter_mut().find(|r| r.rtype == record.rtype()) {
+            Some(rrset) => rrset.records.push(record),
+            None => ns_rrsets.push(RrSet {
+                rtype: record.rtype(),
+                records: vec![record],
+                additional: vec![],
+            }),
+        }
+    }
+    let ns_name = NameRecords {
+        name: ns,
+        rrsets: ns_rrsets,
+        slot: false,
+    };
+    vec![
+        apex,
+        version,
+        svc,
+        empty(RelativeName::literal(&["dns"])),
+        ns_name,
+    ]
+}
+
+/// The apex of a reverse zone: `in-addr.arpa` or `ip6.arpa` itself (`apex` is the root of
+/// the tree), or a zone below it named by `--reverse-zone` (`10` for `10.in-addr.arpa`).
+/// Its name server and mailbox are named in the primary forward zone.
+pub fn reverse_apex_records(apex: RelativeName, negative_ttl: u32) -> NameRecords {
+    apex_records(
+        apex,
+        Target::Primary(RelativeName::literal(&["ns", "dns"])),
+        Target::Primary(RelativeName::literal(&["hostmaster"])),
+        negative_ttl,
+    )
+}
+
+/// A name without records of its own: an empty non-terminal.
+fn empty(name: RelativeName) -> NameRecords {
+    NameRecords {
+        name,
+        rrsets: vec![],
+        slot: false,
+    }
+}
+
+fn apex_records(
+    apex: RelativeName,
+    ns: Target,
+    hostmaster: Target,
+    negative_ttl: u32,
+) -> NameRecords {
+    NameRecords {
+        name: apex,
+        rrsets: vec![
+            RrSet {
+                rtype: rtype::SOA,
+                records: vec![RData::Soa {
+                    mname: ns.clone(),
+                    rname: hostmaster,
+                    serial: SOA_SERIAL,
+                    refresh: SOA_REFRESH,
+                    retry: SOA_RETRY,
+                    expire: SOA_EXPIRE,
+                    minimum: negative_ttl,
+                }],
+                additional: vec![],
+            },
+            RrSet {
+                rtype: rtype::NS,
+                records: vec![RData::Ns(ns)],
+                additional: vec![],
+            },
+        ],
+        slot: false,
+    }
+}

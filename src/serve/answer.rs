@@ -1,0 +1,397 @@
+//! The per-query function: query bytes in, response bytes out.
+//!
+//! One parse, one case-folded lookup in a stack buffer, and copies of pre-encoded sections
+//! (or of the addresses, labels and ports that per-endpoint records are written from, in a
+//! pod table, a Service's address set or a compact SRV set): no allocation (the caller's
+//! output buffer is reused), no logging, no error boxes. Every outcome is an RCODE.
+
+use std::sync::Arc;
+
+use crate::dns::wire::{
+    self, CLASS_IN, Edns, HEADER_LEN, MIN_UDP_PAYLOAD, OPT_LEN, Parsed, QUESTION_POINTER, Query,
+    QuestionName, RECORD_HEAD_LEN, flags, qtype, rcode, rtype,
+};
+use crate::serve::chase::{self, Chase};
+use crate::serve::zones::{ZoneMatch, ZoneTable};
+use crate::store::answers::{Rrset, SRV};
+use crate::store::srv;
+use crate::store::{Lookup, PtrAnswer, Store};
+
+/// How the query arrived: it decides the response size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What a response said, for the query counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The question's type (0 when there was no readable question).
+    pub qtype: u16,
+    pub rcode: u16,
+}
+
+/// Limits and TTLs the responder applies.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponderSettings {
+    /// Largest UDP payload this server sends or advertises (EDNS), `--max-udp-size`.
+    pub max_udp_size: u16,
+    /// TTL (and SOA MINIMUM) of negative answers.
+    pub negative_ttl: u32,
+}
+
+/// Answers queries from the store.
+#[derive(Debug, Clone)]
+pub struct Responder {
+    store: Arc<Store>,
+    zones: Arc<ZoneTable>,
+    settings: ResponderSettings,
+}
+
+/// The body chosen for a response before it is assembled.
+enum Body<'a> {
+    Positive(Rrset<'a>),
+    /// A compact SRV record set (`srv`), written against the question's name up to its
+    /// zone (`relative`, lowercase wire).
+    CompactSrv {
+        rrset: Rrset<'a>,
+        relative: &'a [u8],
+    },
+    /// Address records written from a pod table or a compact address set: `addresses` back
+    /// to back, `width` octets each, of type `rtype`.
+    Addresses {
+        rtype: u16,
+        addresses: &'a [u8],
+        width: usize,
+        ttl: u32,
+    },
+    /// A pod's reverse name: one PTR record.
+    Ptr(PtrAnswer<'a>),
+    /// NXDOMAIN or NODATA: the zone's SOA goes in the authority section.
+    /// With the name's own negative TTL when it has one (ordinal slots).
+    Negative {
+        rcode: u16,
+        ttl: Option<u32>,
+    },
+    /// An error without records (REFUSED, SERVFAIL).
+    Bare {
+        rcode: u16,
+        authoritative: bool,
+    },
+}
+
+impl Responder {
+    pub fn new(store: Arc<Store>, zones: Arc<ZoneTable>, settings: ResponderSettings) -> Self {
+        Self {
+            store,
+            zones,
+            settings,
+        }
+    }
+
+    /// Writes the response to `query` into `out` (cleared first) and returns what it said,
+    /// or `None` when the message gets no response.
+    pub fn respond(
+        &self,
+        query: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        out.clear();
+        let mut name = QuestionName::new();
+        match wire::parse(query, &mut name) {
+            Parsed::Drop => None,
+            Parsed::Error {
+                id,
+                flags: query_flags,
+                rcode,
+                question,
+                edns,
+            } => {
+                // RD and CD belong to QUERY: under another opcode (NOTIFY, UPDATE) this
+                // server implements neither, so they are not echoed, as Knot and NSD do.
+                let echoed = if query_flags & flags::OPCODE_MASK == 0 {
+                    flags::RD | flags::CD
+                } else {
+                    0
+                };
+                let response_flags =
+                    flags::QR | (query_flags & (flags::OPCODE_MASK | echoed)) | (rcode & 0x0F);
+                let qdcount = u16::from(question.is_some());
+                let arcount = u16::from(edns.is_some());
+                wire::write_header(out, id, response_flags, [qdcount, 0, 0, arcount]);
+                if let Some(q) = &question {
+                    out.extend_from_slice(q.raw_name);
+                    out.extend_from_slice(&q.qtype.to_be_bytes());
+                    out.extend_from_slice(&q.qclass.to_be_bytes());
+                }
+                if let Some(e) = edns {
+                    wire::write_opt(
+                        out,
+                        self.settings.max_udp_size,
+                        (rcode >> 4) as u8,
+                        e.dnssec_ok,
+                    );
+                }
+                Some(Outcome {
+                    qtype: question.as_ref().map_or(0, |q| q.qtype),
+                    rcode,
+                })
+            }
+            Parsed::Query(q) => Some(Outcome {
+                qtype: q.question.qtype,
+                rcode: self.answer(&q, &mut name, query, transport, out),
+            }),
+        }
+    }
+
+    fn size_limit(&self, edns: Option<Edns>, transport: Transport) -> usize {
+        match (transport, edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => usize::from(MIN_UDP_PAYLOAD),
+            (Transport::Udp, Some(e)) => usize::from(e.udp_size.clamp(
+                MIN_UDP_PAYLOAD,
+                self.settings.max_udp_size.max(MIN_UDP_PAYLOAD),
+            )),
+        }
+    }
+
+    fn answer(
+        &self,
+        q: &Query<'_>,
+        name: &mut QuestionName,
+        msg: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> u16 {
+        let question = &q.question;
+        let refused = Body::Bare {
+            rcode: rcode::REFUSED,
+            authoritative: false,
+        };
+        let Some(found) = self.zones.find(name) else {
+            return self.assemble(q, msg, transport, None, refused, out);
+        };
+        let (zone, in_zone) = (found.zone, Some(found));
+        if question.qclass != CLASS_IN
+            // No zone transfers: the records come from the cluster, not from a primary.
+            || question.qtype == qtype::AXFR
+            || question.qtype == qtype::IXFR
+        {
+            return self.assemble(q, msg, transport, in_zone, refused, out);
+        }
+        if !self.store.is_ready() {
+            let servfail = Body::Bare {
+                rcode: rcode::SERVFAIL,
+                authoritative: false,
+            };
+            return self.assemble(q, msg, transport, in_zone, servfail, out);
+        }
+        // The store key: zone kind, then the lowercase name up to the zone.
+        let key = name.key(zone.kind as u8, found.key_len);
+        // An alias whose target may be in a served zone: followed once the lookup's guard
+        // is released (a second lookup under the first could wait on a writer forever).
+        let mut alias = None;
+        let rcode = self.store.lookup(key, |lookup| {
+            let body = match lookup {
+                Lookup::NoName => Body::Negative {
+                    rcode: rcode::NXDOMAIN,
+                    ttl: None,
+                },
+                Lookup::EmptyNonTerminal => Body::Negative {
+                    rcode: rcode::NOERROR,
+                    ttl: None,
+                },
+                Lookup::Name(answers) => {
+                    let rrset = if question.qtype == qtype::ANY {
+                        answers.first(zone.index)
+                    } else {
+                        answers.find(question.qtype, zone.index)
+                    };
+                    match rrset {
+                        Some(rrset) if rrset.form == SRV => Body::CompactSrv {
+                            rrset,
+                            relative: key.get(1..).unwrap_or_default(),
+                        },
+                        Some(rrset) => match rrset.address_set() {
+                            Some(set) => Body::Addresses {
+                                rtype: rrset.rtype,
+                                addresses: set.addresses,
+                                width: set.width,
+                                ttl: set.ttl,
+                            },
+                            None => Body::Positive(rrset),
+                        },
+                        None => Body::Negative {
+                            rcode: rcode::NOERROR,
+                            ttl: answers.negative_ttl(),
+                        },
+                    }
+                }
+                Lookup::Ptr(ptr) if matches!(question.qtype, rtype::PTR | qtype::ANY) => {
+                    Body::Ptr(ptr)
+                }
+                Lookup::Ptr(_) => Body::Negative {
+                    rcode: rcode::NOERROR,
+                    ttl: None,
+                },
+                Lookup::Addresses(found) => {
+                    let rtype = if question.qtype == qtype::ANY {
+                        found.entry.first_type().unwrap_or(qtype::ANY)
+                    } else {
+                        question.qtype
+                    };
+                    match found.entry.addresses(rtype) {
+                        (addresses, width) if !addresses.is_empty() => Body::Addresses {
+                            rtype,
+                            addresses,
+                            width,
+                            ttl: found.ttl,
+                        },
+                        _ => Body::Negative {
+                            rcode: rcode::NOERROR,
+                            ttl: found.negative_ttl,
+                        },
+                    }
+                }
+            };
+            if let Body::Positive(rrset) = &body
+                && chase::follows(rrset, question.qtype)
+            {
+                alias = chase::target_of(rrset.answer);
+            }
+            self.assemble(q, msg, transport, in_zone, body, out)
+        });
+        match alias {
+            Some(target) => {
+                let chase = Chase {
+                    store: &self.store,
+                    zones: &self.zones,
+                    limit: self.size_limit(q.edns, transport),
+                    max_udp_size: self.settings.max_udp_size,
+                    opt_len: if q.edns.is_some() { OPT_LEN } else { 0 },
+                    negative_ttl: self.settings.negative_ttl,
+                };
+                chase.follow(q, target, out)
+            }
+            None => rcode,
+        }
+    }
+
+    /// Writes the response: header, the question as asked, the chosen body within the size
+    /// limit, OPT.
+    fn assemble(
+        &self,
+        q: &Query<'_>,
+        msg: &[u8],
+        transport: Transport,
+        zone: Option<ZoneMatch<'_>>,
+        body: Body<'_>,
+        out: &mut Vec<u8>,
+    ) -> u16 {
+        let question_end = HEADER_LEN + q.question.wire_len();
+        let (rcode, authoritative) = match &body {
+            Body::Positive(_) | Body::CompactSrv { .. } | Body::Addresses { .. } | Body::Ptr(_) => {
+                (rcode::NOERROR, true)
+            }
+            Body::Negative { rcode, .. } => (*rcode, true),
+            Body::Bare {
+                rcode,
+                authoritative,
+            } => (*rcode, *authoritative),
+        };
+        let mut response_flags = flags::QR | (q.flags & (flags::RD | flags::CD)) | rcode;
+        if authoritative {
+            response_flags |= flags::AA;
+        }
+        wire::write_header(out, q.id, response_flags, [1, 0, 0, 0]);
+        out.extend_from_slice(&msg[HEADER_LEN..question_end]);
+
+        let limit = self.size_limit(q.edns, transport);
+        let opt_len = if q.edns.is_some() { OPT_LEN } else { 0 };
+        let (mut ancount, mut nscount, mut arcount) = (0u16, 0u16, 0u16);
+        match body {
+            Body::Positive(rrset) => {
+                let answer = rrset.answer;
+                if out.len() + answer.len() + opt_len > limit {
+                    // Does not fit: an empty answer with TC, so the client asks over TCP.
+                    response_flags |= flags::TC;
+                } else {
+                    out.extend_from_slice(answer);
+                    ancount = rrset.ancount;
+                    // The additional section is optional: leave it out rather than set TC
+                    // (RFC 2181 9).
+                    let additional = rrset.additional;
+                    if out.len() + additional.len() + opt_len <= limit {
+                        out.extend_from_slice(additional);
+                        arcount = rrset.arcount;
+                    }
+                }
+            }
+            Body::CompactSrv { rrset, relative } => {
+                let zone_wire = zone.map(|m| &m.zone.wire[..]).unwrap_or(&[0]);
+                let written = srv::write(out, &rrset, relative, zone_wire, limit, opt_len);
+                if written.truncated {
+                    response_flags |= flags::TC;
+                }
+                ancount = written.ancount;
+                arcount = written.arcount;
+            }
+            Body::Addresses {
+                rtype,
+                addresses,
+                width,
+                ttl,
+            } => {
+                let count = addresses.len() / width;
+                if out.len() + count * (RECORD_HEAD_LEN + width) + opt_len > limit {
+                    response_flags |= flags::TC;
+                } else {
+                    let head = wire::record_head(QUESTION_POINTER, rtype, ttl, width);
+                    wire::write_address_records(out, &head, addresses, width);
+                    ancount = u16::try_from(count).unwrap_or(u16::MAX);
+                }
+            }
+            Body::Ptr(ptr) => {
+                // The target is written whole: nothing in the question (a reverse name) is
+                // a suffix of it.
+                let rdata_len = 1 + ptr.label.len() + ptr.suffix.len();
+                if out.len() + RECORD_HEAD_LEN + rdata_len + opt_len > limit {
+                    response_flags |= flags::TC;
+                } else {
+                    let head = wire::record_head(QUESTION_POINTER, rtype::PTR, ptr.ttl, rdata_len);
+                    out.extend_from_slice(&head);
+                    // Labels are at most 63 octets.
+                    out.push(ptr.label.len() as u8);
+                    out.extend_from_slice(ptr.label);
+                    out.extend_from_slice(ptr.suffix);
+                    ancount = 1;
+                }
+            }
+            Body::Negative { ttl, .. } => {
+                if let Some(found) = zone
+                    && let Some(soa) = self.store.negative_soa(found.zone.kind)
+                    && let Some(soa) = &*soa
+                {
+                    if out.len() + soa.len() + opt_len > limit {
+                        response_flags |= flags::TC;
+                    } else {
+                        // The zone starts within the question, which starts at the header's
+                        // end.
+                        let zone_at = (HEADER_LEN + found.start) as u16;
+                        soa.write(out, zone_at, ttl.unwrap_or(self.settings.negative_ttl));
+                        nscount = 1;
+                    }
+                }
+            }
+            Body::Bare { .. } => {}
+        }
+        if let Some(e) = q.edns {
+            wire::write_opt(out, self.settings.max_udp_size, 0, e.dnssec_ok);
+            arcount += 1;
+        }
+        wire::patch_header(out, response_flags, [1, ancount, nscount, arcount]);
+        rcode
+    }
+}

@@ -1,0 +1,129 @@
+//! DNS over TCP: one task per connection, answering its queries in order (pipelined queries
+//! are answered in the order sent), with an idle timeout, a write timeout and a limit on
+//! open connections. [`accept_next`] is the accept loop every TCP server here shares.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::metrics::QueryStats;
+use crate::serve::TcpSettings;
+use crate::serve::answer::{Responder, Transport};
+
+/// Largest DNS message (the TCP length prefix is 16 bits).
+const MAX_MESSAGE: usize = 65535;
+/// A client that does not take its response in this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn serve(
+    listener: TcpListener,
+    responder: Responder,
+    settings: TcpSettings,
+    connections: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<QueryStats>,
+) {
+    let mut open = JoinSet::new();
+    while let Some((stream, peer)) = accept_next(&listener, &mut shutdown, &mut open, "DNS").await {
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "TCP connection refused: --max-tcp-connections reached");
+            drop(stream);
+            continue;
+        };
+        let responder = responder.clone();
+        let shutdown = shutdown.clone();
+        let stats = stats.clone();
+        // A span per connection, at debug: what a connection logs names its peer, and at
+        // the default level it costs nothing.
+        let span = tracing::debug_span!("tcp", %peer);
+        open.spawn(
+            async move {
+                serve_connection(stream, responder, settings.idle_timeout, shutdown, &stats).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    // Let every open connection finish the query it is on; each sees the same signal.
+    while open.join_next().await.is_some() {}
+}
+
+/// The next accepted connection of a TCP server (DNS or HTTP), reaping the tasks in `open`
+/// that have finished while waiting; `None` once shutdown is signalled.
+pub async fn accept_next<T: 'static>(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+    open: &mut JoinSet<T>,
+    server: &'static str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return None,
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(connection) => return Some(connection),
+            Err(error) => {
+                // EMFILE and friends: back off a little instead of spinning.
+                tracing::warn!(%error, server, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    responder: Responder,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    stats: &QueryStats,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut query = vec![0u8; MAX_MESSAGE];
+    let mut response = Vec::with_capacity(MAX_MESSAGE);
+    let mut framed = Vec::with_capacity(MAX_MESSAGE + 2);
+    loop {
+        let mut prefix = [0u8; 2];
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            read = tokio::time::timeout(idle_timeout, stream.read_exact(&mut prefix)) => read,
+        };
+        if !matches!(read, Ok(Ok(_))) {
+            return; // idle, closed or broken
+        }
+        let len = usize::from(u16::from_be_bytes(prefix));
+        // The body must follow within the idle timeout too: a slow sender holds no
+        // connection slot for longer than that.
+        let body = tokio::time::timeout(idle_timeout, stream.read_exact(&mut query[..len])).await;
+        if !matches!(body, Ok(Ok(_))) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match responder.respond(&query[..len], Transport::Tcp, &mut response) {
+            Some(outcome) => stats.answered(outcome.qtype, outcome.rcode),
+            None => {
+                stats.dropped();
+                continue;
+            }
+        }
+        // One write per response (length prefix and message together), buffers reused.
+        let out_len = u16::try_from(response.len()).unwrap_or(u16::MAX);
+        framed.clear();
+        framed.extend_from_slice(&out_len.to_be_bytes());
+        framed.extend_from_slice(&response);
+        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed)).await {
+            Ok(Ok(())) => stats.timed(started.elapsed(), 1),
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The Kubernetes source: watches Services, EndpointSlices (or legacy Endpoints) and
+//! StatefulSets through the API and feeds the controller.
+//!
+//! Watchers, not reflectors: each object is converted into the model's small structs the
+//! moment it arrives and the API object is dropped, so no second copy of the cluster lives
+//! here (the controller's joined state is the only one). A (re)list is buffered as model
+//! objects and handed over whole on `InitDone`, as kube's reflector store swaps its
+//! buffer, so a relist after `410 Gone` or a reconnect never makes names disappear.
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Resource;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event, watcher};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+use crate::model::{Change, Kind, Object, Timed};
+use crate::source::manifest::Manifest;
+use crate::source::selector::{self, SelectorError};
+
+/// Why no client could be made for the cluster: which setting was at fault, and kube's
+/// error.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct KubernetesError {
+    context: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl KubernetesError {
+    fn new(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Which API lists a Service's endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EndpointsApi {
+    /// `discovery.k8s.io/v1` EndpointSlices (Kubernetes 1.21 and later).
+    #[default]
+    EndpointSlices,
+    /// Legacy `v1` Endpoints, for clusters older than EndpointSlices.
+    Endpoints,
+}
+
+/// What to watch, and with which client: hand it to `start` as `Source::Kubernetes`.
+#[derive(Clone)]
+pub struct KubernetesSource {
+    client: kube::Client,
+    namespaces: Vec<String>,
+    label_selector: Option<String>,
+    endpoints_api: EndpointsApi,
+}
+
+impl KubernetesSource {
+    /// Every namespace, every Service, EndpointSlices.
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            namespaces: Vec::new(),
+            label_selector: None,
+            endpoints_api: EndpointsApi::default(),
+        }
+    }
+
+    /// Watches only these namespaces (each with its own watch, as CoreDNS does); none
+    /// means all.
+    pub fn namespaces(mut self, namespaces: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let mut namespaces: Vec<String> = namespaces.into_iter().map(Into::into).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        self.namespaces = namespaces;
+        self
+    }
+
+    /// Serves only the Services that match this label selector, filtered by the API server.
+    /// `start` refuses a selector the API server would (see [`Self::check`]).
+    pub fn label_selector(mut self, selector: impl Into<String>) -> Self {
+        self.label_selector = Some(selector.into()).filter(|s| !s.is_empty());
+        self
+    }
+
+    /// Checks what the API server would refuse on every list: the label selector.
+    pub fn check(&self) -> Result<(), SelectorError> {
+        self.label_selector
+            .as_deref()
+            .map_or(Ok(()), selector::check)
+    }
+
+    /// EndpointSlices (the default) or, for clusters older than 1.21, legacy Endpoints.
+    pub fn endpoints_api(mut self, api: EndpointsApi) -> Self {
+        self.endpoints_api = api;
+        self
+    }
+}
+
+/// A client from `kubeconfig` (and `context`), else `$KUBECONFIG` or `~/.kube/config`, else
+/// the in-cluster service account: kube's standard inference.
+pub async fn client(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, KubernetesError> {
+    let options = KubeConfigOptions {
+        context: context.map(String::from),
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let flag = || format!("--kubeconfig {}", path.display());
+            let file = Kubeconfig::read_from(path).map_err(|e| KubernetesError::new(flag(), e))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| KubernetesError::new(flag(), e))?
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| KubernetesError::new("--context", e))?,
+        None => kube::Config::infer().await.map_err(|e| {
+            KubernetesError::new(
+                "no cluster to watch; give --kubeconfig PATH, set KUBECONFIG, run in a pod \
+                 with a service account, or serve a folder with --manifests PATH",
+                e,
+            )
+        })?,
+    };
+    kube::Client::try_from(config).map_err(|e| KubernetesError::new("cannot build the client", e))
+}
+
+/// One watch: a kind in one namespace (or all).
+struct Scope {
+    kind: Kind,
+    namespace: Option<String>,
+    /// Entered while the watch's events are handled: its log lines carry kind and namespace.
+    span: tracing::Span,
+}
+
+impl Scope {
+    fn new(kind: Kind, namespace: Option<&str>) -> Self {
+        Self {
+            kind,
+            namespace: namespace.map(String::from),
+            span: tracing::info_span!(
+                "watch",
+                kind = kind.as_str(),
+                namespace = namespace.unwrap_or("*")
+            ),
+        }
+    }
+
+    fn label(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} in {ns}", self.kind.as_str()),
+            None => self.kind.as_str().to_string(),
+        }
+    }
+}
+
+/// A watch event with the object already a [`Manifest`], so every kind shares one stream.
+type Item = Result<Event<Manifest>, watcher::Error>;
+
+fn watch_stream<K>(api: Api<K>, config: watcher::Config) -> BoxStream<'static, Item>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    Manifest: From<K>,
+{
+    watcher(api, config)
+        .default_backoff()
+        .map_ok(|event| match event {
+            Event::Apply(o) => Event::Apply(Manifest::from(o)),
+            Event::Delete(o) => Event::Delete(Manifest::from(o)),
+            Event::Init => Event::Init,
+            Event::InitApply(o) => Event::InitApply(Manifest::from(o)),
+            Event::InitDone => Event::InitDone,
+        })
+        .boxed()
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The watches `source` asks for, in a fixed order.
+fn watches(source: &KubernetesSource) -> Vec<(Scope, BoxStream<'static, Item>)> {
+    let namespaces: Vec<Option<&str>> = if source.namespaces.is_empty() {
+        vec![None]
+    } else {
+        source.namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    // Lists from the API server's watch cache (resourceVersion=0), as client-go informers
+    // do on their first list: cheap for the API server, and the watch that follows catches
+    // up. The trade-offs: such a list is not paged (it must fit in memory at once; see
+    // bench/relist_memory.rs) and may be slightly stale after a reconnect to a lagging
+    // API server, which the watch then corrects.
+    let base = watcher::Config::default().any_semantic();
+    let services = match &source.label_selector {
+        Some(selector) => base.clone().labels(selector),
+        None => base.clone(),
+    };
+    let mut out = Vec::new();
+    for ns in namespaces {
+        let scope = |kind| Scope::new(kind, ns);
+        let c = &source.client;
+        out.push((
+            scope(Kind::Service),
+            watch_stream(api::<Service>(c, ns), services.clone()),
+        ));
+        out.push(match source.endpoints_api {
+            EndpointsApi::EndpointSlices => (
+                scope(Kind::EndpointSlice),
+                watch_stream(api::<EndpointSlice>(c, ns), base.clone()),
+            ),
+            EndpointsApi::Endpoints => (
+                scope(Kind::Endpoints),
+                watch_stream(api::<Endpoints>(c, ns), base.clone()),
+            ),
+        });
+        out.push((
+            scope(Kind::StatefulSet),
+            watch_stream(api::<StatefulSet>(c, ns), base.clone()),
+        ));
+    }
+    out
+}
+
+/// Per-watch state: the relist being buffered, and whether the first list is complete.
+#[derive(Default)]
+struct WatchState {
+    relist: Option<Vec<Object>>,
+    synced: bool,
+}
+
+/// Runs until shutdown: every watch, merged, turned into controller changes. Sends
+/// [`Change::Synced`] once every watch has completed its first list; until then the server
+/// answers SERVFAIL rather than a false NXDOMAIN.
+pub async fn run(
+    source: KubernetesSource,
+    changes: mpsc::UnboundedSender<Timed>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (scopes, streams): (Vec<Scope>, Vec<_>) = watches(&source).into_iter().unzip();
+    let mut merged: SelectAll<_> = futures::stream::select_all(
+        streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.map(move |item| (i, item))),
+    );
+    let mut states: Vec<WatchState> = scopes.iter().map(|_| WatchState::default()).collect();
+    let mut all_synced = false;
+    tracing::info!(
+        watches = ?scopes.iter().map(Scope::label).collect::<Vec<_>>(),
+        label_selector = source.label_selector.as_deref().unwrap_or(""),
+        "watching the Kubernetes API"
+    );
+    loop {
+        let (index, item) = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            next = merged.next() => match next {
+                Some(next) => next,
+                None => return,
+            },
+        };
+        let received = Instant::now();
+        let scope = &scopes[index];
+        let entered = scope.span.enter();
+        let state = &mut states[index];
+        let kind = scope.kind.as_str();
+        let event = match item {
+            Ok(event) => event,
+            Err(error) => {
+                metrics
+                    .watch_restarts
+                    .get_or_create(&[("kind", kind)])
+                    .inc();
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "watch failed; retrying with backoff, serving the last known records"
+                );
+                continue;
+            }
+        };
+        let change = match event {
+            Event::Init => {
+                count(&metrics, kind, "init");
+                state.relist = Some(Vec::new());
+                None
+            }
+            Event::InitApply(manifest) => {
+                count(&metrics, kind, "init_apply");
+                if let Some(object) = convert(&manifest, &metrics) {
+                    state.relist.get_or_insert_with(Vec::new).push(object);
+                }
+                None
+            }
+            Event::InitDone => {
+                count(&metrics, kind, "init_done");
+                match state.relist.take() {
+                    Some(objects) => {
+                        metrics.synced(kind);
+                        let first = !state.synced;
+                        state.synced = true;
+                        tracing::info!(
+                            objects = objects.len(),
+                            "{}",
+                            if first {
+                                "initial list complete"
+                            } else {
+                                "relist complete; swapped in whole"
+                            }
+                        );
+                        Some(Change::ReplaceKind {
+                            kind: scope.kind,
+                            namespace: scope.namespace.clone(),
+                            objects,
+                        })
+                    }
+                    // kube's watcher always sends Init first; without it there is no list to
+                    // swap in (an empty one would delete every object of the kind), and the
+                    // kind does not count as synced.
+                    None => {
+                        tracing::warn!("list completed without a start; nothing replaced");
+                        None
+                    }
+                }
+            }
+            Event::Apply(manifest) => {
+                count(&metrics, kind, "apply");
+                metrics.synced(kind);
+                // An object that no longer converts (a slice that lost its Service label)
+                // is gone for DNS, as a relist would find it: delete rather than keep the
+                // last version, which only suits half-edited files.
+                match convert(&manifest, &metrics) {
+                    Some(object) => Some(Change::Apply(object)),
+                    None => manifest
+                        .key()
+                        .ok()
+                        .map(|key| Change::Delete(scope.kind, key)),
+                }
+            }
+            Event::Delete(manifest) => {
+                count(&metrics, kind, "delete");
+                metrics.synced(kind);
+                match manifest.key() {
+                    Ok(key) => Some(Change::Delete(scope.kind, key)),
+                    Err(error) => {
+                        tracing::warn!(
+                            error = &error as &dyn std::error::Error,
+                            "deleted object skipped"
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(change) = change
+            && changes.send(Timed { change, received }).is_err()
+        {
+            return;
+        }
+        drop(entered);
+        if !all_synced && states.iter().all(|s| s.synced) {
+            all_synced = true;
+            tracing::info!("every watched kind is synced; answering");
+            if changes.send(Change::Synced.into()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn count(metrics: &Metrics, kind: &'static str, event: &'static str) {
+    metrics
+        .watch_events
+        .get_or_create(&[("kind", kind), ("type", event)])
+        .inc();
+}
+
+/// The model object, or `None` (logged with the object's name, counted) when the object is
+/// invalid or has nothing for DNS (FQDN EndpointSlices).
+fn convert(manifest: &Manifest, metrics: &Metrics) -> Option<Object> {
+    match manifest.convert() {
+        Ok(object) => object,
+        Err(error) => {
+            metrics
+                .invalid_objects
+                .get_or_create(&[("kind", manifest.kind().as_str())])
+                .inc();
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "object skipped; the rest keeps serving"
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Keys of the name index: which tree a name belongs to ([`ZoneKind`]), the key's bytes
+//! ([`key`]), which names are found through their parent instead of being indexed
+//! ([`found_through_parent`]), and how the index stores a key ([`NameKey`]).
+
+use std::hash::Hash;
+
+use crate::dns::name::RelativeName;
+
+/// Which tree of names a key belongs to: every forward zone serves the same records, the
+/// reverse zones their own. The first byte of every key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ZoneKind {
+    /// The cluster zone(s): `cluster.local` and any extra `--zone`.
+    Forward = 0,
+    /// `in-addr.arpa`.
+    ReverseV4 = 1,
+    /// `ip6.arpa`.
+    ReverseV6 = 2,
+}
+
+/// A store key: the zone kind, then the lowercase relative name in wire form.
+pub fn key(kind: ZoneKind, name: &RelativeName) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(1 + name.wire().len());
+    key.push(kind as u8);
+    key.extend_from_slice(name.wire());
+    key.into_boxed_slice()
+}
+
+/// The wire name one label above `name` (a key without its zone-kind byte); `None` at the
+/// apex or when the first label runs past the end.
+pub(crate) fn parent_name(name: &[u8]) -> Option<&[u8]> {
+    let (&first_label, rest) = name.split_first()?;
+    rest.get(usize::from(first_label)..)
+}
+
+/// How many labels an unindexed name has: a pod's name is one label below its Service's
+/// (`<pod>.<svc>.<ns>.svc`). Only forward names of exactly this many labels are looked up
+/// through their parent, so every other name costs one index lookup as before.
+pub(crate) const UNINDEXED_LABELS: usize = 4;
+
+/// Whether `name` has exactly `n` labels (stops counting past `n`).
+pub(crate) fn has_labels(name: &[u8], n: usize) -> bool {
+    let (mut at, mut count) = (0usize, 0usize);
+    while let Some(&len) = name.get(at) {
+        count += 1;
+        if count > n {
+            return false;
+        }
+        at += 1 + usize::from(len);
+    }
+    count == n && at == name.len()
+}
+
+/// Whether the controller leaves `key` out of the index because its parent, `service` (a
+/// Service's name), routes to the snapshot that holds it: `key` is a forward name exactly
+/// one label below `service` with [`UNINDEXED_LABELS`] labels.
+pub fn found_through_parent(key: &[u8], service: &[u8]) -> bool {
+    match (key.split_first(), service.split_first()) {
+        (Some((&kind, name)), Some((&service_kind, service_name))) => {
+            kind == ZoneKind::Forward as u8
+                && service_kind == kind
+                && has_labels(name, UNINDEXED_LABELS)
+                && parent_name(name) == Some(service_name)
+        }
+        _ => false,
+    }
+}
+
+/// Bytes of a name kept in the index's own slot (a Service's name is `<svc>.<ns>.svc`:
+/// 15 bytes for `nginx.demo`), chosen so that a key takes 24 bytes, 8 more than a boxed
+/// slice.
+pub(crate) const INLINE_NAME: usize = 22;
+
+/// A key of the name index. A short name is stored in the map's slot itself, next to its
+/// route: comparing it costs no second memory access. On the query path that access is a
+/// cache miss, one of the few a pod's answer costs (bench/uncached.rs), and a slot holds a
+/// short name in fewer bytes than a boxed slice and its heap block. Longer names are boxed.
+#[derive(Debug, Clone)]
+pub(crate) enum NameKey {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Boxed(Box<[u8]>),
+}
+
+impl NameKey {
+    pub(crate) fn new(name: &[u8]) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..name.len()].copy_from_slice(name);
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Boxed(name.into()),
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Boxed(bytes) => bytes,
+        }
+    }
+}
+
+/// The map finds a key by the bytes of a name: hashing and equality must be the slice's.
+impl std::borrow::Borrow<[u8]> for NameKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl Hash for NameKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for NameKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for NameKey {}
+
+// What `INLINE_NAME` is chosen for: a key no larger than a boxed slice and a tag.
+const _: () = assert!(std::mem::size_of::<NameKey>() == 24);
