@@ -503,13 +503,18 @@ def main():
                 json.dump({"args": vars(args), "runs": {f"{w}/{n}": r for (w, n), r in results.items()},
                            "latency": {f"{w}/{n}": r for (w, n), r in lat.items()}}, f, indent=1)
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs.values())
+
+
+def stop(procs):
+    """Stops the servers: SIGTERM, then SIGKILL after 10 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::config::{Config, ConfigError, MAX_TTL, parse_duration, parse_zone};
 use crate::dns::cidr::Cidr;
 use crate::dns::name::{RelativeName, is_dns1123_label};
+use crate::serve::certs::CertificateFiles;
 use crate::source::kubernetes::EndpointsApi;
 use crate::source::selector;
 
@@ -64,6 +65,45 @@ pub struct Args {
         default_value = "127.0.0.1:5353"
     )]
     pub listen: Vec<SocketAddr>,
+
+    /// Serve DNS over TLS (RFC 7858) here; 853 is its port. Repeat (or separate with
+    /// commas) for several. Needs --tls-cert and --tls-key.
+    #[arg(
+        long,
+        env = "HEADLESS_DNS_TLS_LISTEN",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
+    pub tls_listen: Vec<SocketAddr>,
+
+    /// Serve DNS over HTTPS (RFC 8484, HTTP/2, path /dns-query) here; 443 is its port.
+    /// Repeat (or separate with commas) for several. Needs --tls-cert and --tls-key.
+    #[arg(
+        long,
+        env = "HEADLESS_DNS_HTTPS_LISTEN",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
+    pub https_listen: Vec<SocketAddr>,
+
+    /// Certificate chain of --tls-listen and --https-listen, PEM, leaf first. Re-read when
+    /// the file changes (cert-manager, a Secret volume): new handshakes use the new one.
+    #[arg(
+        long,
+        env = "HEADLESS_DNS_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "HEADLESS_DNS_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 
     /// Serve /healthz, /readyz and /metrics over HTTP here; `off` serves none.
     #[arg(long, env = "HEADLESS_DNS_HTTP", value_name = "ADDR:PORT", default_value = "127.0.0.1:8080",
@@ -267,6 +307,13 @@ impl Args {
             reload_interval: self.reload_interval,
             udp_workers: self.threads(),
             http: self.http.0,
+            tls_listen: self.tls_listen.clone(),
+            https_listen: self.https_listen.clone(),
+            tls_certificate: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(chain, key)| CertificateFiles { chain, key }),
             slot_negative_ttl: self.slot_negative_ttl,
             ordinal_slots: !self.no_ordinal_slots,
             publish_unready_pod_names: self.publish_unready_pod_names,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::dns::cidr::Cidr;
 use crate::dns::name::RelativeName;
 use crate::serve::affinity;
+use crate::serve::certs::CertificateFiles;
 
 /// Everything the server needs besides its record source.
 #[derive(Debug, Clone)]
@@ -46,6 +47,14 @@ pub struct Config {
     /// Name pods as soon as they have an address and are not terminating, ready or not;
     /// the Service's own answers stay ready-only.
     pub publish_unready_pod_names: bool,
+    /// Addresses to serve DNS over TLS on (RFC 7858; 853 is its port); needs
+    /// `tls_certificate`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// Addresses to serve DNS over HTTPS on (RFC 8484, HTTP/2, `/dns-query`); needs
+    /// `tls_certificate`.
+    pub https_listen: Vec<SocketAddr>,
+    /// The certificate chain and key of both, PEM; re-read when the files change.
+    pub tls_certificate: Option<CertificateFiles>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics` over HTTP; `None` serves none.
     pub http: Option<SocketAddr>,
     /// UDP sockets per listen address (`SO_REUSEPORT`), each served by its own task; match
@@ -72,6 +81,9 @@ impl Default for Config {
             reload_interval: Duration::from_secs(5),
             udp_workers: 1,
             http: None,
+            tls_listen: Vec::new(),
+            https_listen: Vec::new(),
+            tls_certificate: None,
             slot_negative_ttl: 1,
             ordinal_slots: true,
             publish_unready_pod_names: false,
@@ -165,6 +177,13 @@ impl Config {
             return fail(format!("--threads {}: use 1 to 1024", self.udp_workers));
         }
         self.worker_cpus()?;
+        let encrypted = !self.tls_listen.is_empty() || !self.https_listen.is_empty();
+        if encrypted && self.tls_certificate.is_none() {
+            return fail(
+                "--tls-listen and --https-listen need --tls-cert PATH and --tls-key PATH (PEM)"
+                    .into(),
+            );
+        }
         if self.max_tcp_connections == 0 {
             return fail("--max-tcp-connections: at least 1".into());
         }

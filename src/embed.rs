@@ -20,9 +20,10 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::Change;
 use crate::serve::answer::{Responder, ResponderSettings};
+use crate::serve::certs::{self, Certificate};
 use crate::serve::probes::{self, HttpState};
 use crate::serve::zones::{self, ZoneTable};
-use crate::serve::{self, Limits, TcpSettings, UdpWorkers};
+use crate::serve::{self, Encrypted, Limits, TcpSettings, UdpWorkers, tls};
 use crate::source::feed::{Feed, FeedSource};
 use crate::source::kubernetes::{self, KubernetesSource};
 use crate::source::manifests::{self, ManifestSet};
@@ -112,6 +113,8 @@ impl Core {
 /// A running server.
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
     http_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
@@ -128,6 +131,16 @@ impl ServerHandle {
     /// The bound addresses, one per `--listen`, each serving UDP and TCP (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound addresses of DNS over TLS, one per `Config::tls_listen`.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// The bound addresses of DNS over HTTPS, one per `Config::https_listen`.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
     }
 
     /// Where `/healthz`, `/readyz` and `/metrics` are served, if `Config::http` is set.
@@ -264,10 +277,12 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             .await
             .map_err(|source| Error::Bind {
                 addr: *addr,
+                flag: "--listen",
                 source,
             })?;
         let bound = listener.local_addr().map_err(|source| Error::Bind {
             addr: *addr,
+            flag: "--listen",
             source,
         })?;
         addrs.push(bound);
@@ -286,9 +301,19 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         )
         .map_err(|source| Error::Bind {
             addr: *addr,
+            flag: "--listen",
             source,
         })?;
     }
+    let encrypted = spawn_encrypted(
+        &config,
+        &responder,
+        limits.tcp,
+        &shutdown_rx,
+        &mut tasks,
+        &metrics,
+    )
+    .await?;
     let draining = Arc::new(AtomicBool::new(false));
     let http_addr = match config.http {
         None => None,
@@ -323,6 +348,8 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     tracing::info!(addrs = ?addrs, "serving DNS over UDP and TCP");
     Ok(ServerHandle {
         addrs,
+        tls_addrs: encrypted.tls,
+        https_addrs: encrypted.https,
         http_addr,
         metrics,
         draining,
@@ -332,4 +359,79 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         tasks,
         controller: Some(controller),
     })
+}
+
+/// The bound addresses of the encrypted transports.
+#[derive(Default)]
+struct EncryptedAddrs {
+    tls: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+}
+
+/// Loads the certificate, starts following its files, and binds and starts DNS over TLS
+/// and over HTTPS on their addresses; nothing without them.
+async fn spawn_encrypted(
+    config: &Config,
+    responder: &Responder,
+    settings: TcpSettings,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+    metrics: &Arc<Metrics>,
+) -> Result<EncryptedAddrs, Error> {
+    let mut bound = EncryptedAddrs::default();
+    let Some(files) = &config.tls_certificate else {
+        return Ok(bound);
+    };
+    if config.tls_listen.is_empty() && config.https_listen.is_empty() {
+        return Ok(bound);
+    }
+    let provider = certs::provider();
+    let certificate = Arc::new(Certificate::new(certs::load(files, &provider)?));
+    tasks.spawn(
+        certs::follow(
+            files.clone(),
+            certificate.clone(),
+            provider.clone(),
+            config.reload_interval,
+            shutdown.clone(),
+        )
+        .instrument(tracing::info_span!("certificate", path = %files.chain.display())),
+    );
+    for (transport, addrs, out) in [
+        (Encrypted::Tls, &config.tls_listen, &mut bound.tls),
+        (Encrypted::Https, &config.https_listen, &mut bound.https),
+    ] {
+        if addrs.is_empty() {
+            continue;
+        }
+        let acceptor = tls::acceptor(certificate.clone(), provider.clone(), transport.alpn())
+            .map_err(Error::Tls)?;
+        for addr in addrs {
+            let bind_error = |source| Error::Bind {
+                addr: *addr,
+                flag: transport.flag(),
+                source,
+            };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(bind_error)?;
+            let addr_bound = listener.local_addr().map_err(bind_error)?;
+            tasks.spawn(serve::serve_encrypted(
+                transport,
+                listener,
+                acceptor.clone(),
+                responder.clone(),
+                settings,
+                shutdown.clone(),
+                metrics,
+            ));
+            out.push(addr_bound);
+        }
+        let name = match transport {
+            Encrypted::Tls => "serving DNS over TLS",
+            Encrypted::Https => "serving DNS over HTTPS",
+        };
+        tracing::info!(addrs = ?out, "{name}");
+    }
+    Ok(bound)
 }

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::config::ConfigError;
+use crate::serve::certs::CertificateError;
 use crate::source::kubernetes::KubernetesError;
 use crate::source::manifests::ManifestError;
 use crate::source::selector::SelectorError;
@@ -16,11 +17,17 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error("--label-selector")]
     LabelSelector(#[source] SelectorError),
-    #[error("cannot listen on {addr} (is another server using it? pick another --listen)")]
+    #[error("cannot listen on {addr} (is another server using it? pick another {flag})")]
     Bind {
         addr: SocketAddr,
+        /// The flag that gave the address.
+        flag: &'static str,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error("cannot set up TLS")]
+    Tls(#[source] rustls::Error),
     #[error(
         "cannot serve HTTP on {addr} (is another server using it? pick another --http, or --http off)"
     )]

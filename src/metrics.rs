@@ -74,13 +74,21 @@ const LATENCY_SLOTS: usize = LATENCY_BOUNDS_NS.len() + 1;
 pub enum Proto {
     Udp,
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484).
+    Https,
 }
 
 impl Proto {
+    const ALL: [Proto; 4] = [Proto::Udp, Proto::Tcp, Proto::Tls, Proto::Https];
+
     fn label(self) -> &'static str {
         match self {
             Proto::Udp => "udp",
             Proto::Tcp => "tcp",
+            Proto::Tls => "tls",
+            Proto::Https => "https",
         }
     }
 }
@@ -142,7 +150,8 @@ impl QueryStats {
     fn new(proto: Proto) -> Self {
         Self {
             proto,
-            shared: proto == Proto::Tcp,
+            // Every transport but UDP is served by tasks on several threads.
+            shared: proto != Proto::Udp,
             requests: Default::default(),
             responses: Default::default(),
             dropped: AtomicU64::new(0),
@@ -206,7 +215,7 @@ fn load(a: &AtomicU64) -> u64 {
 impl Collector for QueryCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.stats.lock().map_err(|_| std::fmt::Error)?.clone();
-        let protos = [Proto::Udp, Proto::Tcp];
+        let protos = Proto::ALL;
         let of = |proto: Proto| stats.iter().filter(move |s| s.proto == proto);
 
         let mut requests = encoder.encode_descriptor(

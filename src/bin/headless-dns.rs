@@ -15,7 +15,16 @@ fn main() -> std::process::ExitCode {
         Err(error) => {
             // The message and every cause, on one line: "cannot listen on ...: Address in use".
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            // What the flags got wrong exits 2, as clap's own errors do.
+            let bad_flag = matches!(
+                error.downcast_ref::<headless_dns::Error>(),
+                Some(
+                    headless_dns::Error::Config(_)
+                        | headless_dns::Error::Certificate(_)
+                        | headless_dns::Error::LabelSelector(_)
+                )
+            );
+            std::process::ExitCode::from(if bad_flag { 2 } else { 1 })
         }
     }
 }

@@ -9,15 +9,20 @@ use crate::model::{Kind, Object};
 use crate::store::Lookup;
 use crate::store::answers::ANY_ZONE;
 
-fn controller() -> (Arc<Store>, Controller) {
+/// Encoding for `cluster.local`.
+fn context() -> CompileContext {
     let zone = RelativeName::from_labels(["cluster", "local"]).unwrap();
-    let store = Arc::new(Store::new());
-    let ctx = CompileContext {
+    CompileContext {
         ttl: 5,
         forward_zones: vec![zone_wire(&zone)],
         primary_zone: zone_wire(&zone),
         slot_negative_ttl: 1,
-    };
+    }
+}
+
+fn controller() -> (Arc<Store>, Controller) {
+    let store = Arc::new(Store::new());
+    let ctx = context();
     (
         store.clone(),
         Controller::new(
@@ -407,14 +412,8 @@ fn static_names() {
 
 #[test]
 fn a_named_reverse_zones_apex_outlives_the_names_below_it() {
-    let zone = RelativeName::from_labels(["cluster", "local"]).unwrap();
     let store = Arc::new(Store::new());
-    let ctx = CompileContext {
-        ttl: 5,
-        forward_zones: vec![zone_wire(&zone)],
-        primary_zone: zone_wire(&zone),
-        slot_negative_ttl: 1,
-    };
+    let ctx = context();
     let ten = RelativeName::from_labels(["10"]).unwrap();
     let settings = ZoneSettings {
         negative_ttl: 5,

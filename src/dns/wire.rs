@@ -326,6 +326,27 @@ pub fn patch_header(out: &mut [u8], flags: u16, counts: [u16; 4]) {
     }
 }
 
+/// The smallest TTL of a response's answer and authority records: how long an HTTP cache
+/// may keep it (RFC 8484 5.1); `None` without records, or for a message it cannot walk.
+pub fn min_ttl(msg: &[u8]) -> Option<u32> {
+    let (questions, answers, authority) = (u16_at(msg, 4)?, u16_at(msg, 6)?, u16_at(msg, 8)?);
+    let mut at = HEADER_LEN;
+    for _ in 0..questions {
+        at = skip_name(msg, at)? + 4;
+    }
+    let mut min: Option<u32> = None;
+    for _ in 0..usize::from(answers) + usize::from(authority) {
+        at = skip_name(msg, at)?;
+        let ttl = u32_at(msg, at + 4)?;
+        at += 10 + usize::from(u16_at(msg, at + 8)?);
+        if at > msg.len() {
+            return None;
+        }
+        min = Some(min.map_or(ttl, |m| m.min(ttl)));
+    }
+    min
+}
+
 /// Octets of a resource record before its RDATA when its owner is a compression pointer:
 /// owner, type, class, TTL, RDLENGTH.
 pub const RECORD_HEAD_LEN: usize = 2 + 2 + 2 + 4 + 2;
@@ -493,6 +514,18 @@ mod tests {
             &query(0, "a", 1, [1, 0, 0, 1], cookie),
             "query \x01a\x00 1 edns=Some(4096)",
         );
+    }
+
+    #[test]
+    fn the_smallest_ttl_of_answers_and_authority() {
+        let mut msg = query(0x8400, "a", 1, [1, 2, 1, 0], &[]);
+        for ttl in [30u32, 7, 90] {
+            msg.extend_from_slice(&record_head(QUESTION_POINTER, rtype::A, ttl, 4));
+            msg.extend_from_slice(&[10, 0, 0, 1]);
+        }
+        assert_eq!(min_ttl(&msg), Some(7));
+        assert_eq!(min_ttl(&query(0x8405, "a", 1, [1, 0, 0, 0], &[])), None);
+        assert_eq!(min_ttl(&msg[..msg.len() - 3]), None, "cut short");
     }
 
     /// The records the writers must produce: the head, then each address, one by one.

@@ -6,9 +6,12 @@
 
 pub mod affinity;
 pub mod answer;
+pub mod certs;
 mod chase;
+pub mod https;
 pub mod probes;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod zones;
 
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::metrics::{Metrics, Proto};
@@ -151,14 +154,65 @@ pub fn spawn(
             })?;
         udp.threads.push(thread);
     }
-    let connections = Arc::new(Semaphore::new(limits.tcp.max_connections));
     tasks.spawn(tcp::serve(
         listener.tcp,
         responder,
         limits.tcp,
-        connections,
         shutdown,
         metrics.query_stats(Proto::Tcp),
     ));
     Ok(())
+}
+
+/// An encrypted transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encrypted {
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484).
+    Https,
+}
+
+impl Encrypted {
+    /// The ALPN protocol it is offered under.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Encrypted::Tls => b"dot",
+            Encrypted::Https => b"h2",
+        }
+    }
+
+    /// The flag of its listen addresses.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Encrypted::Tls => "--tls-listen",
+            Encrypted::Https => "--https-listen",
+        }
+    }
+}
+
+/// The loop of `transport` on `listener`, to run until shutdown.
+pub fn serve_encrypted(
+    transport: Encrypted,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    responder: Responder,
+    settings: TcpSettings,
+    shutdown: watch::Receiver<bool>,
+    metrics: &Metrics,
+) -> impl Future<Output = ()> + Send + 'static {
+    let stats = metrics.query_stats(match transport {
+        Encrypted::Tls => Proto::Tls,
+        Encrypted::Https => Proto::Https,
+    });
+    async move {
+        match transport {
+            Encrypted::Tls => {
+                tls::serve(listener, acceptor, responder, settings, shutdown, stats).await
+            }
+            Encrypted::Https => {
+                https::serve(listener, acceptor, responder, settings, shutdown, stats).await
+            }
+        }
+    }
 }

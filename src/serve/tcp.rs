@@ -1,12 +1,14 @@
 //! DNS over TCP: one task per connection, answering its queries in order (pipelined queries
 //! are answered in the order sent), with an idle timeout, a write timeout and a limit on
-//! open connections. [`accept_next`] is the accept loop every TCP server here shares.
+//! open connections. The loops are shared: [`serve_connections`] accepts for every
+//! TCP-based transport (TCP, TLS, HTTPS), [`serve_stream`] answers length-prefixed queries
+//! over TCP and TLS alike, [`accept_next`] is the accept loop the HTTP probes use too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -21,36 +23,69 @@ const MAX_MESSAGE: usize = 65535;
 /// A client that does not take its response in this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// DNS over TCP on `listener` until shutdown.
 pub(super) async fn serve(
     listener: TcpListener,
     responder: Responder,
     settings: TcpSettings,
-    connections: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     stats: Arc<QueryStats>,
 ) {
+    serve_connections(
+        listener,
+        settings.max_connections,
+        shutdown,
+        "tcp",
+        move |stream, shutdown| {
+            serve_stream(
+                stream,
+                responder.clone(),
+                settings.idle_timeout,
+                shutdown,
+                stats.clone(),
+            )
+        },
+    )
+    .await;
+}
+
+/// Accepts connections on `listener` until shutdown, each served by `connection` in a task
+/// of its own while fewer than `max_connections` are open (more are closed at once), then
+/// lets the open ones finish the query they are on. `transport` names the server in logs.
+pub(super) async fn serve_connections<F, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<bool>,
+    transport: &'static str,
+    connection: F,
+) where
+    F: Fn(TcpStream, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut open = JoinSet::new();
-    while let Some((stream, peer)) = accept_next(&listener, &mut shutdown, &mut open, "DNS").await {
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "TCP connection refused: --max-tcp-connections reached");
+    while let Some((stream, peer)) =
+        accept_next(&listener, &mut shutdown, &mut open, transport).await
+    {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, transport, "connection refused: --max-tcp-connections reached");
             drop(stream);
             continue;
         };
-        let responder = responder.clone();
-        let shutdown = shutdown.clone();
-        let stats = stats.clone();
+        let _ = stream.set_nodelay(true);
+        let served = connection(stream, shutdown.clone());
         // A span per connection, at debug: what a connection logs names its peer, and at
         // the default level it costs nothing.
-        let span = tracing::debug_span!("tcp", %peer);
+        let span = tracing::debug_span!("connection", transport, %peer);
         open.spawn(
             async move {
-                serve_connection(stream, responder, settings.idle_timeout, shutdown, &stats).await;
+                served.await;
                 drop(permit);
             }
             .instrument(span),
         );
     }
-    // Let every open connection finish the query it is on; each sees the same signal.
+    // Every open connection sees the same signal and finishes the query it is on.
     while open.join_next().await.is_some() {}
 }
 
@@ -80,14 +115,27 @@ pub async fn accept_next<T: 'static>(
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+/// Answers the length-prefixed queries of one connection (plain TCP or TLS) in order until
+/// the client closes it, sends nothing for `idle_timeout`, or the server stops; then closes
+/// it (TLS: with close_notify).
+pub(super) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     responder: Responder,
+    idle_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<QueryStats>,
+) {
+    answer_queries(&mut stream, &responder, idle_timeout, shutdown, &stats).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
+}
+
+async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    responder: &Responder,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     stats: &QueryStats,
 ) {
-    let _ = stream.set_nodelay(true);
     let mut query = vec![0u8; MAX_MESSAGE];
     let mut response = Vec::with_capacity(MAX_MESSAGE);
     let mut framed = Vec::with_capacity(MAX_MESSAGE + 2);
@@ -116,12 +164,17 @@ async fn serve_connection(
                 continue;
             }
         }
-        // One write per response (length prefix and message together), buffers reused.
+        // One write per response (length prefix and message together), buffers reused;
+        // the flush sends what a TLS stream buffered (a no-op over plain TCP).
         let out_len = u16::try_from(response.len()).unwrap_or(u16::MAX);
         framed.clear();
         framed.extend_from_slice(&out_len.to_be_bytes());
         framed.extend_from_slice(&response);
-        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed)).await {
+        let written = async {
+            stream.write_all(&framed).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
             Ok(Ok(())) => stats.timed(started.elapsed(), 1),
             _ => return,
         }

@@ -39,6 +39,31 @@ enum Object {
     PodDisruptionBudget(PodDisruptionBudget),
     ConfigMap(ConfigMap),
     Pod(Pod),
+    Certificate(Certificate),
+}
+
+/// A cert-manager Certificate (cert-manager.io/v1), the fields the example uses: k8s-openapi
+/// has no type for it.
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Certificate {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: CertificateSpec,
+}
+
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CertificateSpec {
+    secret_name: String,
+    dns_names: Vec<String>,
+    ip_addresses: Vec<String>,
+    duration: String,
+    renew_before: String,
+    private_key: Value,
+    usages: Vec<String>,
+    issuer_ref: Value,
 }
 
 impl Object {
@@ -53,6 +78,7 @@ impl Object {
             Object::PodDisruptionBudget(_) => "PodDisruptionBudget",
             Object::ConfigMap(_) => "ConfigMap",
             Object::Pod(_) => "Pod",
+            Object::Certificate(_) => "Certificate",
         }
     }
 }
@@ -167,6 +193,7 @@ fn object_of(value: &Value) -> Result<Object, String> {
         ("policy/v1", "PodDisruptionBudget") => typed(value).map(Object::PodDisruptionBudget),
         ("v1", "ConfigMap") => typed(value).map(Object::ConfigMap),
         ("v1", "Pod") => typed(value).map(Object::Pod),
+        ("cert-manager.io/v1", "Certificate") => typed(value).map(Object::Certificate),
         (api_version, kind) => Err(format!(
             "apiVersion {api_version:?} kind {kind:?} is not a kind this test knows (add it to object_of)"
         )),
@@ -790,4 +817,130 @@ fn the_base_needs_no_recent_api_server_and_the_eviction_policy_is_opt_in() {
         .as_ref()
         .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref());
     assert_eq!(policy, Some("AlwaysAllow"));
+}
+
+/// The patch of `kind` (`Deployment`, `Service`) in components/`component`.
+fn patch_of<'a>(documents: &'a [Document], component: &str, kind: &str) -> &'a Object {
+    let folder = Path::new("components").join(component);
+    documents
+        .iter()
+        .find(|d| d.file.starts_with(&folder) && d.object.kind() == kind)
+        .map(|d| &d.object)
+        .unwrap_or_else(|| panic!("components/{component} patches a {kind}"))
+}
+
+#[test]
+fn the_tls_component_serves_what_the_service_exposes_from_the_certificates_secret() {
+    let documents = documents();
+    let Object::Deployment(patch) = patch_of(&documents, "tls", "Deployment") else {
+        unreachable!("patch_of picks by kind");
+    };
+    let Object::Service(service_patch) = patch_of(&documents, "tls", "Service") else {
+        unreachable!("patch_of picks by kind");
+    };
+    let base = deployment(&documents);
+    assert_eq!(
+        patch.metadata.name, base.metadata.name,
+        "the patch names the base's Deployment"
+    );
+    let pod = patch
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    let container = &pod.containers[0];
+    assert_eq!(container.name, self::container(base).name, "same container");
+    // Every variable is a flag of the binary.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_headless-dns"))
+        .arg("--help")
+        .output()
+        .expect("binary runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let env: BTreeMap<&str, &str> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or("")))
+        .collect();
+    for name in env.keys() {
+        assert!(
+            help.contains(&format!("env: {name}=")),
+            "{name} is no flag's variable"
+        );
+    }
+    // The listeners are container ports the Service's new ports target.
+    for port in service_patch
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let Some(IntOrString::Int(target)) = &port.target_port else {
+            panic!("{:?}: a numeric targetPort", port.name);
+        };
+        assert!(
+            container
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| p.container_port == *target),
+            "{target} is a container port of the patch"
+        );
+        assert!(
+            env.values().any(|v| v.ends_with(&format!(":{target}"))),
+            "{target} is a listen address"
+        );
+    }
+    let served: BTreeSet<i32> = service_patch
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(served, BTreeSet::from([443, 853]));
+    // The certificate files are in the mounted Secret the example Certificate fills.
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .next()
+        .expect("a mount");
+    for file in ["HEADLESS_DNS_TLS_CERT", "HEADLESS_DNS_TLS_KEY"] {
+        assert!(
+            env[file].starts_with(&mount.mount_path),
+            "{file} in {}",
+            mount.mount_path
+        );
+    }
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("the mount's volume");
+    let secret = volume
+        .secret
+        .as_ref()
+        .and_then(|s| s.secret_name.as_deref())
+        .expect("a Secret volume");
+    let certificate = documents
+        .iter()
+        .find_map(|d| match &d.object {
+            Object::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .expect("examples/ has a cert-manager Certificate");
+    assert_eq!(certificate.spec.secret_name, secret);
+    assert_eq!(certificate.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert!(
+        certificate
+            .spec
+            .dns_names
+            .iter()
+            .any(|n| n == "headless-dns.headless-dns.svc"),
+        "the Service's name, which CoreDNS's tls_servername checks"
+    );
 }

@@ -425,3 +425,10 @@ remote-control:
         }
     }
 }
+
+/// Sends `query` over a new TCP connection and returns the response's bytes.
+pub async fn tcp_exchange(addr: SocketAddr, query: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    tcp_send(&mut stream, query).await;
+    tcp_receive(&mut stream).await
+}
