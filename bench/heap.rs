@@ -150,6 +150,7 @@ fn main() {
         controller,
         responder,
         metrics,
+        ..
     } = core;
     drop(controller);
     let without_controller = live();

@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::config::{Config, ConfigError, MAX_TTL, parse_duration, parse_zone};
 use crate::dns::cidr::Cidr;
 use crate::dns::name::{RelativeName, is_dns1123_label};
+use crate::dns::tsig::TsigKeySpec;
 use crate::serve::certs::CertificateFiles;
 use crate::source::kubernetes::EndpointsApi;
 use crate::source::selector;
@@ -104,6 +105,47 @@ pub struct Args {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+
+    /// Allow zone transfers (AXFR, IXFR) to these addresses (CIDRs, or lone addresses).
+    /// Repeat (or separate with commas) for several. Default: none, every transfer refused.
+    #[arg(
+        long = "transfer-allow",
+        env = "HEADLESS_DNS_TRANSFER_ALLOW",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub transfer_allow: Vec<Cidr>,
+
+    /// TSIG key (RFC 8945) as NAME:ALGORITHM:BASE64SECRET (hmac-sha256, -sha384, -sha512;
+    /// `dig -y` takes the same key as ALGORITHM:NAME:SECRET). With one, transfers must be
+    /// signed with it, and NOTIFYs are. Repeat for several.
+    #[arg(
+        long = "tsig-key",
+        env = "HEADLESS_DNS_TSIG_KEY",
+        value_name = "NAME:ALG:SECRET"
+    )]
+    pub tsig_keys: Vec<TsigKeySpec>,
+
+    /// Send a NOTIFY here (a secondary) each time the zones change, retried until it is
+    /// answered. Repeat (or separate with commas) for several.
+    #[arg(
+        long,
+        env = "HEADLESS_DNS_NOTIFY",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
+    pub notify: Vec<SocketAddr>,
+
+    /// Bytes of recent changes kept for incremental transfers (IXFR); older secondaries get
+    /// the whole zone (AXFR).
+    #[arg(long, env = "HEADLESS_DNS_IXFR_JOURNAL_SIZE", value_name = "BYTES",
+          default_value_t = 4 << 20)]
+    pub ixfr_journal_size: usize,
+
+    /// Zone transfers served at once; more are refused until one ends.
+    #[arg(long, env = "HEADLESS_DNS_MAX_TRANSFERS", value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_transfers: u32,
 
     /// Serve /healthz, /readyz and /metrics over HTTP here; `off` serves none.
     #[arg(long, env = "HEADLESS_DNS_HTTP", value_name = "ADDR:PORT", default_value = "127.0.0.1:8080",
@@ -309,6 +351,11 @@ impl Args {
             http: self.http.0,
             tls_listen: self.tls_listen.clone(),
             https_listen: self.https_listen.clone(),
+            transfer_allow: self.transfer_allow.clone(),
+            tsig_keys: self.tsig_keys.clone(),
+            notify: self.notify.clone(),
+            ixfr_journal_size: self.ixfr_journal_size,
+            max_transfers: self.max_transfers as usize,
             tls_certificate: self
                 .tls_cert
                 .clone()

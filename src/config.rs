@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::dns::cidr::Cidr;
 use crate::dns::name::RelativeName;
+use crate::dns::tsig::TsigKeySpec;
 use crate::serve::affinity;
 use crate::serve::certs::CertificateFiles;
 
@@ -55,6 +56,19 @@ pub struct Config {
     pub https_listen: Vec<SocketAddr>,
     /// The certificate chain and key of both, PEM; re-read when the files change.
     pub tls_certificate: Option<CertificateFiles>,
+    /// Addresses allowed zone transfers (AXFR, IXFR); none refuses every transfer, as before
+    /// transfers were offered.
+    pub transfer_allow: Vec<Cidr>,
+    /// TSIG keys (RFC 8945). With any, a transfer must be signed with one of them; a signed
+    /// query of any kind is checked and its response signed.
+    pub tsig_keys: Vec<TsigKeySpec>,
+    /// Secondaries to send a NOTIFY (RFC 1996) on each new serial.
+    pub notify: Vec<SocketAddr>,
+    /// Bytes of recent changes kept for incremental transfers (IXFR); a secondary older than
+    /// them gets the whole zone.
+    pub ixfr_journal_size: usize,
+    /// Zone transfers served at once; more are refused until one ends.
+    pub max_transfers: usize,
     /// Where to serve `/healthz`, `/readyz` and `/metrics` over HTTP; `None` serves none.
     pub http: Option<SocketAddr>,
     /// UDP sockets per listen address (`SO_REUSEPORT`), each served by its own task; match
@@ -84,6 +98,11 @@ impl Default for Config {
             tls_listen: Vec::new(),
             https_listen: Vec::new(),
             tls_certificate: None,
+            transfer_allow: Vec::new(),
+            tsig_keys: Vec::new(),
+            notify: Vec::new(),
+            ixfr_journal_size: 4 << 20,
+            max_transfers: 4,
             slot_negative_ttl: 1,
             ordinal_slots: true,
             publish_unready_pod_names: false,
@@ -183,6 +202,19 @@ impl Config {
                 "--tls-listen and --https-listen need --tls-cert PATH and --tls-key PATH (PEM)"
                     .into(),
             );
+        }
+        if self.max_transfers == 0 {
+            return fail("--max-transfers: at least 1".into());
+        }
+        if !self.notify.is_empty() && self.transfer_allow.is_empty() {
+            return fail(
+                "--notify tells secondaries to transfer the zones: allow them with --transfer-allow CIDR"
+                    .into(),
+            );
+        }
+        for spec in &self.tsig_keys {
+            spec.key()
+                .map_err(|e| ConfigError::new(format!("--tsig-key {spec:?}: {e}")))?;
         }
         if self.max_tcp_connections == 0 {
             return fail("--max-tcp-connections: at least 1".into());

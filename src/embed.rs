@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -16,12 +16,15 @@ use crate::config::Config;
 use crate::controller::Controller;
 use crate::controller::records::RecordOptions;
 use crate::controller::zone_records::ZoneSettings;
+use crate::dns::tsig::TsigKey;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::Change;
 use crate::serve::answer::{Responder, ResponderSettings};
 use crate::serve::certs::{self, Certificate};
+use crate::serve::notify::Notifier;
 use crate::serve::probes::{self, HttpState};
+use crate::serve::transfer::Transfers;
 use crate::serve::zones::{self, ZoneTable};
 use crate::serve::{self, Encrypted, Limits, TcpSettings, UdpWorkers, tls};
 use crate::source::feed::{Feed, FeedSource};
@@ -59,6 +62,9 @@ pub struct Core {
     /// Its reader: turns query bytes into response bytes.
     pub responder: Responder,
     pub metrics: Arc<Metrics>,
+    /// The zones served, and the TSIG keys (NOTIFYs are signed with the first).
+    pub zones: Arc<ZoneTable>,
+    pub keys: Arc<[TsigKey]>,
 }
 
 impl Core {
@@ -85,6 +91,13 @@ impl Core {
                 .into_iter()
                 .filter(|(_, apex)| !apex.is_apex())
                 .collect(),
+            transfer_zones: zones.zones().to_vec(),
+            // The journal serves IXFR: kept only when transfers are.
+            journal_bytes: if config.transfer_allow.is_empty() {
+                0
+            } else {
+                config.ixfr_journal_size
+            },
         };
         let controller = Controller::new(
             store.clone(),
@@ -93,19 +106,38 @@ impl Core {
             options,
             metrics.clone(),
         );
-        let responder = Responder::new(
+        // Validated with the configuration: a key that does not build is left out.
+        let keys: Arc<[TsigKey]> = config
+            .tsig_keys
+            .iter()
+            .filter_map(|spec| spec.key().ok())
+            .collect();
+        let mut responder = Responder::new(
             store.clone(),
-            zones,
+            zones.clone(),
             ResponderSettings {
                 max_udp_size: config.max_udp_size,
                 negative_ttl: config.negative_ttl,
             },
-        );
+        )
+        .with_keys(keys.clone());
+        if !config.transfer_allow.is_empty() {
+            responder = responder.with_transfers(Arc::new(Transfers {
+                store: store.clone(),
+                zones: zones.clone(),
+                allow: config.transfer_allow.clone(),
+                keys: keys.clone(),
+                metrics: metrics.clone(),
+                slots: Arc::new(Semaphore::new(config.max_transfers)),
+            }));
+        }
         Self {
             store,
             controller,
             responder,
             metrics,
+            zones,
+            keys,
         }
     }
 }
@@ -152,6 +184,11 @@ impl ServerHandle {
     /// of draining).
     pub fn is_ready(&self) -> bool {
         self.store.is_ready()
+    }
+
+    /// The zones' SOA serial now (it follows the clock, and moves with every change).
+    pub fn serial(&self) -> u32 {
+        self.store.serial()
     }
 
     /// The Prometheus text `/metrics` serves.
@@ -220,10 +257,29 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         mut controller,
         responder,
         metrics,
+        zones,
+        keys,
     } = Core::new(&config);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
+    if !config.notify.is_empty() {
+        let (serials, watching) = watch::channel(store.serial());
+        controller.notify_serials(serials);
+        let notifier = Notifier {
+            targets: config.notify.clone(),
+            zones: zones.zones().to_vec(),
+            store: store.clone(),
+            key: keys.first().map(|k| Arc::new(k.clone())),
+            metrics: metrics.clone(),
+            random: ring::rand::SystemRandom::new(),
+        };
+        tasks.spawn(
+            notifier
+                .run(watching, shutdown_rx.clone())
+                .instrument(tracing::info_span!("notify")),
+        );
+    }
     let changes = match source {
         Source::Feed(feed) => feed.changes,
         Source::Kubernetes(source) => {
@@ -237,6 +293,8 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         }
         Source::Manifests(path) => {
             let span = tracing::info_span!("manifests", path = %path.display());
+            // Watching first: an edit while the folder loads is seen.
+            let files = span.in_scope(|| manifests::watch::FileEvents::watch(&path));
             let (manifests, objects) = span.in_scope(|| ManifestSet::load(path))?;
             metrics.synced("manifests");
             let stats = controller.apply_timed(&mut vec![Change::ReplaceAll(objects).into()]);
@@ -251,6 +309,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             tasks.spawn(
                 manifests::watch::run(
                     manifests,
+                    files,
                     tx,
                     config.reload_interval,
                     metrics.clone(),

@@ -331,6 +331,18 @@ pub struct Metrics {
     pub watch_events: Family<KindEventLabels, Counter>,
     pub watch_restarts: Family<KindLabels, Counter>,
     pub invalid_objects: Family<KindLabels, Counter>,
+    /// Zone transfers by type (`axfr`, `ixfr`, `ixfr_axfr`: an IXFR answered with the whole
+    /// zone) and result (`ok`, `refused`, `notauth`, `formerr`, `aborted`, `busy`).
+    pub transfers: Family<KindEventLabels, Counter>,
+    /// Bytes of transfer messages sent.
+    pub transfer_bytes: Counter,
+    /// NOTIFY messages sent (every try), and those a secondary answered NOERROR.
+    pub notify_sent: Counter,
+    pub notify_acknowledged: Counter,
+    /// Bytes held by the journal of changes (IXFR).
+    pub journal_bytes: Gauge,
+    /// The zones' SOA serial.
+    pub serial: Gauge,
 }
 
 impl Default for Metrics {
@@ -365,6 +377,12 @@ impl Metrics {
             watch_events: Family::default(),
             watch_restarts: Family::default(),
             invalid_objects: Family::default(),
+            transfers: Family::default(),
+            transfer_bytes: Counter::default(),
+            notify_sent: Counter::default(),
+            notify_acknowledged: Counter::default(),
+            journal_bytes: Gauge::default(),
+            serial: Gauge::default(),
         };
         let r = &mut metrics.registry;
         r.register(
@@ -412,7 +430,44 @@ impl Metrics {
             "Objects skipped because they cannot be converted, by kind",
             metrics.invalid_objects.clone(),
         );
+        r.register(
+            "headless_dns_transfers",
+            "Zone transfers, by type (axfr, ixfr, ixfr_axfr) and result",
+            metrics.transfers.clone(),
+        );
+        r.register(
+            "headless_dns_transfer_bytes",
+            "Bytes of zone transfer messages sent",
+            metrics.transfer_bytes.clone(),
+        );
+        r.register(
+            "headless_dns_notify_sent",
+            "NOTIFY messages sent to secondaries, each try",
+            metrics.notify_sent.clone(),
+        );
+        r.register(
+            "headless_dns_notify_acknowledged",
+            "NOTIFY messages a secondary answered with NOERROR",
+            metrics.notify_acknowledged.clone(),
+        );
+        r.register(
+            "headless_dns_journal_bytes",
+            "Bytes the journal of zone changes (IXFR) holds",
+            metrics.journal_bytes.clone(),
+        );
+        r.register(
+            "headless_dns_zone_serial",
+            "The zones' SOA serial",
+            metrics.serial.clone(),
+        );
         metrics
+    }
+
+    /// Counts one zone transfer of `kind` that ended as `result`.
+    pub fn transfer(&self, kind: &'static str, result: &'static str) {
+        self.transfers
+            .get_or_create(&[("type", kind), ("result", result)])
+            .inc();
     }
 
     /// Counters for one more answering thread (or the TCP connections of one address).

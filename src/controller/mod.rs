@@ -22,6 +22,7 @@ mod names;
 mod publish;
 pub mod records;
 mod reverse;
+mod serial;
 #[cfg(test)]
 mod tests;
 pub mod zone_records;
@@ -32,7 +33,6 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::dns::name::RelativeName;
 use crate::dns::rdata::NameRecords;
 use crate::metrics::Metrics;
 use crate::model::{Change, EndpointSlice, ObjectKey, Service, StatefulSet, Timed};
@@ -81,6 +81,12 @@ pub struct Controller {
     unindexed_names: usize,
     /// The Service of each store slot.
     slot_owners: SlotOwners,
+    /// What the zones' fixed names and the journal of changes are made from.
+    zones: ZoneSettings,
+    /// The records of the names this batch changes, as they were before it (`serial`).
+    before: BTreeMap<Box<[u8]>, serial::ZoneRecords>,
+    /// Told each new serial: the NOTIFY sender watches it.
+    notify: Option<watch::Sender<u32>>,
     metrics: Arc<Metrics>,
 }
 
@@ -115,21 +121,30 @@ impl Controller {
             endpoints: 0,
             unindexed_names: 0,
             slot_owners: SlotOwners::default(),
+            zones,
+            before: BTreeMap::new(),
+            notify: None,
             metrics,
         };
-        for records in zone_records::forward_static_records(zones.negative_ttl, &zones.ns_addresses)
-        {
+        let serial = serial::now();
+        for records in zone_records::forward_static_records(
+            controller.zones.negative_ttl,
+            &controller.zones.ns_addresses,
+            serial,
+        ) {
             controller.set_static(ZoneKind::Forward, &records);
         }
-        for kind in [ZoneKind::ReverseV4, ZoneKind::ReverseV6] {
-            let tree = zone_records::reverse_apex_records(RelativeName::apex(), zones.negative_ttl);
-            controller.set_static(kind, &tree);
-        }
-        for (kind, apex) in &zones.reverse_apexes {
-            let records = zone_records::reverse_apex_records(apex.clone(), zones.negative_ttl);
-            controller.set_static(*kind, &records);
-        }
+        controller.publish_apexes(serial);
+        controller.store.set_serial(serial);
         controller
+            .store
+            .set_journal_limit(controller.zones.journal_bytes);
+        controller
+    }
+
+    /// Sends each new serial to `notify` from now on (the NOTIFY sender's trigger).
+    pub fn notify_serials(&mut self, notify: watch::Sender<u32>) {
+        self.notify = Some(notify);
     }
 
     /// Publishes one of the names every zone has (an apex, `dns-version`, `svc`); an apex's
@@ -158,8 +173,15 @@ impl Controller {
         for change in changes {
             self.take(change, &mut dirty, &mut synced);
         }
-        for service in &dirty {
-            self.republish(service);
+        if !dirty.is_empty() {
+            // Records first, then the serial that announces them: a zone transfer in
+            // between would see new records under the old serial, so it waits this out.
+            self.store.begin_change();
+            for service in &dirty {
+                self.republish(service);
+            }
+            self.next_serial();
+            self.store.end_change();
         }
         if synced {
             self.store.mark_ready();

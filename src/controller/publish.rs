@@ -146,6 +146,20 @@ impl Controller {
         };
         self.unindexed_names -= old_snapshot.as_deref().map_or(0, unindexed);
         self.unindexed_names += unindexed(&snapshot);
+        // For the journal: every name the swap may change, as it is before.
+        if self.journaling()
+            && let Some(service_key) = base.as_deref()
+        {
+            let names: Vec<Box<[u8]>> = old_snapshot
+                .iter()
+                .flat_map(|s| s.names.iter().map(|e| Box::from(e.key())))
+                .chain(snapshot.names.iter().map(|e| Box::from(e.key())))
+                .collect();
+            if let Some(old) = old_snapshot.as_deref() {
+                self.touch_snapshot(service_key, std::iter::empty(), &old.pods);
+            }
+            self.touch_snapshot(service_key, names.into_iter(), &snapshot.pods);
+        }
         // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
         // swap the snapshot, then drop routes of names that are gone.
         for k in snapshot.names.iter().map(SnapshotEntry::key) {

@@ -31,6 +31,12 @@ impl Default for RecordOptions {
     }
 }
 
+/// The label under an ordinal slot whose TXT record marks it (`_slot.web-3.nginx...`): the
+/// name a zone can hold for a pod that is away (`_` cannot start a pod's hostname).
+pub const SLOT_LABEL: &str = "_slot";
+/// That record's text.
+pub const SLOT_TEXT: &str = "ordinal slot: the pod is away and keeps its name";
+
 /// Slots named per StatefulSet at most: a `replicas` typo of 2^31 must not take the memory.
 pub const MAX_SLOTS: u32 = 100_000;
 
@@ -241,6 +247,11 @@ pub fn service_records(
                 };
                 if !names.contains_key(&name) {
                     names.insert(name.clone(), Vec::new());
+                    // A child record keeps the slot a name in zone transfers too: a
+                    // secondary answers it NODATA (an empty non-terminal), never NXDOMAIN.
+                    if let Ok(marker) = name.child(SLOT_LABEL) {
+                        add(&mut names, &marker, RData::Txt(SLOT_TEXT.to_owned()), &[]);
+                    }
                     slots.insert(name);
                 }
             }

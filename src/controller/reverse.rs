@@ -288,6 +288,10 @@ impl Controller {
         let name = reverse_name(ip);
         let key = store::key(kind, &name);
         // Not listed: answered from a pod table, and unchanged (changes list it first).
+        if self.reverse.get(&ip).is_none() {
+            return;
+        }
+        self.touch(&key);
         let Some(listed) = self.reverse.get_mut(&ip) else {
             return;
         };

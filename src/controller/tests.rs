@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::dns::name::zone_wire;
+use crate::dns::name::{RelativeName, zone_wire};
 use crate::dns::wire::rtype;
 use crate::model::{Kind, Object};
 use crate::store::Lookup;
@@ -419,6 +419,7 @@ fn a_named_reverse_zones_apex_outlives_the_names_below_it() {
         negative_ttl: 5,
         ns_addresses: vec![],
         reverse_apexes: vec![(ZoneKind::ReverseV4, ten)],
+        ..ZoneSettings::default()
     };
     let mut controller = Controller::new(
         store.clone(),

@@ -9,7 +9,7 @@ use crate::controller::records::SPEC_VERSION;
 use crate::dns::name::RelativeName;
 use crate::dns::rdata::{NameRecords, RData, RrSet, Target};
 use crate::dns::wire::rtype;
-use crate::store::ZoneKind;
+use crate::store::{Zone, ZoneKind};
 
 /// What the names every zone has depend on, besides the zones themselves.
 #[derive(Debug, Clone, Default)]
@@ -22,26 +22,34 @@ pub struct ZoneSettings {
     /// `--reverse-zone`: the reverse zones below `in-addr.arpa` and `ip6.arpa` that get
     /// an apex of their own, relative to their tree (`10` for `10.in-addr.arpa`).
     pub reverse_apexes: Vec<(ZoneKind, RelativeName)>,
+    /// Every zone served, numbered as zone transfers number them: what the journal of
+    /// changes records per zone.
+    pub transfer_zones: Vec<Zone>,
+    /// Bytes the journal of changes may hold (`--ixfr-journal-size`); 0 records none.
+    pub journal_bytes: usize,
 }
 
-/// SOA timers, as CoreDNS sets them. No zone transfers are offered, so they only inform.
+/// SOA timers, as CoreDNS sets them: secondaries refresh every two hours without a NOTIFY,
+/// retry after half an hour, and stop serving the zone after a day without reaching us.
 const SOA_REFRESH: u32 = 7200;
 const SOA_RETRY: u32 = 1800;
 const SOA_EXPIRE: u32 = 86400;
-/// The SOA serial is constant: nothing transfers the zone, and a serial that moved with time
-/// or events would make replicas answer differently for the same records.
-const SOA_SERIAL: u32 = 1;
 
 /// The names every forward zone has whatever the cluster holds: the apex (SOA, NS),
 /// `dns-version` (TXT, spec 2.2) and `svc`; with `ns_addresses`, the name server's own
 /// name `ns.dns` with those addresses (as glue of the NS record too), and `dns` above it.
-pub fn forward_static_records(negative_ttl: u32, ns_addresses: &[IpAddr]) -> Vec<NameRecords> {
+pub fn forward_static_records(
+    negative_ttl: u32,
+    ns_addresses: &[IpAddr],
+    serial: u32,
+) -> Vec<NameRecords> {
     let ns = RelativeName::literal(&["ns", "dns"]);
     let mut apex = apex_records(
         RelativeName::apex(),
         Target::InZone(ns.clone()),
         Target::InZone(RelativeName::literal(&["hostmaster"])),
         negative_ttl,
+        serial,
     );
     let version = NameRecords {
         name: RelativeName::literal(&["dns-version"]),
@@ -92,12 +100,13 @@ pub fn forward_static_records(negative_ttl: u32, ns_addresses: &[IpAddr]) -> Vec
 /// The apex of a reverse zone: `in-addr.arpa` or `ip6.arpa` itself (`apex` is the root of
 /// the tree), or a zone below it named by `--reverse-zone` (`10` for `10.in-addr.arpa`).
 /// Its name server and mailbox are named in the primary forward zone.
-pub fn reverse_apex_records(apex: RelativeName, negative_ttl: u32) -> NameRecords {
+pub fn reverse_apex_records(apex: RelativeName, negative_ttl: u32, serial: u32) -> NameRecords {
     apex_records(
         apex,
         Target::Primary(RelativeName::literal(&["ns", "dns"])),
         Target::Primary(RelativeName::literal(&["hostmaster"])),
         negative_ttl,
+        serial,
     )
 }
 
@@ -115,6 +124,7 @@ fn apex_records(
     ns: Target,
     hostmaster: Target,
     negative_ttl: u32,
+    serial: u32,
 ) -> NameRecords {
     NameRecords {
         name: apex,
@@ -124,7 +134,7 @@ fn apex_records(
                 records: vec![RData::Soa {
                     mname: ns.clone(),
                     rname: hostmaster,
-                    serial: SOA_SERIAL,
+                    serial,
                     refresh: SOA_REFRESH,
                     retry: SOA_RETRY,
                     expire: SOA_EXPIRE,

@@ -26,6 +26,17 @@ impl Cidr {
         self.prefix
     }
 
+    /// Whether `address` is in the range.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let width = if self.network.is_ipv4() { 32 } else { 128 };
+        if address.is_ipv4() != self.network.is_ipv4() {
+            return false;
+        }
+        let host_bits = width - u32::from(self.prefix);
+        let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
+        address_bits(address) & mask == address_bits(self.network) & mask
+    }
+
     /// The reverse zones that cover exactly this range, relative to `in-addr.arpa` or
     /// `ip6.arpa` (the root of that tree when the prefix is 0), in address order.
     pub fn reverse_zones(&self) -> Vec<RelativeName> {
@@ -82,9 +93,13 @@ impl FromStr for Cidr {
 
     fn from_str(text: &str) -> Result<Self, CidrError> {
         let fail = |why: &str| CidrError(format!("{text:?}: {why}"));
-        let (address, prefix) = text
-            .split_once('/')
-            .ok_or_else(|| fail("not ADDRESS/PREFIX, e.g. 10.0.0.0/8 or fd00::/8"))?;
+        // A lone address is the range of it alone.
+        let (address, prefix) = match text.split_once('/') {
+            Some(parts) => parts,
+            None if text.parse::<IpAddr>().is_ok_and(|a| a.is_ipv4()) => (text, "32"),
+            None if text.parse::<IpAddr>().is_ok() => (text, "128"),
+            None => return Err(fail("not ADDRESS/PREFIX, e.g. 10.0.0.0/8 or fd00::/8")),
+        };
         let network: IpAddr = address.parse().map_err(|_| fail("not an IP address"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix: u8 = prefix
@@ -149,12 +164,26 @@ mod tests {
     }
 
     #[test]
+    fn a_range_holds_its_addresses_and_a_lone_address_is_a_range() {
+        let range: Cidr = "10.244.0.0/16".parse().unwrap();
+        assert!(range.contains("10.244.9.9".parse().unwrap()));
+        assert!(!range.contains("10.245.0.1".parse().unwrap()));
+        assert!(!range.contains("fd00::1".parse().unwrap()));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.1/32");
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let all: Cidr = "::/0".parse().unwrap();
+        assert!(all.contains("fd00::1".parse().unwrap()));
+    }
+
+    #[test]
     fn bad_cidrs_say_why() {
         fn check(text: &str, needle: &str) {
             let error = text.parse::<Cidr>().expect_err(text).to_string();
             assert!(error.contains(needle), "{text}: {error}");
         }
-        check("10.0.0.0", "ADDRESS/PREFIX");
+        check("ten", "ADDRESS/PREFIX");
         check("ten/8", "not an IP address");
         check("10.0.0.0/33", "0 to 32");
         check("fd00::/129", "0 to 128");

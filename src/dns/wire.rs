@@ -25,6 +25,8 @@ pub mod rtype {
 /// Query types with special handling.
 pub mod qtype {
     pub const OPT: u16 = 41;
+    /// A transaction signature (RFC 8945), the last record of a signed message.
+    pub const TSIG: u16 = 250;
     pub const IXFR: u16 = 251;
     pub const AXFR: u16 = 252;
     pub const ANY: u16 = 255;
@@ -38,6 +40,8 @@ pub mod rcode {
     pub const NXDOMAIN: u16 = 3;
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
+    /// Not authoritative for the zone (RFC 2136), or a TSIG that does not check (RFC 8945).
+    pub const NOTAUTH: u16 = 9;
     /// Extended: the upper 8 bits go in the OPT record.
     pub const BADVERS: u16 = 16;
 }
@@ -129,12 +133,32 @@ pub struct Edns {
     pub dnssec_ok: bool,
 }
 
+/// Where a message's TSIG record is (RFC 8945: the last record of the additional section):
+/// from its owner name to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TsigAt {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl TsigAt {
+    /// The record's bytes in the message.
+    pub fn range(self) -> std::ops::Range<usize> {
+        usize::from(self.start)..usize::from(self.end)
+    }
+}
+
 /// A query worth answering normally.
 pub struct Query<'a> {
     pub id: u16,
     pub flags: u16,
     pub question: Question<'a>,
     pub edns: Option<Edns>,
+    /// The query's TSIG record, when it is signed.
+    pub tsig: Option<TsigAt>,
+    /// An IXFR's serial: the SOA in its authority section (RFC 1995 3); `None` when it has
+    /// none, which the transfer answers FORMERR.
+    pub ixfr_serial: Option<u32>,
 }
 
 /// What to do with an incoming message.
@@ -153,12 +177,12 @@ pub enum Parsed<'a> {
     Query(Query<'a>),
 }
 
-fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
     let bytes = msg.get(at..at + 2)?;
     Some(u16::from_be_bytes([bytes[0], bytes[1]]))
 }
 
-fn u32_at(msg: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(msg: &[u8], at: usize) -> Option<u32> {
     let bytes = msg.get(at..at + 4)?;
     Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
@@ -210,11 +234,15 @@ fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
-/// Reads the additional section: at most one OPT (RFC 6891 6.1.1), well formed; other
-/// records (such as TSIG, which this server does not offer) are skipped.
-fn read_additional(msg: &[u8], mut at: usize, count: u16) -> Result<Option<Edns>, ()> {
+/// What the additional section holds for this server.
+type Additional = (Option<Edns>, Option<TsigAt>);
+
+/// Reads the additional section: at most one OPT (RFC 6891 6.1.1), well formed, and a TSIG
+/// record, only as the last record (RFC 8945 5.1); other records are skipped.
+fn read_additional(msg: &[u8], mut at: usize, count: u16) -> Result<Additional, ()> {
     let mut edns = None;
-    for _ in 0..count {
+    let mut tsig = None;
+    for n in 0..count {
         let name_start = at;
         at = skip_name(msg, at).ok_or(())?;
         let rtype = u16_at(msg, at).ok_or(())?;
@@ -224,6 +252,17 @@ fn read_additional(msg: &[u8], mut at: usize, count: u16) -> Result<Option<Edns>
         let rdata_start = at + 10;
         let rdata = msg.get(rdata_start..rdata_start + rdlen).ok_or(())?;
         at = rdata_start + rdlen;
+        if rtype == qtype::TSIG {
+            if n + 1 != count || class != 255 {
+                return Err(());
+            }
+            // A message is at most 65,535 octets (TCP's length prefix).
+            let (Ok(start), Ok(end)) = (u16::try_from(name_start), u16::try_from(at)) else {
+                return Err(());
+            };
+            tsig = Some(TsigAt { start, end });
+            continue;
+        }
         if rtype != qtype::OPT {
             continue;
         }
@@ -246,7 +285,21 @@ fn read_additional(msg: &[u8], mut at: usize, count: u16) -> Result<Option<Edns>
             dnssec_ok: ttl & 0x8000 != 0,
         });
     }
-    Ok(edns)
+    Ok((edns, tsig))
+}
+
+/// The serial of the SOA record at `at`, the authority section of an IXFR; where the
+/// record ends.
+fn read_soa_serial(msg: &[u8], at: usize) -> Option<(u32, usize)> {
+    let fixed = skip_name(msg, at)?;
+    let rdlen = usize::from(u16_at(msg, fixed + 8)?);
+    let end = fixed + 10 + rdlen;
+    if u16_at(msg, fixed)? != rtype::SOA || end > msg.len() {
+        return None;
+    }
+    let names_end = skip_name(msg, skip_name(msg, fixed + 10)?)?;
+    // SERIAL, REFRESH, RETRY, EXPIRE and MINIMUM end the RDATA.
+    (names_end + 20 == end).then(|| u32_at(msg, names_end).map(|serial| (serial, end)))?
 }
 
 /// Parses a query; the question's lowercase name goes into `name`.
@@ -286,11 +339,21 @@ pub fn parse<'a>(msg: &'a [u8], name: &mut QuestionName) -> Parsed<'a> {
     let Some(question) = question else {
         return error(rcode::FORMERR, None, None);
     };
-    if ancount != 0 || nscount != 0 {
+    let mut additional_at = HEADER_LEN + question.wire_len();
+    // An IXFR carries the client's SOA in the authority section, and nothing else may.
+    let ixfr = question.qtype == qtype::IXFR;
+    if ancount != 0 || nscount > u16::from(ixfr) {
         return error(rcode::FORMERR, Some(question), None);
     }
-    let additional_at = HEADER_LEN + question.wire_len();
-    let Ok(edns) = read_additional(msg, additional_at, arcount) else {
+    let mut ixfr_serial = None;
+    if nscount == 1 {
+        let Some((serial, end)) = read_soa_serial(msg, additional_at) else {
+            return error(rcode::FORMERR, Some(question), None);
+        };
+        ixfr_serial = Some(serial);
+        additional_at = end;
+    }
+    let Ok((edns, tsig)) = read_additional(msg, additional_at, arcount) else {
         return error(rcode::FORMERR, Some(question), None);
     };
     if let Some(e) = edns
@@ -306,6 +369,8 @@ pub fn parse<'a>(msg: &'a [u8], name: &mut QuestionName) -> Parsed<'a> {
         flags,
         question,
         edns,
+        tsig,
+        ixfr_serial,
     })
 }
 

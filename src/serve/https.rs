@@ -62,7 +62,7 @@ pub(super) async fn serve(
         settings,
         shutdown,
         "https",
-        move |tls, shutdown| {
+        move |tls, _peer, shutdown| {
             // HTTP/2 writes a response as two frames, HEADERS then DATA: buffered until h2
             // flushes, they leave in one TLS record and one system call instead of two.
             let io = TokioIo::new(tokio::io::BufWriter::new(tls));
@@ -155,7 +155,7 @@ async fn answer(
     };
     let started = Instant::now();
     let mut out = Vec::with_capacity(512);
-    match responder.respond(&query, Transport::Tcp, &mut out) {
+    match responder.respond(&query, Transport::Https, &mut out) {
         Some(outcome) => stats.answered(outcome.qtype, outcome.rcode),
         None => {
             stats.dropped();

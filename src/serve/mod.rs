@@ -9,9 +9,11 @@ pub mod answer;
 pub mod certs;
 mod chase;
 pub mod https;
+pub mod notify;
 pub mod probes;
 pub mod tcp;
 pub mod tls;
+pub mod transfer;
 pub mod udp;
 pub mod zones;
 

@@ -4,7 +4,7 @@
 //! TCP-based transport (TCP, TLS, HTTPS), [`serve_stream`] answers length-prefixed queries
 //! over TCP and TLS alike, [`accept_next`] is the accept loop the HTTP probes use too.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +36,10 @@ pub(super) async fn serve(
         settings.max_connections,
         shutdown,
         "tcp",
-        move |stream, shutdown| {
+        move |stream, peer, shutdown| {
             serve_stream(
                 stream,
+                peer,
                 responder.clone(),
                 settings.idle_timeout,
                 shutdown,
@@ -59,7 +60,7 @@ pub(super) async fn serve_connections<F, Fut>(
     transport: &'static str,
     connection: F,
 ) where
-    F: Fn(TcpStream, watch::Receiver<bool>) -> Fut,
+    F: Fn(TcpStream, IpAddr, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(max_connections));
@@ -73,7 +74,7 @@ pub(super) async fn serve_connections<F, Fut>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let served = connection(stream, shutdown.clone());
+        let served = connection(stream, peer.ip(), shutdown.clone());
         // A span per connection, at debug: what a connection logs names its peer, and at
         // the default level it costs nothing.
         let span = tracing::debug_span!("connection", transport, %peer);
@@ -120,17 +121,27 @@ pub async fn accept_next<T: 'static>(
 /// it (TLS: with close_notify).
 pub(super) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
+    peer: IpAddr,
     responder: Responder,
     idle_timeout: Duration,
     shutdown: watch::Receiver<bool>,
     stats: Arc<QueryStats>,
 ) {
-    answer_queries(&mut stream, &responder, idle_timeout, shutdown, &stats).await;
+    answer_queries(
+        &mut stream,
+        peer,
+        &responder,
+        idle_timeout,
+        shutdown,
+        &stats,
+    )
+    .await;
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
 }
 
 async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    peer: IpAddr,
     responder: &Responder,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -158,6 +169,17 @@ async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let started = std::time::Instant::now();
         match responder.respond(&query[..len], Transport::Tcp, &mut response) {
+            Some(outcome) if outcome.transfer => {
+                stats.answered(outcome.qtype, outcome.rcode);
+                // A zone transfer: its messages go out as the zone is read.
+                let Some(transfers) = responder.transfers() else {
+                    return;
+                };
+                if transfers.serve(&query[..len], peer, stream).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Some(outcome) => stats.answered(outcome.qtype, outcome.rcode),
             None => {
                 stats.dropped();

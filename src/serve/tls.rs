@@ -4,6 +4,7 @@
 //! the moment it is accepted: a client that stalls in the handshake holds a slot no longer
 //! than an idle one.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,9 +72,10 @@ pub(super) async fn serve(
         settings,
         shutdown,
         "tls",
-        move |tls, shutdown| {
+        move |tls, peer, shutdown| {
             serve_stream(
                 tls,
+                peer,
                 responder.clone(),
                 idle_timeout,
                 shutdown,
@@ -95,7 +97,7 @@ pub(super) async fn serve_tls<F, Fut>(
     transport: &'static str,
     serve: F,
 ) where
-    F: Fn(TlsStream<TcpStream>, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    F: Fn(TlsStream<TcpStream>, IpAddr, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let serve = Arc::new(serve);
@@ -104,11 +106,11 @@ pub(super) async fn serve_tls<F, Fut>(
         settings.max_connections,
         shutdown,
         transport,
-        move |stream, shutdown| {
+        move |stream, peer, shutdown| {
             let (acceptor, serve) = (acceptor.clone(), serve.clone());
             async move {
                 if let Some(tls) = handshake(&acceptor, stream, settings.idle_timeout).await {
-                    serve(tls, shutdown).await;
+                    serve(tls, peer, shutdown).await;
                 }
             }
         },

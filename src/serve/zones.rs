@@ -10,23 +10,8 @@
 use crate::dns::cidr::Cidr;
 use crate::dns::name::{RelativeName, zone_wire};
 use crate::dns::wire::QuestionName;
-use crate::store::ZoneKind;
 use crate::store::answers::ANY_ZONE;
-
-/// One zone.
-#[derive(Debug, Clone)]
-pub struct Zone {
-    /// Lowercase wire form, root label included.
-    pub wire: Box<[u8]>,
-    pub kind: ZoneKind,
-    /// Index among the forward zones (selects per-zone SRV answers); [`ANY_ZONE`] for the
-    /// reverse zones.
-    pub index: u8,
-    /// Length of the end of `wire` that store keys are relative to: the zone itself for a
-    /// forward zone, `in-addr.arpa.` or `ip6.arpa.` for a reverse one (the store keys every
-    /// reverse name from there, whichever zone it is served in).
-    pub base_len: usize,
-}
+use crate::store::{Zone, ZoneKind};
 
 /// Where a question's name falls: its zone, where the zone starts in the name, and how much
 /// of the name is the store key's.
@@ -124,6 +109,12 @@ impl ZoneTable {
             .collect();
         forward.sort_by_key(|z| z.index);
         forward.iter().map(|z| z.wire.clone()).collect()
+    }
+
+    /// Every zone, in a fixed order (longest first): what zone transfers and their journal
+    /// number zones by.
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
     }
 
     pub fn primary(&self) -> &[u8] {

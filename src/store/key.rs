@@ -19,6 +19,48 @@ pub enum ZoneKind {
     ReverseV6 = 2,
 }
 
+/// One zone this server is authoritative for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// Lowercase wire form, root label included.
+    pub wire: Box<[u8]>,
+    pub kind: ZoneKind,
+    /// Index among the forward zones (selects per-zone SRV answers); `answers::ANY_ZONE`
+    /// for the reverse zones.
+    pub index: u8,
+    /// Length of the end of `wire` that store keys are relative to: the zone itself for a
+    /// forward zone, `in-addr.arpa.` or `ip6.arpa.` for a reverse one (the store keys every
+    /// reverse name from there, whichever zone it is served in).
+    pub base_len: usize,
+}
+
+impl Zone {
+    /// The wire name store keys of this zone are relative to.
+    pub fn base(&self) -> &[u8] {
+        &self.wire[self.wire.len() - self.base_len..]
+    }
+
+    /// The zone's apex as a store key's name: its labels above the base.
+    pub fn apex_name(&self) -> &[u8] {
+        &self.wire[..self.wire.len() - self.base_len]
+    }
+
+    /// Whether the name of store key `name` (kind byte left out) of `kind` is in this zone.
+    pub fn contains(&self, kind: ZoneKind, name: &[u8]) -> bool {
+        let apex = self.apex_name();
+        kind == self.kind
+            && name.ends_with(apex)
+            && (apex.is_empty() || {
+                // On a label boundary: the labels before the apex end where it starts.
+                let mut at = 0;
+                while at < name.len() - apex.len() {
+                    at += 1 + usize::from(name[at]);
+                }
+                at == name.len() - apex.len()
+            })
+    }
+}
+
 /// A store key: the zone kind, then the lowercase relative name in wire form.
 pub fn key(kind: ZoneKind, name: &RelativeName) -> Box<[u8]> {
     let mut key = Vec::with_capacity(1 + name.wire().len());

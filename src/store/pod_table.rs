@@ -329,6 +329,18 @@ impl PodTable {
             })
     }
 
+    /// Every name's label and entry, in the order they were added (a Service's: ordinal
+    /// order): what a zone transfer lists.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], PodEntry<'_>)> {
+        let (mut entries, _, _) = self.parts();
+        std::iter::from_fn(move || {
+            let (label, entry) = entry_at(entries, 0)?;
+            let len = 1 + label.len() + 3 + entry.v4.len() + entry.v6.len();
+            entries = entries.get(len..).unwrap_or_default();
+            Some((label, entry))
+        })
+    }
+
     /// Number of names in the table.
     pub fn len(&self) -> usize {
         self.len as usize
@@ -550,6 +562,39 @@ mod tests {
             assert!(table.get(missing).is_none(), "{missing:?}");
         }
         assert_eq!(table.label_of(IpAddr::from([10, 0, 0, 100])), None);
+    }
+
+    #[test]
+    fn entries_come_back_in_the_order_they_were_added() {
+        let mut builder = PodTableBuilder::default();
+        for (label, ip) in [
+            ("web-0", "10.0.0.1"),
+            ("web-1", "fd00::2"),
+            ("web-2", "10.0.0.3"),
+        ] {
+            assert!(builder.add(label.as_bytes(), &ips(&[ip]), false, true));
+        }
+        assert!(builder.add(b"web-3", &[], true, true));
+        let table = builder.build();
+        let listed: Vec<(String, usize, usize)> = table
+            .entries()
+            .map(|(label, e)| {
+                let (v4, v6) = (
+                    e.addresses(rtype::A).0.len(),
+                    e.addresses(rtype::AAAA).0.len(),
+                );
+                (String::from_utf8_lossy(label).into_owned(), v4, v6)
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("web-0".into(), 4, 0),
+                ("web-1".into(), 0, 16),
+                ("web-2".into(), 4, 0),
+                ("web-3".into(), 0, 0)
+            ]
+        );
     }
 
     #[test]

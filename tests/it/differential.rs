@@ -73,7 +73,9 @@ fn name_in(relative: &RelativeName, zone: &Name) -> Name {
 }
 
 impl Reference {
-    fn new(objects: &[Object]) -> Self {
+    /// The reference of `objects`, its SOA serial `serial` (the server's own: it follows
+    /// the clock).
+    fn new(objects: &[Object], serial: u32) -> Self {
         let mut services: BTreeMap<ObjectKey, &Service> = BTreeMap::new();
         let mut slices: BTreeMap<ObjectKey, Vec<&EndpointSlice>> = BTreeMap::new();
         let mut legacy: BTreeMap<ObjectKey, Vec<&EndpointSlice>> = BTreeMap::new();
@@ -153,7 +155,7 @@ impl Reference {
                 }),
             );
         }
-        for records in zone_records::forward_static_records(NEGATIVE_TTL, &[]) {
+        for records in zone_records::forward_static_records(NEGATIVE_TTL, &[], serial) {
             names.insert(
                 (Table::Forward, relative_text(&records.name)),
                 Node::Records(records),
@@ -165,6 +167,7 @@ impl Reference {
                 Node::Records(zone_records::reverse_apex_records(
                     RelativeName::apex(),
                     NEGATIVE_TTL,
+                    serial,
                 )),
             );
         }
@@ -302,7 +305,7 @@ impl Reference {
             response.edns = Some(opt);
         }
         let limit = match (transport, &query.edns) {
-            (Transport::Tcp, _) => 65535,
+            (Transport::Tcp | Transport::Https, _) => 65535,
             (Transport::Udp, None) => 512,
             (Transport::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, MAX_UDP)),
         };
@@ -807,7 +810,7 @@ fn the_fast_path_answers_what_hickory_would() {
     };
     let mut core = Core::new(&config);
     core.controller.apply([Change::ReplaceAll(objects.clone())]);
-    let reference = Reference::new(&objects);
+    let reference = Reference::new(&objects, core.store.serial());
     let known = reference.known_names();
     assert!(
         known.len() > 400,

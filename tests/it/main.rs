@@ -18,6 +18,8 @@ mod kubernetes;
 mod protocol;
 mod records;
 mod reload;
+mod secondaries;
 mod slots;
 mod stub_domain;
+mod transfers;
 mod zones;

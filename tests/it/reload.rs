@@ -49,7 +49,12 @@ async fn an_edit_changes_the_answer() {
         data(&ask(addr, name, RecordType::A).await) == ["10.244.1.99"]
     })
     .await;
-    assert!(changed, "the edit was not served within 10 s");
+    assert!(
+        changed,
+        "the edit was not served within 10 s: {:?}\n{}",
+        data(&ask(addr, name, RecordType::A).await),
+        server.handle.metrics_text()
+    );
 
     // A new file adds a Service; removing it takes the Service away.
     let extra = dir.path().join("extra.yaml");

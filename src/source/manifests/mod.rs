@@ -46,18 +46,31 @@ pub struct DocumentError {
     pub reason: String,
 }
 
-/// When a file last changed, to skip re-parsing files that did not.
+/// When a file last changed, to skip re-parsing files that did not. The inode tells a file
+/// renamed into place (editors, `kubectl` tooling, ConfigMap volumes) from the one before,
+/// whatever the clock says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
     len: u64,
     modified: Option<SystemTime>,
+    inode: u64,
 }
+
+/// A file modified this close to when it was read may change again within the same tick
+/// of the file system's clock, keeping its stamp: it is read again next time ("racily
+/// clean", as git calls it), and its content compared.
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A file known to the set: when it was last read, and its number in the index.
 #[derive(Debug, Clone, Copy)]
 struct KnownFile {
     stamp: FileStamp,
     id: FileId,
+    /// Read within [`RACY`] of its modification: the stamp alone does not say it is
+    /// unchanged.
+    racy: bool,
+    /// A hash of the text last read, to tell a re-read of the same text.
+    content: u64,
 }
 
 /// The manifests under one path: which file defines which object, and when each file was
@@ -140,6 +153,7 @@ impl ManifestSet {
             Ok(meta) => FileStamp {
                 len: meta.len(),
                 modified: meta.modified().ok(),
+                inode: std::os::unix::fs::MetadataExt::ino(&meta),
             },
             Err(error) => {
                 tracing::warn!(file = %path.display(), %error, "cannot read manifest file; keeping its last good objects");
@@ -150,13 +164,22 @@ impl ManifestSet {
             .files
             .get_key_value(path)
             .map(|(path, file)| (path.clone(), *file));
-        if known.as_ref().is_some_and(|(_, file)| file.stamp == stamp) {
+        if known
+            .as_ref()
+            .is_some_and(|(_, file)| file.stamp == stamp && !file.racy)
+        {
             return;
         }
-        let (path, known_id): (Arc<Path>, Option<FileId>) = match known {
-            Some((path, file)) => (path, Some(file.id)),
+        let racy = stamp.modified.is_none_or(|modified| {
+            SystemTime::now()
+                .duration_since(modified)
+                .map_or(true, |age| age < RACY)
+        });
+        let (path, known): (Arc<Path>, Option<KnownFile>) = match known {
+            Some((path, file)) => (path, Some(file)),
             None => (path.into(), None),
         };
+        let known_id = known.map(|file| file.id);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) => {
@@ -164,6 +187,24 @@ impl ManifestSet {
                 return;
             }
         };
+        let content = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            text.hash(&mut hasher);
+            hasher.finish()
+        };
+        if let Some(file) = known
+            && file.content == content
+        {
+            // Read again (its stamp moved, or it was racy), the same text: nothing changed.
+            let file = KnownFile {
+                stamp,
+                racy,
+                ..file
+            };
+            self.files.insert(path, file);
+            return;
+        }
         let (objects, errors) = parse_file(&path, &text);
         for e in &errors {
             tracing::warn!(
@@ -178,7 +219,15 @@ impl ManifestSet {
         // every tick.
         let was_known = known_id.is_some();
         let id = known_id.unwrap_or_else(|| self.defined.add_file(path.clone()));
-        self.files.insert(path.clone(), KnownFile { stamp, id });
+        self.files.insert(
+            path.clone(),
+            KnownFile {
+                stamp,
+                id,
+                racy,
+                content,
+            },
+        );
         if was_known && !errors.is_empty() {
             tracing::warn!(
                 file = %path.display(),
@@ -567,5 +616,22 @@ metadata: {name: old}
         assert!(set.reload().unwrap().is_empty(), "last good objects kept");
         write(service("one", "10.96.0.9"));
         assert_eq!(summary(&set.reload().unwrap()), ["-two", "+one 10.96.0.9"]);
+    }
+
+    #[test]
+    fn an_edit_of_the_same_length_within_a_clock_tick_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.yaml");
+        std::fs::write(&path, service("one", "10.96.0.1")).unwrap();
+        let (mut set, _) = ManifestSet::load(dir.path()).unwrap();
+        // At once, in place: same length, and likely the same modification time.
+        std::fs::write(&path, service("one", "10.96.0.2")).unwrap();
+        assert_eq!(summary(&set.reload().unwrap()), ["+one 10.96.0.2"]);
+        // Renamed into place, as editors and `kubectl` tooling write.
+        std::fs::write(dir.path().join("a.tmp~"), service("one", "10.96.0.3")).unwrap();
+        std::fs::rename(dir.path().join("a.tmp~"), &path).unwrap();
+        assert_eq!(summary(&set.reload().unwrap()), ["+one 10.96.0.3"]);
+        // Read again while racy, the same text: nothing to publish.
+        assert!(set.reload().unwrap().is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! and on a periodic check, the fallback for file systems that send no events (network
 //! mounts, some ConfigMap volume updates).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,18 +16,40 @@ use crate::source::manifests::ManifestSet;
 /// Events arriving this close together are one reload: an editor's save is several events.
 const SETTLE: Duration = Duration::from_millis(50);
 
+/// File events under a manifests path, from the moment this is made: made before the
+/// folder's first load, so that an edit during the load is not missed until the periodic
+/// check.
+pub struct FileEvents {
+    /// Dropping it stops the events; `None` when the file system gives none.
+    _watcher: Option<notify::RecommendedWatcher>,
+    events: mpsc::UnboundedReceiver<()>,
+}
+
+impl FileEvents {
+    /// Starts watching `root` (a folder, or a file's folder).
+    pub fn watch(root: &Path) -> Self {
+        let (event_tx, events) = mpsc::unbounded_channel::<()>();
+        Self {
+            _watcher: start_watcher(root, event_tx),
+            events,
+        }
+    }
+}
+
 /// Runs until shutdown, sending the controller what changed in the files whenever they do.
 /// The caller runs it in a span that names the folder (`embed`).
 pub async fn run(
     mut manifests: ManifestSet,
+    files: FileEvents,
     changes: mpsc::UnboundedSender<Timed>,
     interval: Duration,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
-    // The watcher lives as long as this task; dropping it stops the events.
-    let _watcher = start_watcher(&manifests, event_tx);
+    let FileEvents {
+        _watcher,
+        mut events,
+    } = files;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the initial load is done already
@@ -78,10 +101,9 @@ pub async fn run(
 }
 
 fn start_watcher(
-    manifests: &ManifestSet,
+    root: &Path,
     events: mpsc::UnboundedSender<()>,
 ) -> Option<notify::RecommendedWatcher> {
-    let root = manifests.root();
     // Watch the folder (or the file's folder): editors and ConfigMap volumes replace files
     // by renaming, which a watch on the file itself would lose.
     let folder = if root.is_file() {
