@@ -332,7 +332,7 @@ pub struct Metrics {
     pub watch_restarts: Family<KindLabels, Counter>,
     pub invalid_objects: Family<KindLabels, Counter>,
     /// Zone transfers by type (`axfr`, `ixfr`, `ixfr_axfr`: an IXFR answered with the whole
-    /// zone) and result (`ok`, `refused`, `notauth`, `formerr`, `aborted`, `busy`).
+    /// zone) and result (`ok`, `refused`, `notauth`, `formerr`, `servfail`, `aborted`, `busy`).
     pub transfers: Family<KindEventLabels, Counter>,
     /// Bytes of transfer messages sent.
     pub transfer_bytes: Counter,
