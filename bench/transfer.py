@@ -186,8 +186,8 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def axfr_runs(binary, sizes, rounds):
-    print("AXFR of cluster.local (release build, server on one thread):")
+def axfr_runs(binary, sizes, rounds, zone):
+    print(f"AXFR of {zone} (release build, server on one thread):")
     print(f"{'endpoints':>10} {'records':>9} {'MB':>7} {'msgs':>6} {'time':>9} "
           f"{'server CPU':>10} {'RSS before':>11} {'peak extra':>11}")
     for size in sizes:
@@ -195,7 +195,7 @@ def axfr_runs(binary, sizes, rounds):
         server = Server(binary, manifests)
         time.sleep(1)
         times, cpus, extras = [], [], []
-        request = query(0x4242, "cluster.local", TYPE_AXFR)
+        request = query(0x4242, zone, TYPE_AXFR)
         for _ in range(rounds):
             rss = status_kib(server.process.pid, "VmRSS:")
             with open(f"/proc/{server.process.pid}/clear_refs", "w") as f:
@@ -380,11 +380,13 @@ def main():
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.3, help="seconds between changes")
     parser.add_argument("--skip", default="", help="comma list of axfr,ixfr,lag to skip")
+    parser.add_argument("--zone", default="cluster.local",
+                        help="the zone the AXFR runs take (in-addr.arpa: every pod's PTR)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     skip = set(args.skip.split(","))
     if "axfr" not in skip:
-        axfr_runs(args.binary, sizes, args.rounds)
+        axfr_runs(args.binary, sizes, args.rounds, args.zone)
     if "ixfr" not in skip:
         ixfr_run(args.binary, min(sizes, key=lambda s: abs(s - 100000)))
     if "lag" not in skip:
