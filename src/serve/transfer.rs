@@ -299,7 +299,12 @@ impl Transfers {
         let moved =
             || std::io::Error::other("the zone changed during the transfer; the client retries");
         let mut records = Vec::new();
-        let names = self.store.names(zone.kind);
+        // Copying and sorting the index (and below, a million addresses) is blocking work:
+        // off the runtime's threads, which serve TCP and the other tasks.
+        let (store, kind) = (self.store.clone(), zone.kind);
+        let names = tokio::task::spawn_blocking(move || store.names(kind))
+            .await
+            .map_err(std::io::Error::other)?;
         for key_name in &names {
             if !zone.contains(zone.kind, key_name) {
                 continue;
@@ -324,7 +329,11 @@ impl Transfers {
         }
         if zone.kind != ZoneKind::Forward {
             let v6 = zone.kind == ZoneKind::ReverseV6;
-            for address in self.store.table_addresses(v6) {
+            let store = self.store.clone();
+            let addresses = tokio::task::spawn_blocking(move || store.table_addresses(v6))
+                .await
+                .map_err(std::io::Error::other)?;
+            for address in addresses {
                 let key = crate::store::key(zone.kind, &crate::dns::name::reverse_name(address));
                 if !zone.contains(zone.kind, &key[1..]) {
                     continue;
