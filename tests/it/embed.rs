@@ -9,12 +9,8 @@ use headless_dns::{Feed, FeedError, InvalidObject};
 
 use crate::support::{TestServer, data, loopback_config};
 
-fn object<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
-    serde_json::from_value(json).expect("test object")
-}
-
 fn headless(name: &str) -> Service {
-    object(serde_json::json!({
+    crate::support::object(serde_json::json!({
         "metadata": {"name": name, "namespace": "ops"},
         "spec": {"clusterIP": "None", "ports": [{"name": "grpc", "port": 9000}]}
     }))
@@ -25,7 +21,7 @@ fn slice(service: &str, pods: &[(&str, &str)]) -> EndpointSlice {
         .iter()
         .map(|(host, ip)| serde_json::json!({"addresses": [ip], "hostname": host}))
         .collect();
-    object(serde_json::json!({
+    crate::support::object(serde_json::json!({
         "metadata": {
             "name": format!("{service}-abc"),
             "namespace": "ops",
@@ -105,7 +101,7 @@ async fn a_feed_drives_the_answers() {
 async fn invalid_objects_are_refused_with_their_name() {
     let (feed, source) = Feed::new();
     let server = TestServer::start(loopback_config(), source).await;
-    let bad: Service = object(serde_json::json!({
+    let bad: Service = crate::support::object(serde_json::json!({
         "metadata": {"name": "broken", "namespace": "ops"},
         "spec": {"clusterIP": "not-an-ip"}
     }));

@@ -19,6 +19,11 @@ pub fn demo_manifests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
 }
 
+/// A Kubernetes object (k8s-openapi type) from its JSON.
+pub fn object<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
+    serde_json::from_value(json).expect("test object")
+}
+
 /// A configuration on a free loopback port.
 pub fn loopback_config() -> Config {
     Config {

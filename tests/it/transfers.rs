@@ -77,17 +77,13 @@ async fn an_axfr_is_framed_and_ordered_as_rfc_5936_asks() {
     server.handle.shutdown().await;
 }
 
-fn object<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
-    serde_json::from_value(json).expect("test object")
-}
-
 /// `services` headless Services of `pods` pods each in namespace `load`: `s<i>-<ordinal>`
 /// at 10.<i / 256>.<i % 256>.<ordinal + 1> (data only, never a target).
 fn load_cluster(feed: &Feed, services: u32, pods: u32) {
     let mut manifests = Vec::new();
     for s in 0..services {
         let name = format!("s{s}");
-        let service: Service = object(serde_json::json!({
+        let service: Service = crate::support::object(serde_json::json!({
             "metadata": {"name": name, "namespace": "load"},
             "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}
         }));
@@ -99,7 +95,7 @@ fn load_cluster(feed: &Feed, services: u32, pods: u32) {
                 })
             })
             .collect();
-        let slice: EndpointSlice = object(serde_json::json!({
+        let slice: EndpointSlice = crate::support::object(serde_json::json!({
             "metadata": {
                 "name": format!("{name}-x"),
                 "namespace": "load",
@@ -356,7 +352,7 @@ async fn notify_is_signed_retried_until_answered_and_one_per_burst() {
     // one per zone, not twenty.
     let before = server.handle.serial();
     for ordinal in 0..20u8 {
-        let slice: EndpointSlice = object(serde_json::json!({
+        let slice: EndpointSlice = crate::support::object(serde_json::json!({
             "metadata": {"name": "s0-x", "namespace": "load",
                          "labels": {"kubernetes.io/service-name": "s0"}},
             "addressType": "IPv4",
