@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::controller::Controller;
 use crate::controller::zone_records;
-use crate::dns::name::{RelativeName, reverse_name};
+use crate::dns::name::RelativeName;
 use crate::store::journal::{Step, ZoneChange, serial_after};
 use crate::store::pod_table::PodTable;
 use crate::store::render::{self, Record};
@@ -85,17 +85,8 @@ impl Controller {
             key.extend_from_slice(label);
             key.extend_from_slice(service_name);
             self.touch(&key);
-            for rtype in [crate::dns::wire::rtype::A, crate::dns::wire::rtype::AAAA] {
-                let (addresses, width) = entry.addresses(rtype);
-                for address in addresses.chunks_exact(width.max(1)) {
-                    let ip = match width {
-                        4 => <[u8; 4]>::try_from(address).map(std::net::IpAddr::from),
-                        _ => <[u8; 16]>::try_from(address).map(std::net::IpAddr::from),
-                    };
-                    if let Ok(ip) = ip {
-                        self.touch(&reverse_key(ip));
-                    }
-                }
+            for ip in entry.ips() {
+                self.touch(&store::reverse_key(ip));
             }
         }
     }
@@ -184,16 +175,6 @@ impl Controller {
             self.set_static(kind, &records);
         }
     }
-}
-
-/// The store key of an address's reverse name.
-pub(super) fn reverse_key(ip: std::net::IpAddr) -> Box<[u8]> {
-    let kind = if ip.is_ipv4() {
-        ZoneKind::ReverseV4
-    } else {
-        ZoneKind::ReverseV6
-    };
-    store::key(kind, &reverse_name(ip))
 }
 
 /// The records of `old` not in `new`, and those of `new` not in `old` (a change of TTL

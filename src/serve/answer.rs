@@ -11,7 +11,7 @@ use crate::dns::tsig::{self, Checked, Signer, TsigKey};
 use crate::dns::wire::TsigAt;
 use crate::dns::wire::{
     self, CLASS_IN, Edns, HEADER_LEN, MIN_UDP_PAYLOAD, OPT_LEN, Parsed, QUESTION_POINTER, Query,
-    QuestionName, RECORD_HEAD_LEN, flags, qtype, rcode, rtype,
+    Question, QuestionName, RECORD_HEAD_LEN, flags, qtype, rcode, rtype,
 };
 use crate::serve::chase::{self, Chase};
 use crate::serve::transfer::{Transfers, unix_now};
@@ -269,6 +269,35 @@ impl Responder {
         }
     }
 
+    /// An IXFR over UDP: the zone's SOA alone (RFC 1995 2), with which the client asks
+    /// over TCP; NOTAUTH below a zone's apex. Answered as the SOA query it amounts to.
+    #[cold]
+    #[inline(never)]
+    fn ixfr_over_udp(
+        &self,
+        q: &Query<'_>,
+        name: &mut QuestionName,
+        msg: &[u8],
+        found: ZoneMatch<'_>,
+        out: &mut Vec<u8>,
+    ) -> u16 {
+        if found.key_len != found.zone.apex_name().len() {
+            let not_a_zone = Body::Bare {
+                rcode: rcode::NOTAUTH,
+                authoritative: false,
+            };
+            return self.assemble(q, msg, Transport::Udp, Some(found), not_a_zone, out);
+        }
+        let soa = Query {
+            question: Question {
+                qtype: rtype::SOA,
+                ..q.question
+            },
+            ..*q
+        };
+        self.answer(&soa, name, msg, Transport::Udp, out)
+    }
+
     fn size_limit(&self, edns: Option<Edns>, transport: Transport) -> usize {
         match (transport, edns) {
             (Transport::Tcp | Transport::Https, _) => usize::from(u16::MAX),
@@ -302,24 +331,19 @@ impl Responder {
             return self.assemble(q, msg, transport, None, refused, out);
         };
         let (zone, in_zone) = (found.zone, Some(found));
-        // Zone transfers over TCP and TLS are streamed by the connection (`transfer`); what
-        // reaches here is refused, but an IXFR over UDP when transfers are served: its
-        // answer is the zone's SOA alone (RFC 1995 2), and the client asks over TCP.
-        let transfer = matches!(question.qtype, qtype::AXFR | qtype::IXFR);
-        let ixfr_over_udp = question.qtype == qtype::IXFR
-            && transport == Transport::Udp
-            && self.transfers.is_some();
-        if question.qclass != CLASS_IN || (transfer && !ixfr_over_udp) {
+        // Zone transfers over TCP and TLS are streamed by the connection (`transfer`): what
+        // reaches here is refused, but for an IXFR over UDP when transfers are served.
+        if question.qclass != CLASS_IN || matches!(question.qtype, qtype::AXFR | qtype::IXFR) {
+            if question.qtype == qtype::IXFR
+                && question.qclass == CLASS_IN
+                && transport == Transport::Udp
+                && self.transfers.is_some()
+            {
+                return self.ixfr_over_udp(q, name, msg, found, out);
+            }
             return self.assemble(q, msg, transport, in_zone, refused, out);
         }
-        if ixfr_over_udp && found.key_len != zone.apex_name().len() {
-            let not_a_zone = Body::Bare {
-                rcode: rcode::NOTAUTH,
-                authoritative: false,
-            };
-            return self.assemble(q, msg, transport, in_zone, not_a_zone, out);
-        }
-        let qtype = if transfer { rtype::SOA } else { question.qtype };
+        let qtype = question.qtype;
         if !self.store.is_ready() {
             let servfail = Body::Bare {
                 rcode: rcode::SERVFAIL,

@@ -334,7 +334,7 @@ impl Transfers {
                 .await
                 .map_err(std::io::Error::other)?;
             for address in addresses {
-                let key = crate::store::key(zone.kind, &crate::dns::name::reverse_name(address));
+                let key = crate::store::reverse_key(address);
                 if !zone.contains(zone.kind, &key[1..]) {
                     continue;
                 }

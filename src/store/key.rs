@@ -69,6 +69,16 @@ pub fn key(kind: ZoneKind, name: &RelativeName) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// The store key of an address's reverse name (`in-addr.arpa` or `ip6.arpa`).
+pub fn reverse_key(ip: std::net::IpAddr) -> Box<[u8]> {
+    let kind = if ip.is_ipv4() {
+        ZoneKind::ReverseV4
+    } else {
+        ZoneKind::ReverseV6
+    };
+    key(kind, &crate::dns::name::reverse_name(ip))
+}
+
 /// The wire name one label above `name` (a key without its zone-kind byte); `None` at the
 /// apex or when the first label runs past the end.
 pub(crate) fn parent_name(name: &[u8]) -> Option<&[u8]> {

@@ -42,7 +42,7 @@ use journal::{Journal, Step};
 use key::{NameKey, UNINDEXED_LABELS, has_labels, parent_name};
 use pod_table::PodEntry;
 
-pub use key::{Zone, ZoneKind, found_through_parent, key};
+pub use key::{Zone, ZoneKind, found_through_parent, key, reverse_key};
 pub use snapshot::{ServiceAnswers, ServiceSlot, ServiceSnapshot, SnapshotEntry};
 
 /// Where the answers of one name live.

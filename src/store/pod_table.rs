@@ -391,6 +391,19 @@ impl<'a> PodEntry<'a> {
         }
     }
 
+    /// Its addresses, IPv4 first.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + 'a {
+        let v4 = self
+            .v4
+            .chunks_exact(4)
+            .filter_map(|a| <[u8; 4]>::try_from(a).ok());
+        let v6 = self
+            .v6
+            .chunks_exact(16)
+            .filter_map(|a| <[u8; 16]>::try_from(a).ok());
+        v4.map(IpAddr::from).chain(v6.map(IpAddr::from))
+    }
+
     /// The addresses of record type `qtype` back to back (4 or 16 octets each, in answer
     /// order) with that width; empty for any other type.
     pub fn addresses(&self, qtype: u16) -> (&'a [u8], usize) {

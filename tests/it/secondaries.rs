@@ -187,6 +187,54 @@ async fn differs(
     None
 }
 
+/// Waits until both secondaries carry the server's serial in every zone, then checks that
+/// they answer every name as the server does.
+async fn followed(
+    server: &TestServer,
+    primary: SocketAddr,
+    secondaries: [&Secondary; 2],
+    what: &str,
+) {
+    let serial = server.handle.serial();
+    let addrs = secondaries.map(|s| s.addr);
+    let caught_up = eventually(Duration::from_secs(20), || async move {
+        for addr in addrs {
+            for zone in ZONES {
+                if serial_at(addr, zone).await != Some(serial) {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        caught_up,
+        "{what}: both follow serial {serial}:\n{:#?}",
+        secondaries.map(|s| s.log())
+    );
+    let questions = zone_questions(primary).await;
+    for secondary in secondaries {
+        let difference = differs(primary, secondary.addr, &questions).await;
+        assert_eq!(
+            difference, None,
+            "{what}: {} answers as headless-dns does",
+            secondary.name
+        );
+    }
+}
+
+/// Zone transfers served so far: (incremental, whole zone, AXFR-style IXFR included).
+fn transfer_counts(server: &TestServer) -> (u64, u64) {
+    let ok = |kind: &str| {
+        metric(
+            server,
+            &format!("headless_dns_transfers_total{{type=\"{kind}\",result=\"ok\"}}"),
+        )
+    };
+    (ok("ixfr"), ok("axfr") + ok("ixfr_axfr"))
+}
+
 /// A metric's value in the server's exposition.
 fn metric(server: &TestServer, line_start: &str) -> u64 {
     server
@@ -226,51 +274,10 @@ async fn knot_and_nsd_follow_every_change_by_notify_and_ixfr() {
     let server =
         TestServer::start(config, headless_dns::Source::Manifests(manifests.clone())).await;
 
-    let wait_for = |serial: u32| {
-        let secondaries = [knot.addr, nsd.addr];
-        async move {
-            eventually(Duration::from_secs(20), || async move {
-                for addr in secondaries {
-                    for zone in ZONES {
-                        if serial_at(addr, zone).await != Some(serial) {
-                            return false;
-                        }
-                    }
-                }
-                true
-            })
-            .await
-        }
-    };
-    let loaded = wait_for(server.handle.serial()).await;
-    assert!(
-        loaded,
-        "both load both zones:\n{}\n{}",
-        knot.log(),
-        nsd.log()
-    );
-    let questions = zone_questions(primary).await;
-    for secondary in [&knot, &nsd] {
-        let difference = differs(primary, secondary.addr, &questions).await;
-        assert_eq!(
-            difference, None,
-            "{} answers as headless-dns does",
-            secondary.name
-        );
-    }
+    followed(&server, primary, [&knot, &nsd], "the first load").await;
 
     // Four edits, each carried to both secondaries by NOTIFY and IXFR, not AXFR.
-    let ixfr_before = metric(
-        &server,
-        "headless_dns_transfers_total{type=\"ixfr\",result=\"ok\"}",
-    );
-    let axfr_before = metric(
-        &server,
-        "headless_dns_transfers_total{type=\"ixfr_axfr\",result=\"ok\"}",
-    ) + metric(
-        &server,
-        "headless_dns_transfers_total{type=\"axfr\",result=\"ok\"}",
-    );
+    let (ixfr_before, axfr_before) = transfer_counts(&server);
     let web = manifests.join("web.yaml");
     let edits: [Edit; 4] = [
         (
@@ -317,22 +324,7 @@ async fn knot_and_nsd_follow_every_change_by_notify_and_ixfr() {
         })
         .await;
         assert!(moved, "{what}: the server took the edit");
-        let followed = wait_for(server.handle.serial()).await;
-        assert!(
-            followed,
-            "{what}: both follow:\n{}\n{}",
-            knot.log(),
-            nsd.log()
-        );
-        let questions = zone_questions(primary).await;
-        for secondary in [&knot, &nsd] {
-            let difference = differs(primary, secondary.addr, &questions).await;
-            assert_eq!(
-                difference, None,
-                "{what}: {} answers the new data",
-                secondary.name
-            );
-        }
+        followed(&server, primary, [&knot, &nsd], what).await;
     }
     // The slot: NODATA from the secondaries too (its `_slot` TXT child keeps the name),
     // never NXDOMAIN.
@@ -365,17 +357,7 @@ async fn knot_and_nsd_follow_every_change_by_notify_and_ixfr() {
     assert_eq!(crate::support::data(&moved_address), ["10.244.1.99"]);
     let gone = ask(nsd.addr, "legacy.demo.svc.cluster.local.", RecordType::A).await;
     assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain);
-    let ixfr_after = metric(
-        &server,
-        "headless_dns_transfers_total{type=\"ixfr\",result=\"ok\"}",
-    );
-    let axfr_after = metric(
-        &server,
-        "headless_dns_transfers_total{type=\"ixfr_axfr\",result=\"ok\"}",
-    ) + metric(
-        &server,
-        "headless_dns_transfers_total{type=\"axfr\",result=\"ok\"}",
-    );
+    let (ixfr_after, axfr_after) = transfer_counts(&server);
     // Every edit moves the serial of both zones: two secondaries x two zones per edit.
     assert!(
         ixfr_after - ixfr_before >= (4 * edits_made) as u64,

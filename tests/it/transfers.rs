@@ -240,6 +240,16 @@ async fn odd_transfer_requests_get_the_rfc_error_and_the_server_keeps_serving() 
             "{name}"
         );
     }
+    // IXFR over UDP: the SOA alone at a zone's apex, NOTAUTH below it.
+    for (zone, rcode, answers) in [("cluster.local", 0, 1), ("demo.svc.cluster.local", 9, 0)] {
+        let bytes =
+            crate::support::udp_exchange(server.addr, &ixfr(zone, Some(serial.wrapping_sub(1000))))
+                .await
+                .expect("an answer");
+        let response = Message::from_vec(&bytes).expect("parses");
+        assert_eq!(u16::from(response.metadata.response_code), rcode, "{zone}");
+        assert_eq!(response.answers.len(), answers, "{zone}");
+    }
     // AXFR over UDP: REFUSED (RFC 5936 4.2: TCP only).
     let udp = crate::support::udp_exchange(server.addr, &raw_query(0x5353, "cluster.local", 252))
         .await
