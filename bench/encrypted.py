@@ -114,7 +114,8 @@ remote-control:
 
 
 def dnsperf(args, mode, port, queries):
-    extra = ["-O", f"doh-uri=https://127.0.0.1:{port}/dns-query"] if mode == "doh" else []
+    extra = (["-O", f"doh-uri=https://127.0.0.1:{port}/dns-query",
+              "-O", f"doh-method={args.doh_method}"] if mode == "doh" else [])
     cmd = ["taskset", "-c", args.client_cpus, "dnsperf", "-m", mode, "-s", "127.0.0.1",
            "-p", str(port), "-d", queries, "-l", str(args.seconds), "-c", str(args.clients),
            "-q", str(args.outstanding), "-T", "1", *extra]
@@ -175,6 +176,7 @@ def main():
     p.add_argument("--clients", type=int, default=8, help="dnsperf -c: connections")
     p.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
     p.add_argument("--doh-client", default="h2load", help="h2load or dnsperf")
+    p.add_argument("--doh-method", default="GET", help="dnsperf -O doh-method: GET or POST")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpus", default="1")
     p.add_argument("--work", default=os.path.join(HERE, "out"))
@@ -194,7 +196,7 @@ def main():
             for mode in args.transports.split(","):
                 for workload in args.workloads.split(","):
                     for name in servers:
-                        if (mode == "tcp") == (name == "unbound") or (
+                        if (mode == "tcp" and name == "unbound") or (
                                 name == "baseline" and mode != "tcp"):
                             continue  # unbound is the encrypted peer; baseline serves TCP
                         port = {"dot": PORTS[name][0], "doh": PORTS[name][1],

@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError, MAX_TTL, parse_duration, parse_zone};
 use crate::dns::cidr::Cidr;
 use crate::dns::name::{RelativeName, is_dns1123_label};
 use crate::dns::tsig::TsigKeySpec;
+use crate::serve::answer::UdpTruncation;
 use crate::serve::certs::CertificateFiles;
 use crate::source::kubernetes::EndpointsApi;
 use crate::source::selector;
@@ -225,6 +226,13 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(512..))]
     pub max_udp_size: u16,
 
+    /// What a UDP answer too large for the client holds, besides TC: `partial`, the records
+    /// that fit, in order (for resolvers that cannot retry over TCP: busybox nslookup, musl
+    /// before 1.2.4), or `empty`, none.
+    #[arg(long, env = "HEADLESS_DNS_UDP_TRUNCATION", value_name = "MODE",
+          default_value = "partial", value_parser = ["partial", "empty"])]
+    pub udp_truncation: String,
+
     /// Close a TCP connection after this long without a complete query (e.g. 10s, 500ms).
     #[arg(long, env = "HEADLESS_DNS_TCP_IDLE_TIMEOUT", value_name = "DURATION",
           default_value = "10s", value_parser = parse_duration)]
@@ -344,6 +352,10 @@ impl Args {
             ttl: self.ttl,
             negative_ttl: self.negative_ttl,
             max_udp_size: self.max_udp_size,
+            udp_truncation: match self.udp_truncation.as_str() {
+                "empty" => UdpTruncation::Empty,
+                _ => UdpTruncation::Partial,
+            },
             tcp_idle_timeout: self.tcp_idle_timeout,
             max_tcp_connections: self.max_tcp_connections as usize,
             reload_interval: self.reload_interval,

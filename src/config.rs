@@ -8,6 +8,7 @@ use crate::dns::cidr::Cidr;
 use crate::dns::name::RelativeName;
 use crate::dns::tsig::TsigKeySpec;
 use crate::serve::affinity;
+use crate::serve::answer::UdpTruncation;
 use crate::serve::certs::CertificateFiles;
 
 /// Everything the server needs besides its record source.
@@ -33,6 +34,9 @@ pub struct Config {
     /// Largest UDP response, and the payload size advertised in EDNS. 1232 is the DNS flag
     /// day 2020 value: it fits the IPv6 minimum MTU, so no answer is fragmented.
     pub max_udp_size: u16,
+    /// What a UDP answer that does not fit holds, besides TC: the records that fit
+    /// (`Partial`, for stub resolvers that cannot retry over TCP) or none.
+    pub udp_truncation: UdpTruncation,
     /// A TCP connection with no complete query for this long is closed.
     pub tcp_idle_timeout: Duration,
     /// TCP connections open at once; new ones beyond are closed at once, old ones served.
@@ -90,6 +94,7 @@ impl Default for Config {
             ttl: 5,
             negative_ttl: 5,
             max_udp_size: 1232,
+            udp_truncation: UdpTruncation::Partial,
             tcp_idle_timeout: Duration::from_secs(10),
             max_tcp_connections: 1024,
             reload_interval: Duration::from_secs(5),

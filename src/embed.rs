@@ -118,6 +118,7 @@ impl Core {
             ResponderSettings {
                 max_udp_size: config.max_udp_size,
                 negative_ttl: config.negative_ttl,
+                udp_truncation: config.udp_truncation,
             },
         )
         .with_keys(keys.clone());

@@ -1,4 +1,5 @@
-//! The UDP hot path allocates nothing per query, for positive and negative answers alike.
+//! The UDP hot path allocates nothing per query, for positive and negative answers alike,
+//! and for answers truncated to the records that fit.
 //!
 //! Its own test binary, because it replaces the global allocator with one that counts.
 //! The real server runs in-process on loopback, fed its records through the embedding API;
@@ -120,20 +121,25 @@ fn answering_allocates_nothing() {
     let cases: &[(&str, u16, bool, u8)] = &[
         ("web-0.nginx.demo.svc.cluster.local", 1, false, 0), // pod A
         ("nginx.demo.svc.cluster.local", 1, true, 0),        // multi-A, EDNS
-        ("db.demo.svc.cluster.local", 1, true, 0),           // 100 A: truncated
+        ("db.demo.svc.cluster.local", 1, true, 0),           // 100 A: truncated, 73 kept
+        ("db.demo.svc.cluster.local", 1, false, 0),          // the same in 512 bytes
+        ("_web._tcp.db.demo.svc.cluster.local", 33, true, 0), // 100 SRV: truncated
         ("_web._tcp.nginx.demo.svc.cluster.local", 33, true, 0), // SRV + additional
         ("web-0.nginx.demo.svc.cluster.local", 28, false, 0), // NODATA
         ("web-9.nginx.demo.svc.cluster.local", 1, true, 3),  // NXDOMAIN
         ("11.2.244.10.in-addr.arpa", 12, false, 0),          // PTR
         ("example.com", 1, false, 5),                        // REFUSED
     ];
-    let mut ask = |name: &str, qtype: u16, edns: bool, id: u16| -> u8 {
+    // The response's RCODE, TC flag and answer count.
+    let mut exchange = |name: &str, qtype: u16, edns: bool, id: u16| -> (u8, bool, u16) {
         encode_query(&mut query, id, name, qtype, edns);
         client.send_to(&query, addr).unwrap();
         let (len, _) = client.recv_from(&mut response).unwrap();
         assert!(len >= 12 && response[..2] == id.to_be_bytes(), "{name}");
-        response[3] & 0x0f
+        let tc = response[2] & 0x02 != 0;
+        (response[3] & 0x0f, tc, u16::from_be_bytes([response[6], response[7]]))
     };
+    let mut ask = |name: &str, qtype: u16, edns: bool, id: u16| exchange(name, qtype, edns, id).0;
     // The feed is applied by the controller task: wait until it is served.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while ask(cases[0].0, 1, false, 0) != 0 {
@@ -153,13 +159,18 @@ fn answering_allocates_nothing() {
         before > 0,
         "no allocation counted on the server runtime at all"
     );
-    let mut answered = 0;
+    let (mut answered, mut truncated) = (0, 0);
     for round in 0..200u16 {
         for &(name, qtype, edns, rcode) in cases {
-            assert_eq!(ask(name, qtype, edns, round), rcode, "{name} {qtype}");
+            let (code, tc, ancount) = exchange(name, qtype, edns, round);
+            assert_eq!(code, rcode, "{name} {qtype}");
+            // A truncated answer carries the records that fit.
+            assert!(!tc || ancount > 0, "{name} {qtype}: TC with no record");
             answered += 1;
+            truncated += usize::from(tc);
         }
     }
+    assert_eq!(truncated, 3 * 200, "the three large answers are truncated");
     let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
     assert_eq!(during, 0, "{during} allocations over {answered} queries");
     runtime.block_on(server.shutdown());

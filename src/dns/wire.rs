@@ -462,6 +462,46 @@ pub fn write_address_records(
     }
 }
 
+/// The longest run of whole records at the start of `section` (resource records back to
+/// back, as an answer section holds them) that is at most `room` octets: its length and
+/// how many records it holds. Read on the truncation path only, record head by record head.
+pub fn whole_records(section: &[u8], room: usize) -> (usize, u16) {
+    let (mut at, mut count) = (0usize, 0u16);
+    while at < section.len() {
+        let Some(end) = record_end(section, at) else {
+            break;
+        };
+        if end > room {
+            break;
+        }
+        (at, count) = (end, count.saturating_add(1));
+    }
+    (at, count)
+}
+
+/// Where the record starting at `at` in `section` ends: past its owner (labels ending in
+/// the root or a pointer), type, class, TTL, RDLENGTH and RDATA.
+fn record_end(section: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *section.get(at)?;
+        match len {
+            0 => {
+                at += 1;
+                break;
+            }
+            1..=63 => at += 1 + usize::from(len),
+            0xC0..=0xFF => {
+                at += 2;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    let rdata_len = u16_at(section, at + 8)?;
+    let end = at + 10 + usize::from(rdata_len);
+    (end <= section.len()).then_some(end)
+}
+
 /// Appends one A record per 4-octet address: `head` (owner, type, class, TTL, RDLENGTH),
 /// then the address. Each record is exactly 16 octets, so it is built in one 128-bit value
 /// and stored at once. A Service's 100 A records take about 150 ns more than copying them

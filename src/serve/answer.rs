@@ -41,6 +41,19 @@ pub struct Outcome {
     pub transfer: bool,
 }
 
+/// What an answer that does not fit the client's UDP payload size holds (`--udp-truncation`).
+/// Either way TC is set, and a client with TCP asks again over it for the whole answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpTruncation {
+    /// As many whole answer records as fit, in the answer's order (ordinal order), the
+    /// additional section left out: what CoreDNS's kubernetes plugin sends (`request.Scrub`),
+    /// and all that stub resolvers without TCP (busybox nslookup, musl before 1.2.4) see.
+    #[default]
+    Partial,
+    /// No records at all.
+    Empty,
+}
+
 /// Limits and TTLs the responder applies.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponderSettings {
@@ -48,6 +61,8 @@ pub struct ResponderSettings {
     pub max_udp_size: u16,
     /// TTL (and SOA MINIMUM) of negative answers.
     pub negative_ttl: u32,
+    /// What an answer that does not fit holds.
+    pub udp_truncation: UdpTruncation,
 }
 
 /// Answers queries from the store.
@@ -433,10 +448,22 @@ impl Responder {
                     max_udp_size: self.settings.max_udp_size,
                     opt_len: if q.edns.is_some() { OPT_LEN } else { 0 },
                     negative_ttl: self.settings.negative_ttl,
+                    partial: self.settings.udp_truncation == UdpTruncation::Partial,
                 };
                 chase.follow(q, target, out)
             }
             None => rcode,
+        }
+    }
+
+    /// How many records of `record_len` octets a truncated answer keeps when `used` octets
+    /// of the `limit` are taken: as many as fit, or none (`--udp-truncation empty`). Every
+    /// address record has the same length, so this is arithmetic, not a walk.
+    #[cold]
+    fn fitting(&self, limit: usize, used: usize, record_len: usize) -> usize {
+        match self.settings.udp_truncation {
+            UdpTruncation::Partial => limit.saturating_sub(used) / record_len,
+            UdpTruncation::Empty => 0,
         }
     }
 
@@ -476,8 +503,15 @@ impl Responder {
             Body::Positive(rrset) => {
                 let answer = rrset.answer;
                 if out.len() + answer.len() + opt_len > limit {
-                    // Does not fit: an empty answer with TC, so the client asks over TCP.
+                    // Does not fit: TC, so the client asks over TCP; the records that fit
+                    // for those that cannot.
                     response_flags |= flags::TC;
+                    if self.settings.udp_truncation == UdpTruncation::Partial {
+                        let room = limit.saturating_sub(out.len() + opt_len);
+                        let (len, count) = wire::whole_records(answer, room);
+                        out.extend_from_slice(&answer[..len]);
+                        ancount = count;
+                    }
                 } else {
                     out.extend_from_slice(answer);
                     ancount = rrset.ancount;
@@ -492,7 +526,8 @@ impl Responder {
             }
             Body::CompactSrv { rrset, relative } => {
                 let zone_wire = zone.map(|m| &m.zone.wire[..]).unwrap_or(&[0]);
-                let written = srv::write(out, &rrset, relative, zone_wire, limit, opt_len);
+                let partial = self.settings.udp_truncation == UdpTruncation::Partial;
+                let written = srv::write(out, &rrset, relative, zone_wire, limit, opt_len, partial);
                 if written.truncated {
                     response_flags |= flags::TC;
                 }
@@ -505,12 +540,15 @@ impl Responder {
                 width,
                 ttl,
             } => {
-                let count = addresses.len() / width;
-                if out.len() + count * (RECORD_HEAD_LEN + width) + opt_len > limit {
+                let record_len = RECORD_HEAD_LEN + width;
+                let mut count = addresses.len() / width;
+                if out.len() + count * record_len + opt_len > limit {
                     response_flags |= flags::TC;
-                } else {
+                    count = self.fitting(limit, out.len() + opt_len, record_len);
+                }
+                if count > 0 {
                     let head = wire::record_head(QUESTION_POINTER, rtype, ttl, width);
-                    wire::write_address_records(out, &head, addresses, width);
+                    wire::write_address_records(out, &head, &addresses[..count * width], width);
                     ancount = u16::try_from(count).unwrap_or(u16::MAX);
                 }
             }

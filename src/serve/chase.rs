@@ -52,6 +52,9 @@ enum Step {
     Negative { rcode: u16, ttl: Option<u32> },
     /// The answer would not fit: TC, the client asks over TCP.
     Truncated,
+    /// Only the first of the target's address records fit (`partial`): this many were
+    /// written, TC.
+    Partial(u16),
     /// Nothing this server can add (a target out of zone, a record it does not write per
     /// query): the CNAMEs written so far are the answer.
     Stop,
@@ -69,6 +72,9 @@ pub(super) struct Chase<'a> {
     pub opt_len: usize,
     /// TTL of negative answers where the name has none of its own.
     pub negative_ttl: u32,
+    /// An answer that does not fit keeps the records that do (`--udp-truncation partial`);
+    /// else it is the first CNAME alone.
+    pub partial: bool,
 }
 
 impl Chase<'_> {
@@ -114,10 +120,15 @@ impl Chase<'_> {
                     truncated = true;
                     break;
                 }
+                Step::Partial(count) => {
+                    ancount = ancount.saturating_add(count);
+                    truncated = true;
+                    break;
+                }
                 Step::Stop => break,
             }
         }
-        if truncated {
+        if truncated && !self.partial {
             // Nothing half-followed: the CNAME as first answered, with TC.
             out.truncate(answered_len);
             (ancount, nscount, code) = (1, 0, rcode::NOERROR);
@@ -156,6 +167,21 @@ impl Chase<'_> {
         let key = target.key(found.zone.kind as u8, found.key_len);
         let pointer = 0xC000 | target_at as u16;
         let fits = |out: &Vec<u8>, len: usize| out.len() + len + opt_len <= limit;
+        // Address records that do not all fit: those that do, when partial.
+        let partly = |out: &mut Vec<u8>, rtype, ttl, addresses: &[u8], width| {
+            let room = limit.saturating_sub(out.len() + opt_len);
+            let count = if self.partial {
+                room / (RECORD_HEAD_LEN + width)
+            } else {
+                0
+            };
+            if count == 0 {
+                return Step::Truncated;
+            }
+            let head = wire::record_head(pointer, rtype, ttl, width);
+            write_address_records(out, &head, &addresses[..count * width], width);
+            Step::Partial(count_of(count))
+        };
         self.store.lookup(key, |lookup| match lookup {
             Lookup::NoName => Step::Negative {
                 rcode: rcode::NXDOMAIN,
@@ -168,7 +194,7 @@ impl Chase<'_> {
             Lookup::Addresses(entry) => match entry.entry.addresses(qtype) {
                 (addresses, width) if !addresses.is_empty() => {
                     if !fits(out, addresses.len() / width * (RECORD_HEAD_LEN + width)) {
-                        return Step::Truncated;
+                        return partly(out, qtype, entry.ttl, addresses, width);
                     }
                     let head = wire::record_head(pointer, qtype, entry.ttl, width);
                     write_address_records(out, &head, addresses, width);
@@ -184,7 +210,7 @@ impl Chase<'_> {
                     if let Some(set) = rrset.address_set() {
                         let count = set.addresses.len() / set.width;
                         if !fits(out, count * (RECORD_HEAD_LEN + set.width)) {
-                            return Step::Truncated;
+                            return partly(out, rrset.rtype, set.ttl, set.addresses, set.width);
                         }
                         let head = wire::record_head(pointer, rrset.rtype, set.ttl, set.width);
                         write_address_records(out, &head, set.addresses, set.width);

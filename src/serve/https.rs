@@ -25,6 +25,7 @@ use crate::dns::wire;
 use crate::metrics::QueryStats;
 use crate::serve::TcpSettings;
 use crate::serve::answer::{Responder, Transport};
+use crate::serve::response_records::ResponseRecords;
 use crate::serve::tls::serve_tls;
 
 /// The one path DNS requests go to (RFC 8484 4.1's example, and every client's default).
@@ -63,9 +64,9 @@ pub(super) async fn serve(
         shutdown,
         "https",
         move |tls, _peer, shutdown| {
-            // HTTP/2 writes a response as two frames, HEADERS then DATA: buffered until h2
-            // flushes, they leave in one TLS record and one system call instead of two.
-            let io = TokioIo::new(tokio::io::BufWriter::new(tls));
+            // Each response in TLS records of its own, the records of a flush in one system
+            // call (see `response_records`).
+            let io = TokioIo::new(ResponseRecords::new(tls));
             serve_http2(io, responder.clone(), idle_timeout, shutdown, stats.clone())
         },
     )

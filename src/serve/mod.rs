@@ -11,6 +11,7 @@ mod chase;
 pub mod https;
 pub mod notify;
 pub mod probes;
+mod response_records;
 pub mod tcp;
 pub mod tls;
 pub mod transfer;

@@ -308,11 +308,13 @@ mod tests {
         let packed = NameAnswers::new(&[compact], None);
         let view = packed.view().find(rtype::SRV, 0).unwrap();
         let question_end = HEADER_LEN + owner.wire().len() + zone.len() + 4;
-        let write = |limit| {
+        let write_as = |limit, partial| {
             let mut out = vec![0; question_end];
-            let written = crate::store::srv::write(&mut out, &view, owner.wire(), zone, limit, 11);
+            let written =
+                crate::store::srv::write(&mut out, &view, owner.wire(), zone, limit, 11, partial);
             (written, out.split_off(question_end))
         };
+        let write = |limit| write_as(limit, false);
         let counts = (rrset.records.len() as u16, rrset.additional.len() as u16);
         let (written, bytes) = write(usize::MAX);
         assert_eq!(
@@ -333,6 +335,16 @@ mod tests {
         // No room for the answer: nothing, truncated.
         let (written, bytes) = write(question_end + encoded.answer.len() + 10);
         assert!(written.truncated && bytes.is_empty());
+        // Partial: the records that fit, whole and in order, and no additional ones.
+        let (first, _) = crate::dns::wire::whole_records(&encoded.answer, usize::MAX);
+        assert_eq!(first, encoded.answer.len());
+        for room in [0, encoded.answer.len() - 1] {
+            let (len, count) = crate::dns::wire::whole_records(&encoded.answer, room);
+            let (written, bytes) = write_as(question_end + room + 11, true);
+            assert!(written.truncated, "room {room}");
+            assert_eq!((written.ancount, written.arcount), (count, 0), "room {room}");
+            assert_eq!(bytes, encoded.answer[..len], "room {room}");
+        }
         size
     }
 

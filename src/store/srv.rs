@@ -218,6 +218,30 @@ fn additional(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
+/// Writes one SRV record owned by the question: its fields, then its target (its label,
+/// the Service's name `base` and the `zone`, uncompressed as RFC 2782 asks).
+fn write_record(
+    out: &mut Vec<u8>,
+    record: &Record<'_>,
+    ttl: u32,
+    base: &[u8],
+    zone: &[u8],
+    suffix_len: usize,
+) {
+    let rdata_len = 6 + 1 + record.label.len() + suffix_len;
+    out.extend_from_slice(&wire::record_head(
+        QUESTION_POINTER,
+        rtype::SRV,
+        ttl,
+        rdata_len,
+    ));
+    out.extend_from_slice(&record.fields);
+    out.push(record.label.len() as u8);
+    out.extend_from_slice(record.label);
+    out.extend_from_slice(base);
+    out.extend_from_slice(zone);
+}
+
 /// Writes one additional address record: the target's label, a pointer to the Service's
 /// name, and the address.
 fn write_address(out: &mut Vec<u8>, label: &[u8], base_pointer: u16, ttl: u32, address: &[u8]) {
@@ -235,7 +259,8 @@ fn write_address(out: &mut Vec<u8>, label: &[u8], base_pointer: u16, ttl: u32, a
 /// Writes the compact record set `rrset` as the answer (and, if it fits too, additional)
 /// section of a response to a question whose name is `relative` (lowercase wire, up to its
 /// zone) in `zone` (lowercase wire, root included), within `limit` octets with `reserve`
-/// more kept free (OPT).
+/// more kept free (OPT). An answer that does not fit is `truncated`: with `partial`, its
+/// first records that fit are written, else none.
 pub fn write(
     out: &mut Vec<u8>,
     rrset: &Rrset<'_>,
@@ -243,6 +268,7 @@ pub fn write(
     zone: &[u8],
     limit: usize,
     reserve: usize,
+    partial: bool,
 ) -> Written {
     let nothing = |truncated| Written {
         ancount: 0,
@@ -263,24 +289,29 @@ pub fn write(
     let suffix_len = base.len() + zone.len();
     let fixed_len = RECORD_HEAD_LEN + 6 + 1 + suffix_len;
     let answer_len = usize::from(rrset.ancount) * fixed_len + u32_at(5) as usize;
+    let layout = head[13];
     if out.len() + answer_len + reserve > limit {
-        return nothing(true);
+        if !partial {
+            return nothing(true);
+        }
+        // The records that fit, in order; no additional records.
+        let mut ancount = 0;
+        for record in records(layout, body) {
+            if out.len() + fixed_len + record.label.len() + reserve > limit {
+                break;
+            }
+            write_record(out, &record, ttl, base, zone, suffix_len);
+            ancount += 1;
+        }
+        return Written {
+            ancount,
+            arcount: 0,
+            truncated: true,
+        };
     }
     out.reserve(answer_len);
-    let layout = head[13];
     for record in records(layout, body) {
-        let rdata_len = 6 + 1 + record.label.len() + suffix_len;
-        out.extend_from_slice(&wire::record_head(
-            QUESTION_POINTER,
-            rtype::SRV,
-            ttl,
-            rdata_len,
-        ));
-        out.extend_from_slice(&record.fields);
-        out.push(record.label.len() as u8);
-        out.extend_from_slice(record.label);
-        out.extend_from_slice(base);
-        out.extend_from_slice(zone);
+        write_record(out, &record, ttl, base, zone, suffix_len);
     }
     // Additional owners: the target's first label, then a pointer to the Service's name
     // inside the question.

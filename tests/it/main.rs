@@ -21,5 +21,6 @@ mod reload;
 mod secondaries;
 mod slots;
 mod stub_domain;
+mod truncation;
 mod transfers;
 mod zones;

@@ -20,14 +20,18 @@ fn db_ip(ordinal: u32) -> String {
 async fn large_answer_truncates_over_udp_and_is_complete_over_tcp() {
     let server = TestServer::demo().await;
     let name = "db.demo.svc.cluster.local.";
-    // Without EDNS a UDP answer is at most 512 bytes: TC and an empty answer section.
+    // Without EDNS a UDP answer is at most 512 bytes: TC, and the 29 records that fit
+    // after the 43-byte header and question (16 bytes each), db-0 first.
     let udp = udp_message(server.addr, &query(name, RecordType::A, None)).await;
     assert!(udp.metadata.truncation);
-    assert!(udp.answers.is_empty());
-    // With EDNS at 1232 bytes, 100 A records (1.7 KB) still do not fit.
+    let first: Vec<String> = (0..29).map(db_ip).collect();
+    assert_eq!(data(&udp), first);
+    // With EDNS at 1232 bytes, 100 A records (1.7 KB) still do not fit: 73 do, with OPT.
     let edns = udp_message(server.addr, &query(name, RecordType::A, Some(1232))).await;
     assert!(edns.metadata.truncation);
     assert_eq!(edns.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+    let more: Vec<String> = (0..73).map(db_ip).collect();
+    assert_eq!(data(&edns), more);
     // Over TCP: all 100, db-0 .. db-99 in ordinal order.
     let tcp = tcp_message(server.addr, &query(name, RecordType::A, None)).await;
     assert!(!tcp.metadata.truncation);

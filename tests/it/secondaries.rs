@@ -10,7 +10,9 @@ use std::time::Duration;
 use hickory_net::proto::op::{Message, ResponseCode};
 use hickory_net::proto::rr::RecordType;
 
-use crate::support::{TestServer, ask, dig, eventually, free_port, loopback_config};
+use crate::support::{
+    TestServer, ask, dig, eventually, free_port, loopback_config, query, tcp_message,
+};
 
 /// The key both ends know, as `--tsig-key` takes it (NAME:ALGORITHM:SECRET)...
 const KEY: &str = "xfr-key:hmac-sha256:aGVhZGxlc3MtZG5zIHRlc3Qga2V5IDEyMzQ1Njc4OTA=";
@@ -172,9 +174,12 @@ async fn differs(
     questions: &[(String, RecordType)],
 ) -> Option<String> {
     for (name, rtype) in questions {
+        // Over TCP: a UDP answer too large for 512 bytes is truncated differently by each
+        // server (the records that fit here, none in Knot and NSD).
+        let question = query(name, *rtype, None);
         let (ours, theirs) = (
-            ask(primary, name, *rtype).await,
-            ask(secondary, name, *rtype).await,
+            tcp_message(primary, &question).await,
+            tcp_message(secondary, &question).await,
         );
         if answer_text(&ours) != answer_text(&theirs) {
             return Some(format!(
