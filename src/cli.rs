@@ -238,10 +238,23 @@ pub struct Args {
           default_value = "10s", value_parser = parse_duration)]
     pub tcp_idle_timeout: Duration,
 
-    /// TCP connections served at once; further ones are closed at once.
+    /// Connections open at once on each TCP, TLS and HTTPS listener. A new one beyond takes
+    /// the place of the connection longest in its TLS handshake, else of the one idle
+    /// longest; it is refused only when all of them are answering.
     #[arg(long, env = "HEADLESS_DNS_MAX_TCP_CONNECTIONS", value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tcp_connections: u32,
+
+    /// Connections open at once on each TCP, TLS and HTTPS listener from one client address;
+    /// more from it are refused.
+    #[arg(long, env = "HEADLESS_DNS_MAX_CONNECTIONS_PER_CLIENT", value_name = "N",
+          default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
+
+    /// A TLS handshake (DNS over TLS or HTTPS) not done in this long is abandoned (e.g. 3s).
+    #[arg(long, env = "HEADLESS_DNS_TLS_HANDSHAKE_TIMEOUT", value_name = "DURATION",
+          default_value = "3s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
 
     /// Check the manifests for changes this often even without a file event (e.g. 5s).
     #[arg(long, env = "HEADLESS_DNS_RELOAD_INTERVAL", value_name = "DURATION",
@@ -358,6 +371,8 @@ impl Args {
             },
             tcp_idle_timeout: self.tcp_idle_timeout,
             max_tcp_connections: self.max_tcp_connections as usize,
+            max_connections_per_client: self.max_connections_per_client as usize,
+            tls_handshake_timeout: self.tls_handshake_timeout,
             reload_interval: self.reload_interval,
             udp_workers: self.threads(),
             http: self.http.0,

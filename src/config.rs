@@ -39,8 +39,14 @@ pub struct Config {
     pub udp_truncation: UdpTruncation,
     /// A TCP connection with no complete query for this long is closed.
     pub tcp_idle_timeout: Duration,
-    /// TCP connections open at once; new ones beyond are closed at once, old ones served.
+    /// Connections open at once on each TCP, TLS and HTTPS listener; a newcomer beyond
+    /// takes the place of the connection longest in its TLS handshake, else of the one idle
+    /// longest, and is refused only when all are answering.
     pub max_tcp_connections: usize,
+    /// Connections open at once on each such listener from one client address.
+    pub max_connections_per_client: usize,
+    /// A TLS handshake (DNS over TLS or HTTPS) not done in this long is abandoned.
+    pub tls_handshake_timeout: Duration,
     /// How often the manifests folder is checked for changes even without a file event.
     pub reload_interval: Duration,
     /// Negative TTL (and SOA MINIMUM) of a StatefulSet ordinal whose pod has no address
@@ -97,6 +103,8 @@ impl Default for Config {
             udp_truncation: UdpTruncation::Partial,
             tcp_idle_timeout: Duration::from_secs(10),
             max_tcp_connections: 1024,
+            max_connections_per_client: 256,
+            tls_handshake_timeout: Duration::from_secs(3),
             reload_interval: Duration::from_secs(5),
             udp_workers: 1,
             http: None,
@@ -221,8 +229,13 @@ impl Config {
             spec.key()
                 .map_err(|e| ConfigError::new(format!("--tsig-key {spec:?}: {e}")))?;
         }
-        if self.max_tcp_connections == 0 {
-            return fail("--max-tcp-connections: at least 1".into());
+        if self.max_tcp_connections == 0 || self.max_connections_per_client == 0 {
+            return fail(
+                "--max-tcp-connections and --max-connections-per-client: at least 1".into(),
+            );
+        }
+        if self.tls_handshake_timeout.is_zero() {
+            return fail("--tls-handshake-timeout must be longer than 0".into());
         }
         if self.tcp_idle_timeout.is_zero() || self.reload_interval.is_zero() {
             return fail("--tcp-idle-timeout and --reload-interval must be longer than 0".into());

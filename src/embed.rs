@@ -326,7 +326,9 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         max_udp_response: usize::from(config.max_udp_size),
         tcp: TcpSettings {
             idle_timeout: config.tcp_idle_timeout,
+            handshake_timeout: config.tls_handshake_timeout,
             max_connections: config.max_tcp_connections,
+            max_per_client: config.max_connections_per_client,
         },
     };
     let mut addrs = Vec::new();
@@ -472,9 +474,7 @@ async fn spawn_encrypted(
                 flag: transport.flag(),
                 source,
             };
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(bind_error)?;
+            let listener = serve::tcp::listen(*addr).map_err(bind_error)?;
             let addr_bound = listener.local_addr().map_err(bind_error)?;
             tasks.spawn(serve::serve_encrypted(
                 transport,

@@ -46,6 +46,7 @@ pub mod dns;
 pub mod embed;
 pub mod error;
 pub mod hash;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod serve;

@@ -137,7 +137,11 @@ fn answering_allocates_nothing() {
         let (len, _) = client.recv_from(&mut response).unwrap();
         assert!(len >= 12 && response[..2] == id.to_be_bytes(), "{name}");
         let tc = response[2] & 0x02 != 0;
-        (response[3] & 0x0f, tc, u16::from_be_bytes([response[6], response[7]]))
+        (
+            response[3] & 0x0f,
+            tc,
+            u16::from_be_bytes([response[6], response[7]]),
+        )
     };
     let mut ask = |name: &str, qtype: u16, edns: bool, id: u16| exchange(name, qtype, edns, id).0;
     // The feed is applied by the controller task: wait until it is served.

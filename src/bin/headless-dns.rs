@@ -5,9 +5,12 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 use headless_dns::cli::{Args, SourceArgs};
+use headless_dns::logging::{self, RateLimit};
 use headless_dns::source::kubernetes;
 use headless_dns::{KubernetesSource, Source, start};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -42,10 +45,15 @@ fn run() -> anyhow::Result<()> {
     };
     let filter = EnvFilter::try_new(&args.log)
         .with_context(|| format!("--log {:?}: not a level or tracing filter", args.log))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Lines written per misbehaving connection are rate-limited (`logging`).
+    let rate_limit = RateLimit::new();
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(rate_limit.clone());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
         .init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -57,6 +65,13 @@ fn run() -> anyhow::Result<()> {
         // First, so that a SIGTERM while the client or the sockets are set up is not lost
         // (as PID 1 in a container, the process would otherwise ignore it).
         let mut signals = Signals::new()?;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(logging::WINDOW);
+            loop {
+                every.tick().await;
+                rate_limit.report();
+            }
+        });
         let setup = async {
             let source = match args.source() {
                 SourceArgs::Manifests(path) => Source::Manifests(path),

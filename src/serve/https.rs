@@ -25,6 +25,7 @@ use crate::dns::wire;
 use crate::metrics::QueryStats;
 use crate::serve::TcpSettings;
 use crate::serve::answer::{Responder, Transport};
+use crate::serve::connections::Connection;
 use crate::serve::response_records::ResponseRecords;
 use crate::serve::tls::serve_tls;
 
@@ -63,11 +64,18 @@ pub(super) async fn serve(
         settings,
         shutdown,
         "https",
-        move |tls, _peer, shutdown| {
+        move |tls, _peer, shutdown, connection| {
             // Each response in TLS records of its own, the records of a flush in one system
             // call (see `response_records`).
             let io = TokioIo::new(ResponseRecords::new(tls));
-            serve_http2(io, responder.clone(), idle_timeout, shutdown, stats.clone())
+            serve_http2(
+                io,
+                responder.clone(),
+                idle_timeout,
+                shutdown,
+                stats.clone(),
+                connection,
+            )
         },
     )
     .await;
@@ -82,6 +90,7 @@ async fn serve_http2<I>(
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<QueryStats>,
+    connection: Arc<Connection>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -94,7 +103,13 @@ async fn serve_http2<I>(
             let millis = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
             last_request.store(millis, Ordering::Relaxed);
             let (responder, stats) = (responder.clone(), stats.clone());
-            async move { Ok::<_, Infallible>(answer(request, &responder, &stats).await) }
+            // Busy while a request is answered: not closed for a newcomer meanwhile.
+            let in_flight = connection.request();
+            async move {
+                let response = answer(request, &responder, &stats).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         })
     };
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

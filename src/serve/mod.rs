@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod answer;
 pub mod certs;
 mod chase;
+pub mod connections;
 pub mod https;
 pub mod notify;
 pub mod probes;
@@ -60,7 +61,7 @@ pub async fn bind(
     for _ in 0..16 {
         let first = udp::reuseport_socket(addr)?;
         let bound = first.local_addr()?;
-        let tcp = match TcpListener::bind(bound).await {
+        let tcp = match tcp::listen(bound) {
             Ok(tcp) => tcp,
             Err(e) if addr.port() == 0 => {
                 last_error = Some(e);
@@ -85,11 +86,18 @@ pub async fn bind(
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
 
-/// TCP limits.
+/// Limits of the TCP-based listeners (TCP, TLS, HTTPS), each applied per listener.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpSettings {
+    /// A connection without a complete query (or HTTP request) this long is closed.
     pub idle_timeout: Duration,
+    /// A TLS handshake must be done within this.
+    pub handshake_timeout: Duration,
+    /// Connections open at once; a newcomer beyond takes the place of the oldest that is
+    /// in its handshake or idle (`connections`).
     pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_per_client: usize,
 }
 
 /// Limits of every listener.

@@ -307,7 +307,11 @@ mod tests {
         let expected = vec![offsets[3], offsets[5], offsets[7]];
         let all = parts.concat();
         for piece in [1, 2, 5, 9, 10, 17, 64, all.len()] {
-            assert_eq!(ends(&all, piece), expected, "written {piece} bytes at a time");
+            assert_eq!(
+                ends(&all, piece),
+                expected,
+                "written {piece} bytes at a time"
+            );
         }
         // A frame without payload that ends a stream ends where its header does; one whose
         // payload has not come yet has not ended.
@@ -327,7 +331,9 @@ mod tests {
             reader.waits_for_body()
         };
         let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-        assert!(!read(&[preface.as_slice(), &frame(0x4, 0, 0, &[])].concat()));
+        assert!(!read(
+            &[preface.as_slice(), &frame(0x4, 0, 0, &[])].concat()
+        ));
         // A GET: its headers end the stream.
         assert!(!read(&frame(HEADERS, END_HEADERS | END_STREAM, 1, b"get")));
         // A POST's headers alone: waiting; the header read in part: not yet a boundary.

@@ -1,8 +1,9 @@
 //! DNS over TCP: one task per connection, answering its queries in order (pipelined queries
-//! are answered in the order sent), with an idle timeout, a write timeout and a limit on
-//! open connections. The loops are shared: [`serve_connections`] accepts for every
-//! TCP-based transport (TCP, TLS, HTTPS), [`serve_stream`] answers length-prefixed queries
-//! over TCP and TLS alike, [`accept_next`] is the accept loop the HTTP probes use too.
+//! are answered in the order sent), with an idle timeout, a write timeout and a table of
+//! open connections (`connections`). The loops are shared: [`serve_connections`] accepts for
+//! every TCP-based transport (TCP, TLS, HTTPS), [`serve_stream`] answers length-prefixed
+//! queries over TCP and TLS alike, [`accept_next`] is the accept loop the HTTP probes use
+//! too.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,13 +11,34 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::metrics::QueryStats;
 use crate::serve::TcpSettings;
 use crate::serve::answer::{Responder, Transport};
+use crate::serve::connections::{Connection, ConnectionTable, Phase, Refused, TableLimits};
+
+/// Connections the kernel completes before they are accepted. tokio's `bind` listens with
+/// 128 here, and a burst of connections (a flood, or many clients at once) overflows it:
+/// the kernel drops the overflow's SYNs and those clients retry a second later. The kernel
+/// caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 4096;
+
+/// A TCP listener on `addr` with a backlog of [`BACKLOG`] (DNS over TCP, TLS and HTTPS).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
 
 /// Largest DNS message (the TCP length prefix is 16 bits).
 const MAX_MESSAGE: usize = 65535;
@@ -33,10 +55,11 @@ pub(super) async fn serve(
 ) {
     serve_connections(
         listener,
-        settings.max_connections,
+        settings,
+        Phase::Idle,
         shutdown,
         "tcp",
-        move |stream, peer, shutdown| {
+        move |stream, peer, shutdown, connection| {
             serve_stream(
                 stream,
                 peer,
@@ -44,44 +67,60 @@ pub(super) async fn serve(
                 settings.idle_timeout,
                 shutdown,
                 stats.clone(),
+                connection,
             )
         },
     )
     .await;
 }
 
-/// Accepts connections on `listener` until shutdown, each served by `connection` in a task
-/// of its own while fewer than `max_connections` are open (more are closed at once), then
-/// lets the open ones finish the query they are on. `transport` names the server in logs.
+/// Accepts connections on `listener` until shutdown, each admitted to the listener's
+/// connection table in `phase` and served by `connection` in a task of its own (one the
+/// table closes for a newcomer ends there), then lets the open ones finish the query they
+/// are on. `transport` names the server in logs.
 pub(super) async fn serve_connections<F, Fut>(
     listener: TcpListener,
-    max_connections: usize,
+    settings: TcpSettings,
+    phase: Phase,
     mut shutdown: watch::Receiver<bool>,
     transport: &'static str,
     connection: F,
 ) where
-    F: Fn(TcpStream, IpAddr, watch::Receiver<bool>) -> Fut,
+    F: Fn(TcpStream, IpAddr, watch::Receiver<bool>, Arc<Connection>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let table = ConnectionTable::new(TableLimits {
+        max_connections: settings.max_connections,
+        max_per_client: settings.max_per_client,
+    });
     let mut open = JoinSet::new();
     while let Some((stream, peer)) =
         accept_next(&listener, &mut shutdown, &mut open, transport).await
     {
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, transport, "connection refused: --max-tcp-connections reached");
-            drop(stream);
-            continue;
+        let admitted = match table.admit(peer.ip(), phase) {
+            Ok(admitted) => Arc::new(admitted),
+            Err(refused) => {
+                let reason = match refused {
+                    Refused::PerClient => "--max-connections-per-client reached",
+                    Refused::AllBusy => "--max-tcp-connections reached, all answering",
+                };
+                tracing::debug!(%peer, transport, reason, "connection refused");
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
-        let served = connection(stream, peer.ip(), shutdown.clone());
+        let evicted = admitted.evicted();
+        let served = connection(stream, peer.ip(), shutdown.clone(), admitted);
         // A span per connection, at debug: what a connection logs names its peer, and at
         // the default level it costs nothing.
         let span = tracing::debug_span!("connection", transport, %peer);
         open.spawn(
             async move {
-                served.await;
-                drop(permit);
+                tokio::select! {
+                    () = served => {}
+                    () = evicted => tracing::debug!("closed for a new connection: the table is full"),
+                }
             }
             .instrument(span),
         );
@@ -126,6 +165,7 @@ pub(super) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     idle_timeout: Duration,
     shutdown: watch::Receiver<bool>,
     stats: Arc<QueryStats>,
+    connection: Arc<Connection>,
 ) {
     answer_queries(
         &mut stream,
@@ -134,6 +174,7 @@ pub(super) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         idle_timeout,
         shutdown,
         &stats,
+        &connection,
     )
     .await;
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
@@ -146,6 +187,7 @@ async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     stats: &QueryStats,
+    connection: &Connection,
 ) {
     let mut query = vec![0u8; MAX_MESSAGE];
     let mut response = Vec::with_capacity(MAX_MESSAGE);
@@ -167,6 +209,8 @@ async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
         if !matches!(body, Ok(Ok(_))) {
             return;
         }
+        // Busy until the answer is written: not closed for a newcomer meanwhile.
+        let _in_flight = connection.request();
         let started = std::time::Instant::now();
         match responder.respond(&query[..len], Transport::Tcp, &mut response) {
             Some(outcome) if outcome.transfer => {

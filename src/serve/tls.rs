@@ -1,8 +1,9 @@
 //! DNS over TLS (RFC 7858): the TCP loop (`tcp::serve_stream`) over a TLS stream, so the
 //! answer is the responder's, byte for byte, as over TCP. The handshake must complete
-//! within the idle timeout, and the connection counts against `--max-tcp-connections` from
-//! the moment it is accepted: a client that stalls in the handshake holds a slot no longer
-//! than an idle one.
+//! within `--tls-handshake-timeout`, and the connection is in the listener's connection
+//! table from the moment it is accepted, as a handshake: when the table is full, the
+//! connection longest in its handshake is the first closed for a newcomer, so sockets that
+//! never send a ClientHello cannot lock clients out (`connections`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::metrics::QueryStats;
 use crate::serve::TcpSettings;
 use crate::serve::answer::Responder;
 use crate::serve::certs::Certificate;
+use crate::serve::connections::{Connection, Phase};
 use crate::serve::tcp::{serve_connections, serve_stream};
 
 /// The TLS settings of one transport: the certificate resolver, ring, TLS 1.2 and 1.3, no
@@ -72,7 +74,7 @@ pub(super) async fn serve(
         settings,
         shutdown,
         "tls",
-        move |tls, peer, shutdown| {
+        move |tls, peer, shutdown, connection| {
             serve_stream(
                 tls,
                 peer,
@@ -80,15 +82,16 @@ pub(super) async fn serve(
                 idle_timeout,
                 shutdown,
                 stats.clone(),
+                connection,
             )
         },
     )
     .await;
 }
 
-/// Accepts connections on `listener` until shutdown (the connection limit as over TCP),
-/// completes each one's handshake within the idle timeout, then hands the TLS stream to
-/// `serve`. `transport` names the server in logs.
+/// Accepts connections on `listener` until shutdown (the connection table as over TCP),
+/// completes each one's handshake within the handshake timeout, then hands the TLS stream
+/// to `serve`. `transport` names the server in logs.
 pub(super) async fn serve_tls<F, Fut>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -97,20 +100,25 @@ pub(super) async fn serve_tls<F, Fut>(
     transport: &'static str,
     serve: F,
 ) where
-    F: Fn(TlsStream<TcpStream>, IpAddr, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    F: Fn(TlsStream<TcpStream>, IpAddr, watch::Receiver<bool>, Arc<Connection>) -> Fut
+        + Send
+        + Sync
+        + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let serve = Arc::new(serve);
     serve_connections(
         listener,
-        settings.max_connections,
+        settings,
+        Phase::Handshake,
         shutdown,
         transport,
-        move |stream, peer, shutdown| {
+        move |stream, peer, shutdown, connection| {
             let (acceptor, serve) = (acceptor.clone(), serve.clone());
             async move {
-                if let Some(tls) = handshake(&acceptor, stream, settings.idle_timeout).await {
-                    serve(tls, peer, shutdown).await;
+                if let Some(tls) = handshake(&acceptor, stream, settings.handshake_timeout).await {
+                    connection.handshake_done();
+                    serve(tls, peer, shutdown, connection).await;
                 }
             }
         },

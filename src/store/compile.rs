@@ -342,7 +342,11 @@ mod tests {
             let (len, count) = crate::dns::wire::whole_records(&encoded.answer, room);
             let (written, bytes) = write_as(question_end + room + 11, true);
             assert!(written.truncated, "room {room}");
-            assert_eq!((written.ancount, written.arcount), (count, 0), "room {room}");
+            assert_eq!(
+                (written.ancount, written.arcount),
+                (count, 0),
+                "room {room}"
+            );
             assert_eq!(bytes, encoded.answer[..len], "room {room}");
         }
         size

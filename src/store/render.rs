@@ -97,7 +97,15 @@ fn name_records(
                 // Written as the query path writes it, then read back.
                 let mut message = question.to_vec();
                 let start = message.len();
-                srv::write(&mut message, &rrset, name, zone.base(), usize::MAX, 0, false);
+                srv::write(
+                    &mut message,
+                    &rrset,
+                    name,
+                    zone.base(),
+                    usize::MAX,
+                    0,
+                    false,
+                );
                 wire_records(
                     &rrset_from(&message[start..], rrset.ancount),
                     question,

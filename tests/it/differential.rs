@@ -894,7 +894,9 @@ fn the_fast_path_answers_what_hickory_would() {
         udp_truncation: UdpTruncation::Empty,
         ..config.clone()
     });
-    empty.controller.apply([Change::ReplaceAll(objects.clone())]);
+    empty
+        .controller
+        .apply([Change::ReplaceAll(objects.clone())]);
     for payload in (0..1400u16).step_by(8) {
         let case = Case {
             name: "mid.edge.svc.cluster.local.".into(),

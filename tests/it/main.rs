@@ -21,6 +21,6 @@ mod reload;
 mod secondaries;
 mod slots;
 mod stub_domain;
-mod truncation;
 mod transfers;
+mod truncation;
 mod zones;

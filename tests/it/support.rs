@@ -216,11 +216,16 @@ impl Binary {
         command
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--log", "info"])
-            .args(if args.iter().any(|a| a.starts_with("--http")) {
-                &[][..]
-            } else {
-                &["--http", "127.0.0.1:0"][..]
-            })
+            .args(
+                if args
+                    .iter()
+                    .any(|a| *a == "--http" || a.starts_with("--http="))
+                {
+                    &[][..]
+                } else {
+                    &["--http", "127.0.0.1:0"][..]
+                },
+            )
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -234,7 +239,7 @@ impl Binary {
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             let mut addr_tx = Some(addr_tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(tx) = addr_tx.take_if(|_| line.contains("serving DNS")) {
+                if let Some(tx) = addr_tx.take_if(|_| line.contains("serving DNS over UDP")) {
                     let addr = line
                         .split("addrs=[")
                         .nth(1)

@@ -54,7 +54,10 @@ async fn dig_sees_tc_and_the_first_records_in_ordinal_order() {
     // +ignore keeps the truncated UDP answer: without EDNS, 512 bytes.
     let plain = dig(server.addr, &["+ignore", "+noedns", name]).await;
     assert!(plain.contains("flags: qr aa tc rd;"), "{plain}");
-    assert!(plain.contains("ANSWER: 29, AUTHORITY: 0, ADDITIONAL: 0"), "{plain}");
+    assert!(
+        plain.contains("ANSWER: 29, AUTHORITY: 0, ADDITIONAL: 0"),
+        "{plain}"
+    );
     let first: Vec<String> = (0..29).map(db_ip).collect();
     assert_eq!(addresses(&plain), first);
     // With EDNS (dig offers 1232 bytes): more of them, the same order.
@@ -70,7 +73,12 @@ async fn dig_sees_tc_and_the_first_records_in_ordinal_order() {
     // SRV: the records that fit, in ordinal order, and no additional section.
     let srv = dig(
         server.addr,
-        &["+ignore", "+noedns", "SRV", "_postgres._tcp.db.demo.svc.cluster.local"],
+        &[
+            "+ignore",
+            "+noedns",
+            "SRV",
+            "_postgres._tcp.db.demo.svc.cluster.local",
+        ],
     )
     .await;
     assert!(srv.contains("flags: qr aa tc rd;"), "{srv}");

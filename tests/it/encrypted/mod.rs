@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 
 use crate::support::{TestServer, Unbound, eventually, loopback_config, raw_query, run};
 
+mod abuse;
+mod dnsperf;
+
 /// A test CA and the certificates it signs, in a temporary folder.
 struct TestCa {
     dir: tempfile::TempDir,
@@ -478,6 +481,7 @@ async fn hostile_clients_get_errors_and_the_server_keeps_serving() {
     let leaf = ca.leaf("leaf-1").await;
     let server = encrypted_server(&leaf, |config| {
         config.tcp_idle_timeout = Duration::from_secs(3);
+        config.tls_handshake_timeout = Duration::from_secs(1);
     })
     .await;
     let (tls, https) = (server.handle.tls_addrs()[0], server.handle.https_addrs()[0]);
@@ -491,7 +495,7 @@ async fn hostile_clients_get_errors_and_the_server_keeps_serving() {
         closed(&mut plain).await,
         "plain DNS on the TLS port is not answered"
     );
-    // A client that never finishes its handshake is dropped after the idle timeout.
+    // A client that never finishes its handshake is dropped after --tls-handshake-timeout.
     let mut stalled = TcpStream::connect(tls).await.unwrap();
     assert!(closed(&mut stalled).await, "a stalled handshake is dropped");
     // DNS over HTTPS: HTTP errors for what is not a DNS request.
@@ -541,40 +545,42 @@ async fn hostile_clients_get_errors_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
-async fn encrypted_connections_count_against_the_connection_limit() {
+async fn a_full_connection_table_closes_the_oldest_silent_connection_for_a_new_client() {
     let ca = TestCa::new().await;
     let leaf = ca.leaf("leaf-1").await;
     let server = encrypted_server(&leaf, |config| {
         config.max_tcp_connections = 2;
-        config.tcp_idle_timeout = Duration::from_secs(5);
+        config.max_connections_per_client = 2;
+        config.tls_handshake_timeout = Duration::from_secs(30);
     })
     .await;
     for addr in [server.handle.tls_addrs()[0], server.handle.https_addrs()[0]] {
-        // Two connections that never start their handshake hold both slots: a third is
-        // closed at once, before they time out.
-        let first = TcpStream::connect(addr).await.unwrap();
+        // Two connections that never start their handshake fill the table.
+        let mut first = TcpStream::connect(addr).await.unwrap();
         let second = TcpStream::connect(addr).await.unwrap();
-        let third_refused = eventually(Duration::from_secs(4), || async move {
-            let mut third = TcpStream::connect(addr).await.unwrap();
-            let mut buf = [0u8; 8];
-            matches!(
-                tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await,
-                Ok(Ok(0) | Err(_))
-            )
-        })
-        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A third from the same address is over its share: refused, the two kept.
+        let mut third = TcpStream::connect(addr).await.unwrap();
         assert!(
-            third_refused,
-            "{addr}: a third connection over --max-tcp-connections 2"
+            closed(&mut third).await,
+            "{addr}: over the per-client share"
         );
-        // The two were held, not closed: each is still open.
-        for held in [first, second] {
-            let mut buf = [0u8; 8];
-            assert!(
-                held.try_read(&mut buf).is_err(),
-                "{addr}: a held connection is open"
-            );
-        }
+        let mut buf = [0u8; 8];
+        assert!(second.try_read(&mut buf).is_err(), "{addr}: kept open");
+        // A client from another address takes the place of the oldest, long before its
+        // handshake would time out.
+        let from = std::net::SocketAddr::from(([127, 0, 0, 2], 0));
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(from).unwrap();
+        let newcomer = socket.connect(addr).await.unwrap();
+        assert!(
+            closed(&mut first).await,
+            "{addr}: the oldest silent one is closed"
+        );
+        assert!(
+            newcomer.try_read(&mut buf).is_err(),
+            "{addr}: the newcomer is served"
+        );
     }
     let answer = kdig(
         &ca,
@@ -584,7 +590,7 @@ async fn encrypted_connections_count_against_the_connection_limit() {
     .await;
     assert_eq!(
         answer, "10.244.1.10\n",
-        "served again once the slots are free"
+        "a client still gets in and is answered"
     );
     server.handle.shutdown().await;
 }
