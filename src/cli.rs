@@ -220,6 +220,12 @@ pub struct Args {
     #[arg(long, env = "HEADLESS_DNS_PUBLISH_UNREADY_POD_NAMES")]
     pub publish_unready_pod_names: bool,
 
+    /// Name endpoints that have no hostname (Deployment pods behind a headless Service)
+    /// after their pod, `<pod>.<svc>.<ns>.svc.<zone>`, in A/AAAA, SRV and PTR records, as
+    /// CoreDNS's `endpoint_pod_names`; without it they are named by dashed IP.
+    #[arg(long, env = "HEADLESS_DNS_ENDPOINT_POD_NAMES")]
+    pub endpoint_pod_names: bool,
+
     /// Largest UDP response in bytes, also advertised in EDNS; larger answers set TC so
     /// clients retry over TCP.
     #[arg(long, env = "HEADLESS_DNS_MAX_UDP_SIZE", value_name = "BYTES", default_value_t = 1232,
@@ -391,6 +397,7 @@ impl Args {
             slot_negative_ttl: self.slot_negative_ttl,
             ordinal_slots: !self.no_ordinal_slots,
             publish_unready_pod_names: self.publish_unready_pod_names,
+            endpoint_pod_names: self.endpoint_pod_names,
             socket_affinity: self.socket_affinity,
         };
         config.validate()?;

@@ -58,6 +58,10 @@ pub struct Config {
     /// Name pods as soon as they have an address and are not terminating, ready or not;
     /// the Service's own answers stay ready-only.
     pub publish_unready_pod_names: bool,
+    /// Name an endpoint without a hostname after its pod (`targetRef.name`, when that is a
+    /// DNS label) in A/AAAA, SRV and PTR records, as CoreDNS's `endpoint_pod_names`,
+    /// instead of by its dashed address.
+    pub endpoint_pod_names: bool,
     /// Addresses to serve DNS over TLS on (RFC 7858; 853 is its port); needs
     /// `tls_certificate`.
     pub tls_listen: Vec<SocketAddr>,
@@ -119,6 +123,7 @@ impl Default for Config {
             slot_negative_ttl: 1,
             ordinal_slots: true,
             publish_unready_pod_names: false,
+            endpoint_pod_names: false,
             socket_affinity: false,
         }
     }

@@ -29,6 +29,7 @@ use crate::serve::zones::{self, ZoneTable};
 use crate::serve::{self, Encrypted, Limits, TcpSettings, UdpWorkers, tls};
 use crate::source::feed::{Feed, FeedSource};
 use crate::source::kubernetes::{self, KubernetesSource};
+use crate::source::convert::ConvertOptions;
 use crate::source::manifests::{self, ManifestSet};
 use crate::store::Store;
 use crate::store::compile::CompileContext;
@@ -281,10 +282,18 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
                 .instrument(tracing::info_span!("notify")),
         );
     }
+    let convert_options = ConvertOptions {
+        endpoint_pod_names: config.endpoint_pod_names,
+    };
     let changes = match source {
-        Source::Feed(feed) => feed.changes,
+        Source::Feed(feed) => {
+            // Set once: a second server on the same feed converts as the first.
+            let _ = feed.options.set(convert_options);
+            feed.changes
+        }
         Source::Kubernetes(source) => {
             source.check().map_err(Error::LabelSelector)?;
+            let source = source.convert_options(convert_options);
             let (tx, rx) = mpsc::unbounded_channel();
             tasks.spawn(
                 kubernetes::run(source, tx, metrics.clone(), shutdown_rx.clone())
@@ -296,7 +305,8 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             let span = tracing::info_span!("manifests", path = %path.display());
             // Watching first: an edit while the folder loads is seen.
             let files = span.in_scope(|| manifests::watch::FileEvents::watch(&path));
-            let (manifests, objects) = span.in_scope(|| ManifestSet::load(path))?;
+            let (manifests, objects) =
+                span.in_scope(|| ManifestSet::load_with(path, convert_options))?;
             metrics.synced("manifests");
             let stats = controller.apply_timed(&mut vec![Change::ReplaceAll(objects).into()]);
             span.in_scope(|| {

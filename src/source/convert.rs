@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet as K8sStatefulSet;
 use k8s_openapi::api::core::v1::{
-    EndpointPort as K8sEndpointPort, Endpoints as K8sEndpoints, Service as K8sService,
-    ServicePort as K8sServicePort,
+    EndpointPort as K8sEndpointPort, Endpoints as K8sEndpoints, ObjectReference as K8sObjectReference,
+    Service as K8sService, ServicePort as K8sServicePort,
 };
 use k8s_openapi::api::discovery::v1::{
     EndpointPort as K8sSlicePort, EndpointSlice as K8sEndpointSlice,
@@ -226,7 +226,38 @@ fn external_name(target: &str) -> Result<String, ConvertError> {
 }
 
 /// A discovery.k8s.io/v1 EndpointSlice. `Ok(None)` for FQDN slices, which DNS ignores.
-pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>, ConvertError> {
+/// Choices a conversion makes for the operator (flags), the same for every source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// Name an endpoint without a hostname after its pod (`targetRef.name`, when it targets
+    /// a Pod whose name is a DNS label), as CoreDNS's `endpoint_pod_names` does, instead of
+    /// by its dashed address (`--endpoint-pod-names`).
+    pub endpoint_pod_names: bool,
+}
+
+impl ConvertOptions {
+    /// The name of an endpoint: its hostname, else with `endpoint_pod_names` its pod's name
+    /// when that is a DNS label (a pod name may be a longer DNS subdomain: then none).
+    fn endpoint_name(
+        &self,
+        hostname: Option<String>,
+        target: Option<&K8sObjectReference>,
+    ) -> Option<String> {
+        if hostname.is_some() || !self.endpoint_pod_names {
+            return hostname;
+        }
+        let target = target?;
+        if target.kind.as_deref().is_some_and(|kind| kind != "Pod") {
+            return None;
+        }
+        target.name.as_deref().filter(|name| is_dns1123_label(name)).map(str::to_owned)
+    }
+}
+
+pub fn endpoint_slice(
+    slice: &K8sEndpointSlice,
+    options: &ConvertOptions,
+) -> Result<Option<EndpointSlice>, ConvertError> {
     let key = object_key(&slice.metadata)?;
     let service_name = slice
         .metadata
@@ -251,6 +282,7 @@ pub fn endpoint_slice(slice: &K8sEndpointSlice) -> Result<Option<EndpointSlice>,
     let mut endpoints = Vec::new();
     for (i, ep) in slice.endpoints.iter().enumerate() {
         let hostname = hostname(ep.hostname.as_deref(), &format!("endpoints[{i}].hostname"))?;
+        let hostname = options.endpoint_name(hostname, ep.target_ref.as_ref());
         let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
         let terminating = ep
             .conditions
@@ -318,7 +350,7 @@ fn slice_port(p: &K8sSlicePort, i: usize) -> Result<Option<Port>, ConvertError> 
 }
 
 /// A legacy v1 Endpoints object: one model slice per subset.
-pub fn endpoints(eps: &K8sEndpoints) -> Result<Object, ConvertError> {
+pub fn endpoints(eps: &K8sEndpoints, options: &ConvertOptions) -> Result<Object, ConvertError> {
     let service = service_key(&eps.metadata)?;
     let mut subsets = Vec::new();
     for (i, subset) in eps.subsets.iter().flatten().enumerate() {
@@ -334,9 +366,10 @@ pub fn endpoints(eps: &K8sEndpoints) -> Result<Object, ConvertError> {
         for (ready, addresses, field) in groups {
             for (j, address) in addresses.into_iter().flatten().enumerate() {
                 let field = format!("subsets[{i}].{field}[{j}]");
+                let named = hostname(address.hostname.as_deref(), &format!("{field}.hostname"))?;
                 endpoints.push(Endpoint {
                     ip: ip(&address.ip, &format!("{field}.ip"))?,
-                    hostname: hostname(address.hostname.as_deref(), &format!("{field}.hostname"))?,
+                    hostname: options.endpoint_name(named, address.target_ref.as_ref()),
                     ready,
                     // Legacy Endpoints do not say; a not-ready address may be starting.
                     terminating: false,
@@ -459,7 +492,7 @@ mod tests {
     fn slices() {
         let yaml = "metadata: {name: nginx-abc, namespace: demo, labels: {kubernetes.io/service-name: nginx}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  hostname: web-0\n- addresses: [10.0.0.2]\n  conditions: {ready: false}\nports: [{name: web, port: 8080}]\n";
         let obj: K8sEndpointSlice = serde_saphyr::from_str(yaml).unwrap();
-        let slice = endpoint_slice(&obj).unwrap().unwrap();
+        let slice = endpoint_slice(&obj, &ConvertOptions::default()).unwrap().unwrap();
         assert_eq!(slice.service, ObjectKey::new("demo", "nginx"));
         let endpoints: Vec<_> = slice.endpoints.iter().collect();
         assert_eq!(slice.endpoints.len(), 2);
@@ -471,12 +504,51 @@ mod tests {
 
         let mismatched = yaml.replace("IPv4", "IPv6");
         let obj: K8sEndpointSlice = serde_saphyr::from_str(&mismatched).unwrap();
-        let err = endpoint_slice(&obj).unwrap_err().to_string();
+        let err = endpoint_slice(&obj, &ConvertOptions::default()).unwrap_err().to_string();
         assert!(err.contains("endpoints[0].addresses[0]"), "{err}");
 
         let fqdn = yaml.replace("IPv4", "FQDN");
         let obj: K8sEndpointSlice = serde_saphyr::from_str(&fqdn).unwrap();
-        assert_eq!(endpoint_slice(&obj).unwrap(), None);
+        assert_eq!(endpoint_slice(&obj, &ConvertOptions::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn endpoint_pod_names_name_endpoints_without_a_hostname_after_their_pod() {
+        let yaml = "metadata: {name: api-abc, namespace: demo, labels: {kubernetes.io/service-name: api}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  hostname: web-0\n  targetRef: {kind: Pod, name: other}\n- addresses: [10.0.0.2]\n  targetRef: {kind: Pod, name: api-7d9f-x2k4p}\n- addresses: [10.0.0.3]\n  targetRef: {kind: Pod, name: dotted.pod.name}\n- addresses: [10.0.0.4]\n  targetRef: {kind: Node, name: node-1}\n- addresses: [10.0.0.5]\n";
+        let obj: K8sEndpointSlice = serde_saphyr::from_str(yaml).unwrap();
+        let names = |options: ConvertOptions| -> Vec<Option<String>> {
+            let slice = endpoint_slice(&obj, &options).unwrap().unwrap();
+            slice
+                .endpoints
+                .iter()
+                .map(|e| e.hostname.map(str::to_owned))
+                .collect()
+        };
+        // Off (the default): only hostnames.
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            names(ConvertOptions::default()),
+            vec![some("web-0"), None, None, None, None]
+        );
+        // On: a hostname still wins; a pod's name when it is a label; not a dotted name, not
+        // another kind of target, nothing without a target.
+        let on = ConvertOptions {
+            endpoint_pod_names: true,
+        };
+        assert_eq!(
+            names(on),
+            vec![some("web-0"), some("api-7d9f-x2k4p"), None, None, None]
+        );
+        // Legacy Endpoints alike.
+        let legacy: K8sEndpoints = serde_saphyr::from_str(
+            "metadata: {name: api, namespace: demo}\nsubsets:\n- addresses:\n  - {ip: 10.0.0.2, targetRef: {kind: Pod, name: api-7d9f-x2k4p}}\n  ports: [{port: 80}]\n",
+        )
+        .unwrap();
+        let Object::Endpoints { subsets, .. } = endpoints(&legacy, &on).unwrap() else {
+            panic!("legacy Endpoints convert to subsets");
+        };
+        let hostname = subsets[0].endpoints.iter().next().unwrap().hostname;
+        assert_eq!(hostname, Some("api-7d9f-x2k4p"));
     }
 
     #[test]
@@ -494,7 +566,7 @@ mod tests {
     fn repeated_strings_are_shared_and_lists_are_exact() {
         let service = svc("metadata: {name: nginx, namespace: demo}\nspec: {clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd00::10'], ports: [{name: web, port: 80}]}").unwrap();
         let slice: K8sEndpointSlice = serde_saphyr::from_str("metadata: {name: nginx-abc, namespace: demo, labels: {kubernetes.io/service-name: nginx}}\naddressType: IPv4\nendpoints: []\nports: [{name: web, port: 8080}]\n").unwrap();
-        let slice = endpoint_slice(&slice).unwrap().unwrap();
+        let slice = endpoint_slice(&slice, &ConvertOptions::default()).unwrap().unwrap();
         let sts: K8sStatefulSet = serde_saphyr::from_str("metadata: {name: web, namespace: demo}\nspec: {serviceName: nginx, selector: {}, template: {}}").unwrap();
         let sts = stateful_set(&sts).unwrap();
         // One copy of the namespace, of the Service's name and of the port's name.
@@ -512,7 +584,7 @@ mod tests {
         let Object::Endpoints {
             service: key,
             subsets,
-        } = endpoints(&legacy).unwrap()
+        } = endpoints(&legacy, &ConvertOptions::default()).unwrap()
         else {
             panic!("legacy Endpoints convert to Object::Endpoints");
         };

@@ -1,9 +1,12 @@
 //! The embedding source: an operator pushes k8s-openapi objects through a [`Feed`] and the
 //! server publishes them, as it would a watch's events.
 
+use std::sync::{Arc, OnceLock};
+
 use tokio::sync::mpsc;
 
 use crate::model::{Change, Timed};
+use crate::source::convert::ConvertOptions;
 use crate::source::manifest::{InvalidObject, Manifest};
 
 /// Why a [`Feed`] refused something.
@@ -20,6 +23,8 @@ pub enum FeedError {
 /// The receiving end of a [`Feed`]; hand it to `start` as `Source::Feed`.
 pub struct FeedSource {
     pub(crate) changes: mpsc::UnboundedReceiver<Timed>,
+    /// The conversion options its feeds use, set once by `start` from the configuration.
+    pub(crate) options: Arc<OnceLock<ConvertOptions>>,
 }
 
 /// Pushes Kubernetes objects into a running server. Cheap to clone.
@@ -29,13 +34,30 @@ pub struct FeedSource {
 #[derive(Clone)]
 pub struct Feed {
     changes: mpsc::UnboundedSender<Timed>,
+    /// How objects are converted: the server's options once it has started (objects fed
+    /// before that are converted with the defaults).
+    options: Arc<OnceLock<ConvertOptions>>,
 }
 
 impl Feed {
     /// A feed and the receiving end to start a server with (`Source::Feed`).
     pub fn channel() -> (Feed, FeedSource) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Feed { changes: tx }, FeedSource { changes: rx })
+        let options = Arc::new(OnceLock::new());
+        (
+            Feed {
+                changes: tx,
+                options: options.clone(),
+            },
+            FeedSource {
+                changes: rx,
+                options,
+            },
+        )
+    }
+
+    fn options(&self) -> ConvertOptions {
+        self.options.get().copied().unwrap_or_default()
     }
 
     fn send(&self, change: Change) -> Result<(), FeedError> {
@@ -46,7 +68,7 @@ impl Feed {
 
     /// Creates or updates one object. Invalid objects are refused with the reason.
     pub fn apply(&self, manifest: impl Into<Manifest>) -> Result<(), FeedError> {
-        match manifest.into().convert()? {
+        match manifest.into().convert_with(&self.options())? {
             Some(object) => self.send(Change::Apply(object)),
             None => Ok(()),
         }
@@ -66,7 +88,7 @@ impl Feed {
     ) -> Result<(), FeedError> {
         let mut objects = Vec::new();
         for manifest in manifests {
-            objects.extend(manifest.convert()?);
+            objects.extend(manifest.convert_with(&self.options())?);
         }
         self.send(Change::ReplaceAll(objects))
     }

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::model::{Change, Kind, Object, Timed};
+use crate::source::convert::ConvertOptions;
 use crate::source::manifest::Manifest;
 use crate::source::selector::{self, SelectorError};
 
@@ -69,6 +70,8 @@ pub struct KubernetesSource {
     namespaces: Vec<String>,
     label_selector: Option<String>,
     endpoints_api: EndpointsApi,
+    /// How objects are converted: set by `start` from the server's configuration.
+    options: ConvertOptions,
 }
 
 impl KubernetesSource {
@@ -79,7 +82,14 @@ impl KubernetesSource {
             namespaces: Vec::new(),
             label_selector: None,
             endpoints_api: EndpointsApi::default(),
+            options: ConvertOptions::default(),
         }
+    }
+
+    /// Converts objects with `options` (the server's flags; `start` sets them).
+    pub(crate) fn convert_options(mut self, options: ConvertOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Watches only these namespaces (each with its own watch, as CoreDNS does); none
@@ -314,7 +324,7 @@ pub async fn run(
             }
             Event::InitApply(manifest) => {
                 count(&metrics, kind, "init_apply");
-                if let Some(object) = convert(&manifest, &metrics) {
+                if let Some(object) = convert(&manifest, &source.options, &metrics) {
                     state.relist.get_or_insert_with(Vec::new).push(object);
                 }
                 None
@@ -356,7 +366,7 @@ pub async fn run(
                 // An object that no longer converts (a slice that lost its Service label)
                 // is gone for DNS, as a relist would find it: delete rather than keep the
                 // last version, which only suits half-edited files.
-                match convert(&manifest, &metrics) {
+                match convert(&manifest, &source.options, &metrics) {
                     Some(object) => Some(Change::Apply(object)),
                     None => manifest
                         .key()
@@ -404,8 +414,8 @@ fn count(metrics: &Metrics, kind: &'static str, event: &'static str) {
 
 /// The model object, or `None` (logged with the object's name, counted) when the object is
 /// invalid or has nothing for DNS (FQDN EndpointSlices).
-fn convert(manifest: &Manifest, metrics: &Metrics) -> Option<Object> {
-    match manifest.convert() {
+fn convert(manifest: &Manifest, options: &ConvertOptions, metrics: &Metrics) -> Option<Object> {
+    match manifest.convert_with(options) {
         Ok(object) => object,
         Err(error) => {
             metrics

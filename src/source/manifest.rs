@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::model::{Kind, Object, ObjectKey};
-use crate::source::convert::{self, ConvertError};
+use crate::source::convert::{self, ConvertError, ConvertOptions};
 
 /// An object a source hands on: a Service, an EndpointSlice, a legacy Endpoints or a
 /// StatefulSet.
@@ -132,12 +132,17 @@ impl Manifest {
 
     /// The model object; `None` for what DNS ignores (FQDN EndpointSlices).
     pub fn convert(&self) -> Result<Option<Object>, InvalidObject> {
+        self.convert_with(&ConvertOptions::default())
+    }
+
+    /// The model object, converted with `options` (the server's flags).
+    pub fn convert_with(&self, options: &ConvertOptions) -> Result<Option<Object>, InvalidObject> {
         let converted = match self {
             Manifest::Service(o) => convert::service(o).map(|s| Some(Object::Service(s))),
             Manifest::EndpointSlice(o) => {
-                convert::endpoint_slice(o).map(|s| s.map(Object::EndpointSlice))
+                convert::endpoint_slice(o, options).map(|s| s.map(Object::EndpointSlice))
             }
-            Manifest::Endpoints(o) => convert::endpoints(o).map(Some),
+            Manifest::Endpoints(o) => convert::endpoints(o, options).map(Some),
             Manifest::StatefulSet(o) => {
                 convert::stateful_set(o).map(|s| Some(Object::StatefulSet(s)))
             }

@@ -12,6 +12,7 @@ mod clients;
 mod deploy;
 mod differential;
 mod embed;
+mod endpoint_pod_names;
 mod encrypted;
 mod hostile;
 mod kubernetes;

@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::model::{Change, Kind, Object, ObjectKey};
+use crate::source::convert::ConvertOptions;
 use crate::source::manifest::Manifest;
 
 use index::{DefinitionIndex, FileId, Undefined};
@@ -80,6 +81,8 @@ struct KnownFile {
 #[derive(Debug)]
 pub struct ManifestSet {
     root: PathBuf,
+    /// How objects are converted (the server's flags).
+    options: ConvertOptions,
     files: BTreeMap<Arc<Path>, KnownFile>,
     defined: DefinitionIndex,
 }
@@ -88,6 +91,7 @@ impl ManifestSet {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
+            options: ConvertOptions::default(),
             files: BTreeMap::new(),
             defined: DefinitionIndex::default(),
         }
@@ -95,7 +99,16 @@ impl ManifestSet {
 
     /// A set loaded from `root`, and every object in it.
     pub fn load(root: impl Into<PathBuf>) -> Result<(Self, Vec<Object>), ManifestError> {
+        Self::load_with(root, ConvertOptions::default())
+    }
+
+    /// As [`ManifestSet::load`], converting objects with `options`.
+    pub fn load_with(
+        root: impl Into<PathBuf>,
+        options: ConvertOptions,
+    ) -> Result<(Self, Vec<Object>), ManifestError> {
         let mut set = Self::new(root);
+        set.options = options;
         // A fresh set has nothing to delete: every change applies an object, and when two
         // files define one, the later file's comes last.
         let mut objects: BTreeMap<(Kind, ObjectKey), Object> = BTreeMap::new();
@@ -205,7 +218,7 @@ impl ManifestSet {
             self.files.insert(path, file);
             return;
         }
-        let (objects, errors) = parse_file(&path, &text);
+        let (objects, errors) = parse_file(&path, &text, &self.options);
         for e in &errors {
             tracing::warn!(
                 file = %path.display(),
@@ -274,7 +287,7 @@ impl ManifestSet {
         match self.defined.undefine(key.0, &key.1, id) {
             Undefined::Unchanged => {}
             Undefined::Gone => changes.push(Change::Delete(key.0, key.1)),
-            Undefined::NewWinner(winner) => match read_object(&winner, &key) {
+            Undefined::NewWinner(winner) => match read_object(&winner, &key, &self.options) {
                 Some(object) => changes.push(Change::Apply(object)),
                 None => tracing::warn!(
                     kind = key.0.as_str(),
@@ -288,9 +301,9 @@ impl ManifestSet {
 }
 
 /// The object `key` as `path` defines it now (its last definition there).
-fn read_object(path: &Path, key: &(Kind, ObjectKey)) -> Option<Object> {
+fn read_object(path: &Path, key: &(Kind, ObjectKey), options: &ConvertOptions) -> Option<Object> {
     let text = std::fs::read_to_string(path).ok()?;
-    let (objects, _) = parse_file(path, &text);
+    let (objects, _) = parse_file(path, &text, options);
     objects
         .into_iter()
         .rev()
@@ -334,7 +347,11 @@ fn is_manifest(path: &Path) -> bool {
 }
 
 /// Parses one file's text into objects and the errors of the documents that were skipped.
-pub fn parse_file(path: &Path, text: &str) -> (Vec<Object>, Vec<DocumentError>) {
+pub fn parse_file(
+    path: &Path,
+    text: &str,
+    options: &ConvertOptions,
+) -> (Vec<Object>, Vec<DocumentError>) {
     let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
     let documents: Vec<Result<Value, String>> = if is_json {
         vec![serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))]
@@ -358,7 +375,7 @@ pub fn parse_file(path: &Path, text: &str) -> (Vec<Object>, Vec<DocumentError>) 
             Err(reason) => errors.push(error(None, reason)),
             Ok(Value::Null) => {}
             Ok(value) => {
-                for result in objects_of(value) {
+                for result in objects_of(value, options) {
                     match result {
                         Ok(Some(object)) => objects.push(object),
                         Ok(None) => {}
@@ -402,7 +419,7 @@ pub fn split_yaml(text: &str) -> Vec<&str> {
 type ObjectResult = Result<Option<Object>, (Option<String>, String)>;
 
 /// The objects of one document: itself, or the items of a List.
-fn objects_of(value: Value) -> Vec<ObjectResult> {
+fn objects_of(value: Value, options: &ConvertOptions) -> Vec<ObjectResult> {
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
         let Some(Value::Array(items)) = value.get("items").cloned() else {
@@ -412,15 +429,15 @@ fn objects_of(value: Value) -> Vec<ObjectResult> {
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                object_of(item)
+                object_of(item, options)
                     .map_err(|(object, reason)| (object, format!("items[{i}]: {reason}")))
             })
             .collect();
     }
-    vec![object_of(value)]
+    vec![object_of(value, options)]
 }
 
-fn object_of(value: Value) -> ObjectResult {
+fn object_of(value: Value, options: &ConvertOptions) -> ObjectResult {
     let text = |field: &str| value.get(field).and_then(Value::as_str).map(str::to_owned);
     let kind = text("kind").unwrap_or_default();
     let meta = value.get("metadata");
@@ -440,7 +457,7 @@ fn object_of(value: Value) -> ObjectResult {
         Err(error) => return Err((Some(label), reason(&error))),
     };
     manifest
-        .convert()
+        .convert_with(options)
         .map_err(|error| (Some(label), reason(&error.source)))
 }
 
@@ -495,7 +512,7 @@ apiVersion: discovery.k8s.io/v1beta1
 kind: EndpointSlice
 metadata: {name: old}
 ";
-        let (objects, errors) = parse_file(Path::new("x.yaml"), text);
+        let (objects, errors) = parse_file(Path::new("x.yaml"), text, &ConvertOptions::default());
         assert_eq!(objects.len(), 1);
         let summary: Vec<(usize, Option<&str>)> = errors
             .iter()
@@ -521,7 +538,7 @@ metadata: {name: old}
         let json = r#"{"apiVersion":"v1","kind":"List","items":[
             {"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"clusterIP":"None"}},
             {"apiVersion":"v1","kind":"Service","metadata":{"name":"b"},"spec":{"clusterIP":"bad"}}]}"#;
-        let (objects, errors) = parse_file(Path::new("x.json"), json);
+        let (objects, errors) = parse_file(Path::new("x.json"), json, &ConvertOptions::default());
         assert_eq!(objects.len(), 1);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].reason.starts_with("items[1]"), "{:?}", errors[0]);
