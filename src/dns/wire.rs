@@ -131,6 +131,9 @@ pub struct Edns {
     pub version: u8,
     /// DNSSEC OK; copied into the response (RFC 3225 3).
     pub dnssec_ok: bool,
+    /// The query carries the Padding option (RFC 7830): over an encrypted transport its
+    /// response is padded too (RFC 8467).
+    pub padding: bool,
 }
 
 /// Where a message's TSIG record is (RFC 8945: the last record of the additional section):
@@ -271,8 +274,9 @@ fn read_additional(msg: &[u8], mut at: usize, count: u16) -> Result<Additional, 
             return Err(());
         }
         // Options must tile the RDATA exactly.
-        let mut opt = 0;
+        let (mut opt, mut padding) = (0, false);
         while opt < rdata.len() {
+            padding |= u16_at(rdata, opt).ok_or(())? == PADDING_OPTION;
             let len = usize::from(u16_at(rdata, opt + 2).ok_or(())?);
             opt += 4 + len;
         }
@@ -283,6 +287,7 @@ fn read_additional(msg: &[u8], mut at: usize, count: u16) -> Result<Additional, 
             udp_size: class,
             version: (ttl >> 16) as u8,
             dnssec_ok: ttl & 0x8000 != 0,
+            padding,
         });
     }
     Ok((edns, tsig))
@@ -435,6 +440,9 @@ pub const QUESTION_POINTER: u16 = 0xC000 | HEADER_LEN as u16;
 
 /// Length of the OPT record this server sends.
 pub const OPT_LEN: usize = 11;
+
+/// The EDNS Padding option's code (RFC 7830).
+pub const PADDING_OPTION: u16 = 12;
 
 /// Writes the response OPT record: our payload size, version 0, the extended RCODE bits,
 /// DO copied from the query.

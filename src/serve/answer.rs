@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::dns::padding::{self, PADDING_BLOCK};
 use crate::dns::tsig::{self, Checked, Signer, TsigKey};
 use crate::dns::wire::TsigAt;
 use crate::dns::wire::{
@@ -24,10 +25,25 @@ use crate::store::{Lookup, PtrAnswer, Store};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
-    /// TCP and TLS: no size limit but the message's own; zone transfers streamed.
+    /// No size limit but the message's own; zone transfers streamed.
     Tcp,
-    /// DNS over HTTPS: as TCP, without zone transfers.
+    /// DNS over TLS: as TCP, and padded when the query is (RFC 8467).
+    Tls,
+    /// DNS over HTTPS: as TLS, without zone transfers.
     Https,
+}
+
+impl Transport {
+    /// Zone transfers are streamed over it.
+    fn streams(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    /// Encrypted: a padded query gets a padded response (RFC 8467; never in clear, where
+    /// padding hides nothing and costs bytes).
+    fn pads(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Https)
+    }
 }
 
 /// What a response said, for the query counters.
@@ -180,6 +196,9 @@ impl Responder {
                         (rcode >> 4) as u8,
                         e.dnssec_ok,
                     );
+                    if e.padding && transport.pads() {
+                        padding::pad(out, PADDING_BLOCK);
+                    }
                 }
                 Some(Outcome {
                     qtype: question.as_ref().map_or(0, |q| q.qtype),
@@ -190,7 +209,7 @@ impl Responder {
             Parsed::Query(q) => {
                 let transfer = matches!(q.question.qtype, qtype::AXFR | qtype::IXFR)
                     && q.question.qclass == CLASS_IN
-                    && transport == Transport::Tcp
+                    && transport.streams()
                     && self.transfers.is_some();
                 let outcome = |rcode, transfer| Outcome {
                     qtype: q.question.qtype,
@@ -200,7 +219,15 @@ impl Responder {
                 Some(match q.tsig {
                     Some(at) => self.signed(&q, at, &mut name, query, transport, transfer, out),
                     None if transfer => outcome(rcode::NOERROR, true),
-                    None => outcome(self.answer(&q, &mut name, query, transport, out), false),
+                    None => {
+                        let rcode = self.answer(&q, &mut name, query, transport, out);
+                        // A signed response is not padded: its TSIG covers what it holds
+                        // and is its last record.
+                        if q.edns.is_some_and(|e| e.padding) && transport.pads() {
+                            padding::pad(out, PADDING_BLOCK);
+                        }
+                        outcome(rcode, false)
+                    }
                 })
             }
         }
@@ -315,7 +342,7 @@ impl Responder {
 
     fn size_limit(&self, edns: Option<Edns>, transport: Transport) -> usize {
         match (transport, edns) {
-            (Transport::Tcp | Transport::Https, _) => usize::from(u16::MAX),
+            (Transport::Tcp | Transport::Tls | Transport::Https, _) => usize::from(u16::MAX),
             (Transport::Udp, None) => usize::from(MIN_UDP_PAYLOAD),
             (Transport::Udp, Some(e)) => usize::from(e.udp_size.clamp(
                 MIN_UDP_PAYLOAD,

@@ -62,6 +62,7 @@ pub(super) async fn serve(
         move |stream, peer, shutdown, connection| {
             serve_stream(
                 stream,
+                Transport::Tcp,
                 peer,
                 responder.clone(),
                 settings.idle_timeout,
@@ -158,8 +159,10 @@ pub async fn accept_next<T: 'static>(
 /// Answers the length-prefixed queries of one connection (plain TCP or TLS) in order until
 /// the client closes it, sends nothing for `idle_timeout`, or the server stops; then closes
 /// it (TLS: with close_notify).
+#[allow(clippy::too_many_arguments, reason = "a connection's whole context")]
 pub(super) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
+    transport: Transport,
     peer: IpAddr,
     responder: Responder,
     idle_timeout: Duration,
@@ -169,6 +172,7 @@ pub(super) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     answer_queries(
         &mut stream,
+        transport,
         peer,
         &responder,
         idle_timeout,
@@ -180,8 +184,10 @@ pub(super) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
 }
 
+#[allow(clippy::too_many_arguments, reason = "a connection's whole context")]
 async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    transport: Transport,
     peer: IpAddr,
     responder: &Responder,
     idle_timeout: Duration,
@@ -212,7 +218,7 @@ async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
         // Busy until the answer is written: not closed for a newcomer meanwhile.
         let _in_flight = connection.request();
         let started = std::time::Instant::now();
-        match responder.respond(&query[..len], Transport::Tcp, &mut response) {
+        match responder.respond(&query[..len], transport, &mut response) {
             Some(outcome) if outcome.transfer => {
                 stats.answered(outcome.qtype, outcome.rcode);
                 // A zone transfer: its messages go out as the zone is read.

@@ -17,7 +17,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::metrics::QueryStats;
 use crate::serve::TcpSettings;
-use crate::serve::answer::Responder;
+use crate::serve::answer::{Responder, Transport};
 use crate::serve::certs::Certificate;
 use crate::serve::connections::{Connection, Phase};
 use crate::serve::tcp::{serve_connections, serve_stream};
@@ -77,6 +77,7 @@ pub(super) async fn serve(
         move |tls, peer, shutdown, connection| {
             serve_stream(
                 tls,
+                Transport::Tls,
                 peer,
                 responder.clone(),
                 idle_timeout,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet as K8sStatefulSet;
 use k8s_openapi::api::core::v1::{
-    EndpointPort as K8sEndpointPort, Endpoints as K8sEndpoints, ObjectReference as K8sObjectReference,
-    Service as K8sService, ServicePort as K8sServicePort,
+    EndpointPort as K8sEndpointPort, Endpoints as K8sEndpoints,
+    ObjectReference as K8sObjectReference, Service as K8sService, ServicePort as K8sServicePort,
 };
 use k8s_openapi::api::discovery::v1::{
     EndpointPort as K8sSlicePort, EndpointSlice as K8sEndpointSlice,
@@ -250,7 +250,11 @@ impl ConvertOptions {
         if target.kind.as_deref().is_some_and(|kind| kind != "Pod") {
             return None;
         }
-        target.name.as_deref().filter(|name| is_dns1123_label(name)).map(str::to_owned)
+        target
+            .name
+            .as_deref()
+            .filter(|name| is_dns1123_label(name))
+            .map(str::to_owned)
     }
 }
 
@@ -492,7 +496,9 @@ mod tests {
     fn slices() {
         let yaml = "metadata: {name: nginx-abc, namespace: demo, labels: {kubernetes.io/service-name: nginx}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  hostname: web-0\n- addresses: [10.0.0.2]\n  conditions: {ready: false}\nports: [{name: web, port: 8080}]\n";
         let obj: K8sEndpointSlice = serde_saphyr::from_str(yaml).unwrap();
-        let slice = endpoint_slice(&obj, &ConvertOptions::default()).unwrap().unwrap();
+        let slice = endpoint_slice(&obj, &ConvertOptions::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(slice.service, ObjectKey::new("demo", "nginx"));
         let endpoints: Vec<_> = slice.endpoints.iter().collect();
         assert_eq!(slice.endpoints.len(), 2);
@@ -504,12 +510,17 @@ mod tests {
 
         let mismatched = yaml.replace("IPv4", "IPv6");
         let obj: K8sEndpointSlice = serde_saphyr::from_str(&mismatched).unwrap();
-        let err = endpoint_slice(&obj, &ConvertOptions::default()).unwrap_err().to_string();
+        let err = endpoint_slice(&obj, &ConvertOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("endpoints[0].addresses[0]"), "{err}");
 
         let fqdn = yaml.replace("IPv4", "FQDN");
         let obj: K8sEndpointSlice = serde_saphyr::from_str(&fqdn).unwrap();
-        assert_eq!(endpoint_slice(&obj, &ConvertOptions::default()).unwrap(), None);
+        assert_eq!(
+            endpoint_slice(&obj, &ConvertOptions::default()).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -566,7 +577,9 @@ mod tests {
     fn repeated_strings_are_shared_and_lists_are_exact() {
         let service = svc("metadata: {name: nginx, namespace: demo}\nspec: {clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd00::10'], ports: [{name: web, port: 80}]}").unwrap();
         let slice: K8sEndpointSlice = serde_saphyr::from_str("metadata: {name: nginx-abc, namespace: demo, labels: {kubernetes.io/service-name: nginx}}\naddressType: IPv4\nendpoints: []\nports: [{name: web, port: 8080}]\n").unwrap();
-        let slice = endpoint_slice(&slice, &ConvertOptions::default()).unwrap().unwrap();
+        let slice = endpoint_slice(&slice, &ConvertOptions::default())
+            .unwrap()
+            .unwrap();
         let sts: K8sStatefulSet = serde_saphyr::from_str("metadata: {name: web, namespace: demo}\nspec: {serviceName: nginx, selector: {}, template: {}}").unwrap();
         let sts = stateful_set(&sts).unwrap();
         // One copy of the namespace, of the Service's name and of the port's name.

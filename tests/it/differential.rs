@@ -305,7 +305,7 @@ impl Reference {
             response.edns = Some(opt);
         }
         let limit = match (transport, &query.edns) {
-            (Transport::Tcp | Transport::Https, _) => 65535,
+            (Transport::Tcp | Transport::Tls | Transport::Https, _) => 65535,
             (Transport::Udp, None) => 512,
             (Transport::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, MAX_UDP)),
         };

@@ -125,12 +125,21 @@ async fn the_kubernetes_source_names_endpoints_after_their_pods_with_the_flag() 
             endpoint_pod_names: flag,
             ..loopback_config()
         };
-        let server =
-            TestServer::start(config, Source::Kubernetes(KubernetesSource::new(double.client())))
-                .await;
-        let ready = eventually(Duration::from_secs(20), || async { server.handle.is_ready() }).await;
+        let server = TestServer::start(
+            config,
+            Source::Kubernetes(KubernetesSource::new(double.client())),
+        )
+        .await;
+        let ready = eventually(Duration::from_secs(20), || async {
+            server.handle.is_ready()
+        })
+        .await;
         assert!(ready, "the first list completes");
-        assert_eq!(names(&server).await, expected, "--endpoint-pod-names {flag}");
+        assert_eq!(
+            names(&server).await,
+            expected,
+            "--endpoint-pod-names {flag}"
+        );
         server.handle.shutdown().await;
     }
 }
@@ -147,7 +156,10 @@ async fn an_embedding_programs_feed_converts_with_the_flag_too() {
         .into_iter()
         .map(|o| headless_dns::Manifest::from_document(o).unwrap().unwrap());
     feed.replace_all(manifests).unwrap();
-    let ready = eventually(Duration::from_secs(10), || async { server.handle.is_ready() }).await;
+    let ready = eventually(Duration::from_secs(10), || async {
+        server.handle.is_ready()
+    })
+    .await;
     assert!(ready);
     assert_eq!(names(&server).await, by_pod_name());
     server.handle.shutdown().await;

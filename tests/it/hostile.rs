@@ -177,11 +177,18 @@ async fn any_gets_one_rrset_and_edns_options_are_ignored() {
     server.handle.shutdown().await;
 }
 
+/// Asks for web-0 on an open DNS-over-TCP connection.
+async fn ask(stream: &mut TcpStream) -> Message {
+    crate::support::tcp_send(stream, &raw_query(14, POD, 1)).await;
+    Message::from_vec(&crate::support::tcp_receive(stream).await).unwrap()
+}
+
 #[tokio::test]
 async fn tcp_abuse_is_contained() {
     let mut config = loopback_config();
     config.tcp_idle_timeout = Duration::from_millis(300);
     config.max_tcp_connections = 2;
+    config.max_connections_per_client = 2;
     let server = TestServer::demo_with(config).await;
     let closed = |mut stream: TcpStream| async move {
         let mut buf = [0u8; 64];
@@ -197,17 +204,24 @@ async fn tcp_abuse_is_contained() {
     slow.write_all(&[0]).await.unwrap();
     assert!(closed(slow).await, "slowloris");
 
-    // Two connections are the limit: a third is closed at once, the first two served.
-    let first = TcpStream::connect(server.addr).await.unwrap();
-    let second = TcpStream::connect(server.addr).await.unwrap();
+    // Two connections per client: a third from the same address is closed at once, the
+    // first two served.
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    let mut second = TcpStream::connect(server.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let third = TcpStream::connect(server.addr).await.unwrap();
     assert!(closed(third).await, "third connection refused");
-    for mut stream in [first, second] {
-        crate::support::tcp_send(&mut stream, &raw_query(14, POD, 1)).await;
-        let response = Message::from_vec(&crate::support::tcp_receive(&mut stream).await).unwrap();
-        assert_eq!(data(&response), ["10.244.1.10"]);
+    for stream in [&mut first, &mut second] {
+        assert_eq!(data(&ask(stream).await), ["10.244.1.10"]);
     }
+    // Two in all: a client from another address takes the place of the connection idle
+    // the longest (the first), and is answered; the second stays.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+    let mut newcomer = socket.connect(server.addr).await.unwrap();
+    assert_eq!(data(&ask(&mut newcomer).await), ["10.244.1.10"]);
+    assert!(closed(first).await, "the longest idle connection is closed");
+    assert_eq!(data(&ask(&mut second).await), ["10.244.1.10"]);
     still_serving(&server).await;
     server.handle.shutdown().await;
 }

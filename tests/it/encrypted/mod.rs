@@ -198,16 +198,17 @@ async fn kdig_gets_over_tls_and_https_what_it_gets_over_tcp() {
         &["AAAA", "web-0.nginx.demo.svc.cluster.local"],
         &["-x", "10.244.2.11"],
     ] {
-        // EDNS on all four: kdig asks with it over TLS and HTTPS whatever it is told.
-        let plain = kdig(&ca, tcp, &[&["+tcp", "+edns"][..], question].concat()).await;
-        let over_tls = kdig(&ca, tls, &[&["+tls", "+edns"][..], question].concat()).await;
-        let over_https = kdig(&ca, https, &[&["+https", "+edns"][..], question].concat()).await;
-        let over_get = kdig(
-            &ca,
-            https,
-            &[&["+https-get", "+edns"][..], question].concat(),
-        )
-        .await;
+        // EDNS on all four: kdig asks with it over TLS and HTTPS whatever it is told; and
+        // no padding, which kdig asks for over TLS by default (tested on its own).
+        let ca = &ca;
+        let ask = |addr, transport| {
+            let args = [&[transport, "+edns", "+nopadding"][..], question].concat();
+            async move { kdig(ca, addr, &args).await }
+        };
+        let plain = ask(tcp, "+tcp").await;
+        let over_tls = ask(tls, "+tls").await;
+        let over_https = ask(https, "+https").await;
+        let over_get = ask(https, "+https-get").await;
         assert!(plain.contains("status: "), "{question:?}: {plain}");
         assert!(
             !over_tls.contains(" tc"),
@@ -541,6 +542,47 @@ async fn hostile_clients_get_errors_and_the_server_keeps_serving() {
     )
     .await;
     assert_eq!(answer, "10.244.2.11\n");
+    server.handle.shutdown().await;
+}
+
+/// The size kdig received, and whether the response had a Padding option.
+fn received(kdig_output: &str) -> (usize, bool) {
+    let size = kdig_output
+        .lines()
+        .find_map(|l| l.strip_prefix(";; Received "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("kdig says what it received: {kdig_output}"));
+    (size, kdig_output.contains(";; PADDING:"))
+}
+
+#[tokio::test]
+async fn padded_queries_over_tls_and_https_get_responses_padded_to_468_octets() {
+    let ca = TestCa::new().await;
+    let leaf = ca.leaf("leaf-1").await;
+    let server = encrypted_server(&leaf, |_| {}).await;
+    let (tls, https) = (server.handle.tls_addrs()[0], server.handle.https_addrs()[0]);
+    let pod = "web-0.nginx.demo.svc.cluster.local";
+    let service = "db.demo.svc.cluster.local";
+    // RFC 8467's block policy: a pod's answer and a 100-address answer are each a multiple
+    // of 468 octets, so their sizes on the wire tell little.
+    for (addr, transport) in [(tls, "+tls"), (https, "+https"), (https, "+https-get")] {
+        for name in [pod, service] {
+            let output = kdig(&ca, addr, &[transport, "+padding", name]).await;
+            let (size, padded) = received(&output);
+            assert!(padded && size % 468 == 0, "{transport} {name}: {output}");
+            assert!(output.contains("status: NOERROR"), "{output}");
+        }
+        // Not asked (kdig pads over TLS unless told not to), not padded.
+        let plain = kdig(&ca, addr, &[transport, "+edns", "+nopadding", pod]).await;
+        let (size, padded) = received(&plain);
+        assert!(!padded && size % 468 != 0, "{transport} unpadded: {plain}");
+    }
+    // Never in clear: UDP and TCP ignore the option.
+    for transport in ["+notcp", "+tcp"] {
+        let output = kdig(&ca, server.addr, &[transport, "+padding", pod]).await;
+        assert!(!received(&output).1, "{transport}: {output}");
+    }
     server.handle.shutdown().await;
 }
 
