@@ -28,11 +28,9 @@ fn responder() -> &'static Responder {
             ..Config::default()
         };
         let mut core = Core::new(&config);
-        let mut manifests =
-            ManifestSet::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"));
-        manifests.reload().expect("config/ loads");
-        core.controller
-            .apply([Change::ReplaceAll(manifests.objects())]);
+        let (_, objects) = ManifestSet::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"))
+            .expect("config/ loads");
+        core.controller.apply([Change::ReplaceAll(objects)]);
         core.responder
     })
 }

@@ -208,8 +208,15 @@ impl Connection {
         }
     }
 
-    /// A handle that marks one query in progress until it drops (HTTP requests, which end
-    /// in hyper's hands).
+    /// One query in progress until the returned guard drops: a TCP or TLS query, answered
+    /// on the connection's own task.
+    pub fn busy(&self) -> Busy<'_> {
+        self.begin();
+        Busy(self)
+    }
+
+    /// A handle that marks one query in progress until it drops, wherever it goes (an HTTP
+    /// request, which ends in hyper's hands).
     pub fn request(&self) -> InFlight {
         self.begin();
         InFlight {
@@ -222,6 +229,16 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.table.lock().remove(self.entry.id);
+    }
+}
+
+/// One query in progress on a connection, borrowed; see [`Connection::busy`].
+#[derive(Debug)]
+pub struct Busy<'a>(&'a Connection);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

@@ -169,9 +169,20 @@ async fn answer(
             return response;
         }
     };
+    dns_response(&query, responder, stats)
+}
+
+/// The HTTP response to the DNS message `query`: the responder's answer as the body, with
+/// its content type and the answer's TTL as `max-age`; 400 when the message gets no answer
+/// (a response, or shorter than a header).
+pub fn dns_response(
+    query: &[u8],
+    responder: &Responder,
+    stats: &QueryStats,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let mut out = Vec::with_capacity(512);
-    match responder.respond(&query, Transport::Https, &mut out) {
+    match responder.respond(query, Transport::Https, &mut out) {
         Some(outcome) => stats.answered(outcome.qtype, outcome.rcode),
         None => {
             stats.dropped();
@@ -192,9 +203,9 @@ async fn answer(
     response
 }
 
-/// The message in a GET's `dns` parameter.
+/// The message in a GET's `dns` parameter (`query` is the URI's query string).
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn dns_parameter(query: Option<&str>) -> Result<Vec<u8>, Response<Full<Bytes>>> {
+pub fn dns_parameter(query: Option<&str>) -> Result<Vec<u8>, Response<Full<Bytes>>> {
     let bad = || {
         error(
             StatusCode::BAD_REQUEST,

@@ -216,7 +216,7 @@ async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
         // Busy until the answer is written: not closed for a newcomer meanwhile.
-        let _in_flight = connection.request();
+        let _busy = connection.busy();
         let started = std::time::Instant::now();
         match responder.respond(&query[..len], transport, &mut response) {
             Some(outcome) if outcome.transfer => {
