@@ -176,12 +176,13 @@ impl Controller {
         if !dirty.is_empty() {
             // Records first, then the serial that announces them: a zone transfer in
             // between would see new records under the old serial, so it waits this out.
-            self.store.begin_change();
+            let store = self.store.clone();
+            let change = store.change();
             for service in &dirty {
                 self.republish(service);
             }
             self.next_serial();
-            self.store.end_change();
+            drop(change);
         }
         if synced {
             self.store.mark_ready();

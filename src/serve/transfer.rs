@@ -3,13 +3,12 @@
 //! client's serial is older than the journal. Only to the addresses `--transfer-allow`
 //! names, signed (TSIG) when keys are configured, a few at a time.
 //!
-//! The zone is never built whole: the index's names are copied (each shard read-locked
-//! only while its keys are copied), then each name is looked up and written as any query
-//! would be answered, into messages of up to [`MESSAGE`] octets sent as they fill. One
-//! version is read: a transfer starts between two changes of the controller (the store's
-//! generation is even: records and serial agree), and if another change begins while the
-//! zone streams, it stops without its closing SOA, so a secondary never takes a mix of two
-//! versions for one, and retries. Before the first complete load, transfers get SERVFAIL.
+//! The zone is never built whole: one version of it is pinned between two changes of the
+//! controller (`store::pinned`: the index's names and the `Arc`s of the Service snapshots
+//! they route to), then each name is rendered and written into messages of up to
+//! [`MESSAGE`] octets sent as they fill. Changes go on meanwhile and do not disturb it: a
+//! transfer always completes with the records of its serial, however busy the zone.
+//! Before the first complete load, transfers get SERVFAIL.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +22,8 @@ use crate::dns::tsig::{self, Checked, Signer, TsigKey};
 use crate::dns::wire::{self, Parsed, Query, QuestionName, flags, qtype, rcode};
 use crate::metrics::Metrics;
 use crate::serve::zones::{ZoneMatch, ZoneTable};
-use crate::store::journal::{Step, serial_after};
+use crate::store::journal::serial_after;
+use crate::store::pinned::PinnedZone;
 use crate::store::render::{self, Record};
 use crate::store::{Store, Zone, ZoneKind};
 
@@ -211,13 +211,27 @@ impl Transfers {
             return error(out, &q, rcode::REFUSED, signer).await;
         };
         let zone_number = self.zones.zones().iter().position(|z| z == found.zone);
-        // One version of the zone: its serial, the journal's steps to it and its SOA, read
-        // between two changes (the store's generation even and unchanged).
-        let Some((generation, serial, steps, soa)) = self.version(found.zone, q.ixfr_serial).await
-        else {
+        // One version of the zone: its serial, its SOA, and the journal's steps to it or
+        // the whole zone pinned, read between two changes (off the runtime's threads: it
+        // may wait for a change, and a pin copies the index's names).
+        let (store, zone_kind, apex) = (
+            self.store.clone(),
+            found.zone.kind,
+            found.zone.apex_name().to_vec(),
+        );
+        let client = q.ixfr_serial;
+        let version = tokio::task::spawn_blocking(move || store.version(zone_kind, &apex, client))
+            .await
+            .ok()
+            .flatten();
+        let Some((version, soa)) = version.and_then(|v| {
+            let soa = soa_of(&v.apex, found.zone)?;
+            Some((v, soa))
+        }) else {
             self.metrics.transfer(kind, "servfail");
             return error(out, &q, rcode::SERVFAIL, signer).await;
         };
+        let serial = version.serial;
         let up_to_date = q
             .ixfr_serial
             .is_some_and(|client| !serial_after(serial, client));
@@ -225,7 +239,7 @@ impl Transfers {
         let (label, result) = if up_to_date {
             stream.push(&soa).await?;
             (kind, Ok(()))
-        } else if let (Some(steps), Some(number)) = (steps, zone_number) {
+        } else if let (Some(steps), Some(number)) = (version.steps, zone_number) {
             stream.push(&soa).await?;
             for step in &steps {
                 stream.push(&with_serial(&soa, step.from)).await?;
@@ -243,13 +257,16 @@ impl Transfers {
             }
             stream.push(&soa).await?;
             ("ixfr", Ok(()))
-        } else {
+        } else if let Some(pinned) = version.zone {
             let kind = if kind == "ixfr" { "ixfr_axfr" } else { "axfr" };
             (
                 kind,
-                self.whole_zone(&mut stream, found.zone, &soa, generation)
-                    .await,
+                whole_zone(&mut stream, &pinned, found.zone, &soa).await,
             )
+        } else {
+            // A version without steps is pinned; nothing else reaches here.
+            self.metrics.transfer(kind, "servfail");
+            return Err(std::io::Error::other("no version of the zone to send"));
         };
         if let Err(error) = result {
             self.metrics.transfer(label, "aborted");
@@ -262,108 +279,61 @@ impl Transfers {
         tracing::debug!(%peer, kind = label, serial, bytes = stream.bytes, "zone transferred");
         Ok(())
     }
-
-    /// The zone as of one version: the store's generation, the serial, the journal's steps
-    /// from `client` to that serial (when it holds them), and the SOA. `None` while the
-    /// store is not loaded, or when the controller is always mid-change (tries for about a
-    /// second).
-    async fn version(&self, zone: &Zone, client: Option<u32>) -> Option<Version> {
-        for _ in 0..100 {
-            let generation = self.store.generation();
-            if self.store.is_ready() && generation.is_multiple_of(2) {
-                let serial = self.store.serial();
-                let steps = client
-                    .filter(|client| serial_after(serial, *client))
-                    .and_then(|client| self.store.steps_since(client))
-                    // Steps that do not end at this serial are not this version's.
-                    .filter(|steps| steps.last().is_some_and(|last| last.to == serial));
-                let soa = apex_soa(&self.store, zone)?;
-                if self.store.generation() == generation && soa_serial(&soa) == Some(serial) {
-                    return Some((generation, serial, steps, soa));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        None
-    }
-
-    /// Every record of `zone`, between its SOA first and last (RFC 5936 2.2).
-    async fn whole_zone<S: AsyncWrite + Unpin>(
-        &self,
-        stream: &mut Stream<'_, '_, S>,
-        zone: &Zone,
-        soa: &Record,
-        generation: u64,
-    ) -> std::io::Result<()> {
-        stream.push(soa).await?;
-        let moved =
-            || std::io::Error::other("the zone changed during the transfer; the client retries");
-        let mut records = Vec::new();
-        // Copying and sorting the index (and below, a million addresses) is blocking work:
-        // off the runtime's threads, which serve TCP and the other tasks.
-        let (store, kind) = (self.store.clone(), zone.kind);
-        let names = tokio::task::spawn_blocking(move || store.names(kind))
-            .await
-            .map_err(std::io::Error::other)?;
-        for key_name in &names {
-            if !zone.contains(zone.kind, key_name) {
-                continue;
-            }
-            let key = [&[zone.kind as u8][..], key_name].concat();
-            records.clear();
-            self.store.lookup(&key, |found| {
-                render::records(found, key_name, zone, &mut records)
-            });
-            // The names found through a Service's name: its pods', after it.
-            self.store.children(&key, |child| {
-                self.store.lookup(child, |found| {
-                    render::records(found, &child[1..], zone, &mut records)
-                })
-            });
-            for record in records.iter().filter(|r| r.rtype != soa.rtype) {
-                stream.push(record).await?;
-            }
-            if self.store.generation() != generation {
-                return Err(moved());
-            }
-        }
-        if zone.kind != ZoneKind::Forward {
-            let v6 = zone.kind == ZoneKind::ReverseV6;
-            let store = self.store.clone();
-            let addresses = tokio::task::spawn_blocking(move || store.table_addresses(v6))
-                .await
-                .map_err(std::io::Error::other)?;
-            for address in addresses {
-                let key = crate::store::reverse_key(address);
-                if !zone.contains(zone.kind, &key[1..]) {
-                    continue;
-                }
-                records.clear();
-                self.store.lookup(&key, |found| {
-                    render::records(found, &key[1..], zone, &mut records)
-                });
-                for record in &records {
-                    stream.push(record).await?;
-                }
-            }
-            if self.store.generation() != generation {
-                return Err(moved());
-            }
-        }
-        if self.store.generation() != generation {
-            return Err(moved());
-        }
-        stream.push(soa).await
-    }
 }
 
-/// What [`Transfers::version`] reads: generation, serial, IXFR steps, SOA.
-type Version = (u64, u32, Option<Vec<Arc<Step>>>, Record);
+/// Every record of the pinned `zone`, between its SOA first and last (RFC 5936 2.2): the
+/// indexed names in order, each Service's pods after it, then in a reverse zone the pods'
+/// addresses.
+async fn whole_zone<S: AsyncWrite + Unpin>(
+    stream: &mut Stream<'_, '_, S>,
+    pinned: &PinnedZone,
+    zone: &Zone,
+    soa: &Record,
+) -> std::io::Result<()> {
+    stream.push(soa).await?;
+    // One name (with its Service's pods) rendered at a time, then written.
+    let mut records = Vec::new();
+    for at in 0..pinned.len() {
+        records.clear();
+        pinned.visit_name(at, |key, found| {
+            let name = &key[1..];
+            if zone.contains(zone.kind, name) {
+                render::records(found, name, zone, &mut records);
+            }
+        });
+        for record in records.iter().filter(|r| r.rtype != soa.rtype) {
+            stream.push(record).await?;
+        }
+    }
+    if zone.kind != ZoneKind::Forward {
+        for at in 0..pinned.addresses() {
+            records.clear();
+            pinned.visit_address(at, |address, found| {
+                let key = crate::store::reverse_key(address);
+                if zone.contains(zone.kind, &key[1..]) {
+                    render::records(found, &key[1..], zone, &mut records);
+                }
+            });
+            for record in &records {
+                stream.push(record).await?;
+            }
+        }
+    }
+    stream.push(soa).await
+}
 
-/// The serial of an SOA record.
-fn soa_serial(soa: &Record) -> Option<u32> {
-    let at = soa.rdata.len().checked_sub(20)?;
-    crate::dns::wire::u32_at(&soa.rdata, at)
+/// The SOA record among a zone apex's answers, as a secondary stores it.
+fn soa_of(apex: &crate::store::answers::NameAnswers, zone: &Zone) -> Option<Record> {
+    let mut records = Vec::new();
+    render::records(
+        crate::store::Lookup::Name(apex.view()),
+        zone.apex_name(),
+        zone,
+        &mut records,
+    );
+    records
+        .into_iter()
+        .find(|r| r.rtype == crate::dns::wire::rtype::SOA)
 }
 
 /// The zone's SOA record, as a secondary stores it.

@@ -23,14 +23,15 @@ pub mod answers;
 pub mod compile;
 pub mod journal;
 pub mod key;
+pub mod pinned;
 pub mod pod_table;
 pub mod render;
 pub mod snapshot;
 pub mod srv;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use dashmap::DashMap;
@@ -132,9 +133,9 @@ pub struct Store {
     /// The zones' SOA serial (all zones share it), and the recent changes for IXFR.
     journal: Mutex<Journal>,
     serial: AtomicU32,
-    /// Odd while the controller changes records and then the serial (a seqlock's count):
-    /// a zone transfer reads one version of a zone only between two equal, even values.
-    generation: AtomicU64,
+    /// Held for writing by the controller while it changes records and then the serial,
+    /// for reading by a zone transfer while it pins one version (`pinned`).
+    change_lock: RwLock<()>,
 }
 
 impl Store {
@@ -298,21 +299,13 @@ impl Store {
         self.serial.load(Ordering::Acquire)
     }
 
-    /// Marks the start of a change that ends with a new serial: until [`Store::end_change`],
-    /// the records and the serial disagree.
-    pub fn begin_change(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Marks the end of a change: records and serial agree again.
-    pub fn end_change(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The change count: odd while a change is in progress. Equal before and after a read,
-    /// and even, means the read saw one version.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// Held by the writer through a change that ends with a new serial: while it is, the
+    /// records and the serial disagree, and zone transfers wait to read one version
+    /// (`pinned`). The query path never takes it.
+    pub fn change(&self) -> RwLockWriteGuard<'_, ()> {
+        self.change_lock
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sets the serial without a journal step (the first load, or no change recorded).

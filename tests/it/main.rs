@@ -22,6 +22,7 @@ mod reload;
 mod secondaries;
 mod slots;
 mod stub_domain;
+mod transfer_churn;
 mod transfers;
 mod truncation;
 mod zones;
