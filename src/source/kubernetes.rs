@@ -20,13 +20,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event, watcher};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::model::{Change, Kind, Object, Timed};
+use crate::source::backoff::WatchBackoff;
 use crate::source::convert::ConvertOptions;
 use crate::source::manifest::Manifest;
 use crate::source::selector::{self, SelectorError};
@@ -187,13 +187,13 @@ impl Scope {
 /// A watch event with the object already a [`Manifest`], so every kind shares one stream.
 type Item = Result<Event<Manifest>, watcher::Error>;
 
-fn watch_stream<K>(api: Api<K>, config: watcher::Config) -> BoxStream<'static, Item>
+fn watch_stream<K>(api: Api<K>, config: watcher::Config, seed: u64) -> BoxStream<'static, Item>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     Manifest: From<K>,
 {
-    watcher(api, config)
-        .default_backoff()
+    // A 410 relists at once, other errors back off briefly (`backoff`).
+    WatchBackoff::new(watcher(api, config).boxed(), seed)
         .map_ok(|event| match event {
             Event::Apply(o) => Event::Apply(Manifest::from(o)),
             Event::Delete(o) => Event::Delete(Manifest::from(o)),
@@ -232,27 +232,35 @@ fn watches(source: &KubernetesSource) -> Vec<(Scope, BoxStream<'static, Item>)> 
         Some(selector) => base.clone().labels(selector),
         None => base.clone(),
     };
+    // The jitter's seed: random per process (the standard library's hasher keys), so that
+    // replicas and watches do not retry in step.
+    let random = std::hash::RandomState::new();
+    let mut watch = 0u64;
+    let mut seed = || {
+        watch += 1;
+        std::hash::BuildHasher::hash_one(&random, watch)
+    };
     let mut out = Vec::new();
     for ns in namespaces {
         let scope = |kind| Scope::new(kind, ns);
         let c = &source.client;
         out.push((
             scope(Kind::Service),
-            watch_stream(api::<Service>(c, ns), services.clone()),
+            watch_stream(api::<Service>(c, ns), services.clone(), seed()),
         ));
         out.push(match source.endpoints_api {
             EndpointsApi::EndpointSlices => (
                 scope(Kind::EndpointSlice),
-                watch_stream(api::<EndpointSlice>(c, ns), base.clone()),
+                watch_stream(api::<EndpointSlice>(c, ns), base.clone(), seed()),
             ),
             EndpointsApi::Endpoints => (
                 scope(Kind::Endpoints),
-                watch_stream(api::<Endpoints>(c, ns), base.clone()),
+                watch_stream(api::<Endpoints>(c, ns), base.clone(), seed()),
             ),
         });
         out.push((
             scope(Kind::StatefulSet),
-            watch_stream(api::<StatefulSet>(c, ns), base.clone()),
+            watch_stream(api::<StatefulSet>(c, ns), base.clone(), seed()),
         ));
     }
     out

@@ -4,7 +4,8 @@
 //!
 //! - [`manifests`]: a folder of manifests (reading, which file defines what, reloading on
 //!   file events);
-//! - [`kubernetes`]: the API watch (kube-runtime watchers, relists swapped in whole);
+//! - [`kubernetes`]: the API watch (kube-runtime watchers, relists swapped in whole), and
+//!   [`backoff`]: how its watches retry;
 //! - [`feed`]: objects an embedding operator pushes;
 //! - [`manifest`]: one object of any kind DNS reads, and [`convert`]: such an object into
 //!   the model, held to the same rules whatever the source; [`selector`] checks a label
@@ -13,6 +14,7 @@
 //! May import [`crate::model`], [`crate::dns`], [`crate::hash`] and [`crate::metrics`];
 //! never the controller, the store or the query path.
 
+pub mod backoff;
 pub mod convert;
 pub mod feed;
 pub mod kubernetes;

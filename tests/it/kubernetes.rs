@@ -574,6 +574,36 @@ async fn answers_keep_serving_through_cut_watches_and_an_api_outage_and_catch_up
 }
 
 #[tokio::test]
+async fn after_a_long_outage_and_a_compacted_history_the_first_change_is_served_promptly() {
+    let double = ApiDouble::start().await;
+    demo_cluster(&double);
+    let server = start(&double).await;
+    // The API server goes away for 12 s and comes back with its history compacted (a
+    // restart): under kube's default backoff the watches would wait up to 12.8 s more, and
+    // back the 410 off again before relisting.
+    double.set_outage(true);
+    double.expire_history();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]), "served meanwhile");
+    double.set_outage(false);
+    let back = tokio::time::Instant::now();
+    double.apply(stateful_set("demo", "web", "nginx", 4));
+    // A retry at most every 500 ms, and the relist at once after the 410.
+    let deadline = back + Duration::from_secs(3);
+    loop {
+        if a(&server, "web-3.nginx.demo.svc.cluster.local.").await == nodata() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the scale-up is served within 3 s of the API's return"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_relist_after_410_swaps_in_whole_and_drops_what_was_deleted_unseen() {
     let double = ApiDouble::start().await;
     demo_cluster(&double);
