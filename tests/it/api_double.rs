@@ -757,6 +757,9 @@ struct ListBody<'a> {
 #[serde(rename_all = "camelCase")]
 struct ListMeta {
     resource_version: String,
+    /// The token of the next page, when `limit` cut the list.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    continue_token: Option<String>,
 }
 
 /// A request's URL path, resolved.
@@ -912,19 +915,65 @@ fn get(shared: &Shared, route: &Route, name: &str) -> Response {
     }
 }
 
+/// A list, in pages of `limit` objects when asked: `continue` carries the key of the last
+/// object sent (`namespace/name`), and the next page starts after it. Pages are read from
+/// the current objects in key order, as etcd range reads.
 fn list(shared: &Shared, route: &Route, query: &Query) -> Result<Response, String> {
     let selector = query.selector()?;
+    let limit: usize = match query.get("limit") {
+        None | Some("") => 0,
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("limit: not a number: {text:?}"))?,
+    };
+    let after = match query.get("continue") {
+        None | Some("") => None,
+        Some(token) => Some(
+            token
+                .split_once('/')
+                .map(|(ns, name)| ObjectKey::new(route.resource, ns, name))
+                .ok_or_else(|| format!("continue: not a token of this double: {token:?}"))?,
+        ),
+    };
     let state = shared.lock();
     let resource = route.resource;
+    let mut items: Vec<&Value> = Vec::new();
+    let mut continue_token = None;
+    let start = match &after {
+        Some(key) => std::ops::Bound::Excluded(key.clone()),
+        None => std::ops::Bound::Included(ObjectKey::new(resource, "", "")),
+    };
+    for (key, object) in state.objects.range((start, std::ops::Bound::Unbounded)) {
+        if key.plural != resource.plural {
+            break;
+        }
+        if route.namespace.as_deref().is_some_and(|ns| key.namespace != ns)
+            || !selector.matches(object)
+        {
+            continue;
+        }
+        if limit > 0 && items.len() == limit {
+            // More follow: the token names the last one sent.
+            let last = items.last().map(|o| {
+                format!(
+                    "{}/{}",
+                    namespace_of(o),
+                    o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+                )
+            });
+            continue_token = last;
+            break;
+        }
+        items.push(object.as_ref());
+    }
     let body = ListBody {
         api_version: resource.api_version,
         kind: format!("{}List", resource.kind),
         metadata: ListMeta {
             resource_version: state.revision.to_string(),
+            continue_token,
         },
-        items: state
-            .select(resource, route.namespace.as_deref(), &selector)
-            .collect(),
+        items,
     };
     Ok(Response::ok(&body))
 }

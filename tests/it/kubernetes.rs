@@ -574,6 +574,38 @@ async fn answers_keep_serving_through_cut_watches_and_an_api_outage_and_catch_up
 }
 
 #[tokio::test]
+async fn lists_come_in_pages_and_every_object_is_served() {
+    // 250 Services with a slice each: three pages of 100 per kind.
+    let double = ApiDouble::start().await;
+    for n in 0..250 {
+        let name = format!("s{n}");
+        double.apply(service("paged", &name, false));
+        let ip = format!("10.250.{}.{}", n / 200, n % 200 + 1);
+        double.apply(slice("paged", &format!("{name}-x"), &name, &[ready(&name, &ip)]));
+    }
+    let server = start(&double).await;
+    for n in [0, 99, 100, 199, 249] {
+        let ip = format!("10.250.{}.{}", n / 200, n % 200 + 1);
+        assert_eq!(
+            a(&server, &format!("s{n}.paged.svc.cluster.local.")).await,
+            ok(&[&ip]),
+            "s{n}"
+        );
+    }
+    let pages = |plural: &str| {
+        double
+            .requests()
+            .iter()
+            .filter(|r| r.contains(&format!("/{plural}?")) && !r.contains("watch=true"))
+            .filter(|r| r.contains("limit=100"))
+            .count()
+    };
+    assert_eq!(pages("services"), 3, "{:#?}", double.requests());
+    assert_eq!(pages("endpointslices"), 3, "{:#?}", double.requests());
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn after_a_long_outage_and_a_compacted_history_the_first_change_is_served_promptly() {
     let double = ApiDouble::start().await;
     demo_cluster(&double);
