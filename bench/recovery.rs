@@ -83,7 +83,10 @@ async fn main() {
         .expect("the binary starts");
     let started = Instant::now();
     while get(http, "/readyz").await.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(300), "not ready in 300 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "not ready in 300 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
@@ -91,8 +94,14 @@ async fn main() {
         services * pods,
         started.elapsed().as_secs_f64()
     );
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    for (round, outage) in outages.split(',').filter_map(|o| o.parse::<u64>().ok()).enumerate() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    for (round, outage) in outages
+        .split(',')
+        .filter_map(|o| o.parse::<u64>().ok())
+        .enumerate()
+    {
         let lists_before = init_done(&get(http, "/metrics").await.unwrap_or_default());
         double.set_outage(true);
         double.expire_history();
@@ -108,7 +117,8 @@ async fn main() {
         let pod = format!("{name}-{}.{name}.load.svc.cluster.local.", grown - 1);
         let mut served = None;
         let mut relisted = None;
-        while back.elapsed() < Duration::from_secs(120) && (served.is_none() || relisted.is_none()) {
+        while back.elapsed() < Duration::from_secs(120) && (served.is_none() || relisted.is_none())
+        {
             if served.is_none() && answers(&socket, dns, &pod).await {
                 served = Some(back.elapsed());
             }
@@ -119,7 +129,11 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let secs = |d: Option<Duration>| d.map_or("not within 120 s".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
+        let secs = |d: Option<Duration>| {
+            d.map_or("not within 120 s".to_owned(), |d| {
+                format!("{:.2} s", d.as_secs_f64())
+            })
+        };
         println!(
             "outage of {outage} s, history compacted: every watch relisted after {}, the scale-up served after {}",
             secs(relisted),

@@ -262,6 +262,17 @@ pub struct Args {
           default_value = "3s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,
 
+    /// Save the served state to this file (what DNS keeps of each object), at most once
+    /// per --snapshot-interval and on shutdown, and at start serve it at once, before the
+    /// first list, so a replica restarted during an API outage is not empty.
+    #[arg(long, env = "HEADLESS_DNS_SNAPSHOT", value_name = "PATH")]
+    pub snapshot: Option<PathBuf>,
+
+    /// How often the snapshot is written at most (e.g. 10s).
+    #[arg(long, env = "HEADLESS_DNS_SNAPSHOT_INTERVAL", value_name = "DURATION",
+          default_value = "10s", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+
     /// Check the manifests for changes this often even without a file event (e.g. 5s).
     #[arg(long, env = "HEADLESS_DNS_RELOAD_INTERVAL", value_name = "DURATION",
           default_value = "5s", value_parser = parse_duration)]
@@ -380,6 +391,8 @@ impl Args {
             max_connections_per_client: self.max_connections_per_client as usize,
             tls_handshake_timeout: self.tls_handshake_timeout,
             reload_interval: self.reload_interval,
+            snapshot: self.snapshot.clone(),
+            snapshot_interval: self.snapshot_interval,
             udp_workers: self.threads(),
             http: self.http.0,
             tls_listen: self.tls_listen.clone(),

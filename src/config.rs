@@ -2,6 +2,7 @@
 //! directly by an embedding program, and checked in one place.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::dns::cidr::Cidr;
@@ -85,6 +86,11 @@ pub struct Config {
     pub max_transfers: usize,
     /// Where to serve `/healthz`, `/readyz` and `/metrics` over HTTP; `None` serves none.
     pub http: Option<SocketAddr>,
+    /// Where the served state is saved (atomically, at most once per `snapshot_interval`,
+    /// and on shutdown) and served from at the next start until the source has listed.
+    pub snapshot: Option<PathBuf>,
+    /// How often the snapshot is written at most.
+    pub snapshot_interval: Duration,
     /// UDP sockets per listen address (`SO_REUSEPORT`), each served by its own task; match
     /// the runtime's worker threads.
     pub udp_workers: usize,
@@ -111,6 +117,8 @@ impl Default for Config {
             tls_handshake_timeout: Duration::from_secs(3),
             reload_interval: Duration::from_secs(5),
             udp_workers: 1,
+            snapshot: None,
+            snapshot_interval: Duration::from_secs(10),
             http: None,
             tls_listen: Vec::new(),
             https_listen: Vec::new(),
@@ -238,6 +246,22 @@ impl Config {
             return fail(
                 "--max-tcp-connections and --max-connections-per-client: at least 1".into(),
             );
+        }
+        if self.snapshot_interval.is_zero() {
+            return fail("--snapshot-interval must be longer than 0".into());
+        }
+        if let Some(path) = &self.snapshot {
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !folder.is_dir() {
+                return fail(format!(
+                    "--snapshot {}: folder {} does not exist; create it or pick another path",
+                    path.display(),
+                    folder.display()
+                ));
+            }
         }
         if self.tls_handshake_timeout.is_zero() {
             return fail("--tls-handshake-timeout must be longer than 0".into());

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::controller::Controller;
+use crate::controller::persist::SnapshotSink;
 use crate::controller::records::RecordOptions;
 use crate::controller::zone_records::ZoneSettings;
 use crate::dns::tsig::TsigKey;
@@ -159,6 +160,9 @@ pub struct ServerHandle {
     tasks: JoinSet<()>,
     /// The controller's thread; it ends when `shutdown` is sent or dropped.
     controller: Option<std::thread::JoinHandle<()>>,
+    /// The `--snapshot` writer's thread; it ends after the controller's, with the last
+    /// state written.
+    snapshot_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -222,6 +226,9 @@ impl ServerHandle {
         if let Some(controller) = self.controller.take() {
             let _ = tokio::task::spawn_blocking(move || controller.join()).await;
         }
+        if let Some(writer) = self.snapshot_writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
     }
 }
 
@@ -264,6 +271,17 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     } = Core::new(&config);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // A warm start: the saved state, served until the source has listed.
+    let mut snapshot_writer = None;
+    if let Some(path) = &config.snapshot {
+        if let Some(saved) = crate::persist::load(path) {
+            controller.load_snapshot(saved);
+        }
+        let (sink, thread) =
+            crate::persist::spawn_writer(path.clone(), metrics.clone()).map_err(Error::Thread)?;
+        controller.write_snapshots(SnapshotSink::new(sink, config.snapshot_interval));
+        snapshot_writer = Some(thread);
+    }
 
     if !config.notify.is_empty() {
         let (serials, watching) = watch::channel(store.serial());
@@ -410,12 +428,15 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     // watches themselves.
     let controller = std::thread::Builder::new()
         .name("controller".into())
-        .spawn(
-            move || match tokio::runtime::Builder::new_current_thread().build() {
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
                 Ok(runtime) => runtime.block_on(controller.run(changes, shutdown_rx)),
                 Err(error) => tracing::error!(%error, "cannot start the controller's runtime"),
-            },
-        )
+            }
+        })
         .map_err(Error::Thread)?;
     tracing::info!(addrs = ?addrs, "serving DNS over UDP and TCP");
     Ok(ServerHandle {
@@ -430,6 +451,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         shutdown,
         tasks,
         controller: Some(controller),
+        snapshot_writer,
     })
 }
 

@@ -49,6 +49,7 @@ pub mod hash;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod persist;
 pub mod serve;
 pub mod source;
 pub mod store;

@@ -311,8 +311,34 @@ impl Collector for SyncAgeCollector {
     }
 }
 
+/// How old the state served from a `--snapshot` file is, until the source has listed.
+#[derive(Debug, Default)]
+struct SnapshotAgeCollector {
+    /// When the snapshot being served was written (Unix seconds); `None` once the source's
+    /// own state is served.
+    written_at: Mutex<Option<u64>>,
+}
+
+impl Collector for SnapshotAgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let written_at = *self.written_at.lock().map_err(|_| std::fmt::Error)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let age = written_at.map_or(0, |at| now.saturating_sub(at));
+        let gauge = encoder.encode_descriptor(
+            "headless_dns_snapshot_age_seconds",
+            "Age of the state served from --snapshot until the source has listed; 0 when the served state is the source's own.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(age as f64).encode(gauge)
+    }
+}
+
 type KindLabels = [(&'static str, &'static str); 1];
 type KindEventLabels = [(&'static str, &'static str); 2];
+type ResultLabels = [(&'static str, &'static str); 1];
 
 /// The server's metrics and their registry.
 #[derive(Debug)]
@@ -320,6 +346,9 @@ pub struct Metrics {
     registry: Registry,
     queries: Arc<QueryCollector>,
     sync_age: Arc<SyncAgeCollector>,
+    snapshot_age: Arc<SnapshotAgeCollector>,
+    /// `--snapshot` files written, by result (`ok`, `error`).
+    pub snapshot_writes: Family<ResultLabels, Counter>,
     /// Watch event arrival (or manifests change) to answer live in the store.
     pub programming_latency: Histogram,
     /// Controller batches: with `changes`, shows how bursts coalesce.
@@ -356,8 +385,10 @@ impl Metrics {
         let mut registry = Registry::default();
         let queries = Arc::new(QueryCollector::default());
         let sync_age = Arc::new(SyncAgeCollector::default());
+        let snapshot_age = Arc::new(SnapshotAgeCollector::default());
         registry.register_collector(Box::new(queries.clone()));
         registry.register_collector(Box::new(sync_age.clone()));
+        registry.register_collector(Box::new(snapshot_age.clone()));
         // 100 us to ~3 s: a change is live within milliseconds, a relist of 1M endpoints
         // takes seconds.
         let programming_latency = Histogram::new([
@@ -368,6 +399,8 @@ impl Metrics {
             registry,
             queries,
             sync_age,
+            snapshot_age,
+            snapshot_writes: Family::default(),
             programming_latency,
             controller_batches: Counter::default(),
             controller_changes: Counter::default(),
@@ -460,7 +493,20 @@ impl Metrics {
             "The zones' SOA serial",
             metrics.serial.clone(),
         );
+        r.register(
+            "headless_dns_snapshot_writes",
+            "--snapshot files written, by result (ok, error)",
+            metrics.snapshot_writes.clone(),
+        );
         metrics
+    }
+
+    /// The state served comes from a snapshot written at `written_at` (Unix seconds), or,
+    /// with `None`, from the source itself.
+    pub fn serving_snapshot(&self, written_at: Option<u64>) {
+        if let Ok(mut at) = self.snapshot_age.written_at.lock() {
+            *at = written_at;
+        }
     }
 
     /// Counts one zone transfer of `kind` that ended as `result`.

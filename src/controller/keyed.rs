@@ -99,6 +99,11 @@ impl<T: Keyed> KeyedSet<T> {
         self.0.iter().map(|object| object.0.key())
     }
 
+    /// The objects, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|object| &*object.0)
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -19,6 +19,7 @@
 mod join;
 pub mod keyed;
 mod names;
+pub mod persist;
 mod publish;
 pub mod records;
 mod reverse;
@@ -87,6 +88,8 @@ pub struct Controller {
     before: BTreeMap<Box<[u8]>, serial::ZoneRecords>,
     /// Told each new serial: the NOTIFY sender watches it.
     notify: Option<watch::Sender<u32>>,
+    /// Where `--snapshot` states go, and when (`persist`).
+    snapshots: Option<persist::SnapshotSink>,
     metrics: Arc<Metrics>,
 }
 
@@ -124,6 +127,7 @@ impl Controller {
             zones,
             before: BTreeMap::new(),
             notify: None,
+            snapshots: None,
             metrics,
         };
         let serial = serial::now();
@@ -173,6 +177,9 @@ impl Controller {
         for change in changes {
             self.take(change, &mut dirty, &mut synced);
         }
+        if !dirty.is_empty() || synced {
+            self.snapshot_dirty();
+        }
         if !dirty.is_empty() {
             // Records first, then the serial that announces them: a zone transfer in
             // between would see new records under the old serial, so it waits this out.
@@ -186,6 +193,8 @@ impl Controller {
         }
         if synced {
             self.store.mark_ready();
+            // The source's own state replaces a saved one from here on.
+            self.metrics.serving_snapshot(None);
         }
         let stats = self.stats();
         self.metrics.services.set(stats.services as i64);
@@ -235,13 +244,19 @@ impl Controller {
     ) {
         let mut batch = Vec::new();
         loop {
+            // A snapshot due waits for its time, unless changes come first.
+            let due = self.snapshot_due().map(tokio::time::Instant::from_std);
             let first = tokio::select! {
                 biased;
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
                 first = changes.recv() => match first {
                     Some(change) => change,
-                    None => return,
+                    None => break,
                 },
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    self.snapshot_if_due(false);
+                    continue;
+                }
             };
             batch.push(first);
             // Coalescing takes what is already queued and waits for nothing more: a lone
@@ -250,7 +265,10 @@ impl Controller {
                 batch.push(next);
             }
             self.apply_timed(&mut batch);
+            self.snapshot_if_due(false);
         }
+        // Stopping: the last state, written before the process exits.
+        self.snapshot_if_due(true);
     }
 
     /// Applies a batch and records each change's programming latency.

@@ -11,6 +11,7 @@
 
 pub mod change;
 pub mod intern;
+pub mod persist;
 
 pub use change::{Change, Timed};
 

@@ -947,7 +947,10 @@ fn list(shared: &Shared, route: &Route, query: &Query) -> Result<Response, Strin
         if key.plural != resource.plural {
             break;
         }
-        if route.namespace.as_deref().is_some_and(|ns| key.namespace != ns)
+        if route
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| key.namespace != ns)
             || !selector.matches(object)
         {
             continue;
@@ -958,7 +961,9 @@ fn list(shared: &Shared, route: &Route, query: &Query) -> Result<Response, Strin
                 format!(
                     "{}/{}",
                     namespace_of(o),
-                    o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+                    o.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
                 )
             });
             continue_token = last;

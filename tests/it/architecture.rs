@@ -41,7 +41,7 @@ fn module_of(file: &str) -> String {
 /// The stage a module belongs to: its first segment, or `top` for the wiring at the root.
 fn stage_of(module: &str) -> &str {
     match module.split("::").next().unwrap_or("") {
-        "" | "embed" | "config" | "cli" | "error" => "top",
+        "" | "embed" | "config" | "cli" | "error" | "logging" | "persist" => "top",
         first => first,
     }
 }

@@ -63,6 +63,31 @@ fn bad_flags_exit_with_what_to_change() {
             &["--manifests", demo, "--ns-address", "ns.example"],
             "--ns-address",
         ),
+        (
+            &["--manifests", demo, "--udp-truncation", "half"],
+            "--udp-truncation",
+        ),
+        (
+            &["--manifests", demo, "--max-connections-per-client", "0"],
+            "--max-connections-per-client",
+        ),
+        (
+            &["--manifests", demo, "--tls-handshake-timeout", "0s"],
+            "--tls-handshake-timeout",
+        ),
+        (
+            &[
+                "--manifests",
+                demo,
+                "--snapshot",
+                "/nonexistent/folder/state",
+            ],
+            "does not exist",
+        ),
+        (
+            &["--manifests", demo, "--snapshot-interval", "0s"],
+            "--snapshot-interval",
+        ),
     ];
     for (args, needle) in cases {
         let (code, stderr) = run_to_exit(args);

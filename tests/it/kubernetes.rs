@@ -581,7 +581,12 @@ async fn lists_come_in_pages_and_every_object_is_served() {
         let name = format!("s{n}");
         double.apply(service("paged", &name, false));
         let ip = format!("10.250.{}.{}", n / 200, n % 200 + 1);
-        double.apply(slice("paged", &format!("{name}-x"), &name, &[ready(&name, &ip)]));
+        double.apply(slice(
+            "paged",
+            &format!("{name}-x"),
+            &name,
+            &[ready(&name, &ip)],
+        ));
     }
     let server = start(&double).await;
     for n in [0, 99, 100, 199, 249] {
@@ -616,7 +621,11 @@ async fn after_a_long_outage_and_a_compacted_history_the_first_change_is_served_
     double.set_outage(true);
     double.expire_history();
     tokio::time::sleep(Duration::from_secs(12)).await;
-    assert_eq!(a(&server, WEB0).await, ok(&["10.244.1.10"]), "served meanwhile");
+    assert_eq!(
+        a(&server, WEB0).await,
+        ok(&["10.244.1.10"]),
+        "served meanwhile"
+    );
     double.set_outage(false);
     let back = tokio::time::Instant::now();
     double.apply(stateful_set("demo", "web", "nginx", 4));

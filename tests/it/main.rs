@@ -21,6 +21,7 @@ mod records;
 mod reload;
 mod secondaries;
 mod slots;
+mod snapshot;
 mod stub_domain;
 mod transfer_churn;
 mod transfers;
