@@ -12,7 +12,10 @@ mod common;
 #[path = "objects.rs"]
 mod objects;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// One run: bytes, then the times to encode, encode and write, read and decode, serve.
+type Run = (usize, Duration, Duration, Duration, Duration);
 
 use headless_dns::Config;
 use headless_dns::embed::Core;
@@ -33,7 +36,7 @@ fn main() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("state");
-    let mut runs = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
         let bytes = snapshot.encode();
@@ -50,16 +53,8 @@ fn main() {
         assert!(core.store.is_ready());
         runs.push((bytes.len(), encoded, written, decoded, served));
     }
-    let median = |f: &dyn Fn(
-        &(
-            usize,
-            std::time::Duration,
-            std::time::Duration,
-            std::time::Duration,
-            std::time::Duration,
-        ),
-    ) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
+    let median = |pick: fn(&Run) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(pick).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
@@ -67,10 +62,10 @@ fn main() {
         "{services} Services x {pods} pods = {} endpoints: snapshot {:.1} MB; encode {:.0} ms, with the write {:.0} ms; read and decode {:.0} ms, served (controller load) after {:.0} ms (medians of {})",
         services * pods,
         runs[0].0 as f64 / 1e6,
-        median(&|r| r.1.as_secs_f64() * 1e3),
-        median(&|r| r.2.as_secs_f64() * 1e3),
-        median(&|r| r.3.as_secs_f64() * 1e3),
-        median(&|r| r.4.as_secs_f64() * 1e3),
+        median(|r| r.1.as_secs_f64() * 1e3),
+        median(|r| r.2.as_secs_f64() * 1e3),
+        median(|r| r.3.as_secs_f64() * 1e3),
+        median(|r| r.4.as_secs_f64() * 1e3),
         runs.len()
     );
 }

@@ -575,9 +575,28 @@ fn the_deployment_runs_locked_down() {
     let pod = pod_spec(deployment);
     assert_ne!(pod.host_network, Some(true));
     assert_ne!(pod.host_pid, Some(true));
+    // One volume: the emptyDir --snapshot writes to (the root filesystem is read-only),
+    // mounted where the flag points.
+    let volumes = pod.volumes.as_deref().unwrap_or_default();
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    assert!(volumes[0].empty_dir.is_some(), "an emptyDir: {volumes:?}");
+    let mounts = container(deployment)
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default();
+    let mount = mounts
+        .iter()
+        .find(|m| m.name == volumes[0].name)
+        .expect("the volume is mounted");
+    let args = container(deployment).args.as_deref().unwrap_or_default();
+    let snapshot = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--snapshot="))
+        .expect("--snapshot is set");
     assert!(
-        pod.volumes.as_deref().unwrap_or_default().is_empty(),
-        "no volumes"
+        snapshot.starts_with(&format!("{}/", mount.mount_path)),
+        "{snapshot} in {}",
+        mount.mount_path
     );
     // The Service of the same name would otherwise put HEADLESS_DNS_* variables in the pod.
     assert_eq!(pod.enable_service_links, Some(false));
