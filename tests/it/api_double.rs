@@ -236,8 +236,9 @@ struct ResourceType {
     plural: &'static str,
 }
 
-/// The kinds headless-dns watches.
-static RESOURCES: [ResourceType; 4] = [
+/// The kinds headless-dns watches, and those it writes (Leases for the transfer primary,
+/// its own Pod's labels).
+static RESOURCES: [ResourceType; 6] = [
     ResourceType {
         api_version: "v1",
         kind: "Service",
@@ -257,6 +258,16 @@ static RESOURCES: [ResourceType; 4] = [
         api_version: "apps/v1",
         kind: "StatefulSet",
         plural: "statefulsets",
+    },
+    ResourceType {
+        api_version: "coordination.k8s.io/v1",
+        kind: "Lease",
+        plural: "leases",
+    },
+    ResourceType {
+        api_version: "v1",
+        kind: "Pod",
+        plural: "pods",
     },
 ];
 
@@ -883,8 +894,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
 /// Answers one request. Never panics on what a client sent: bad input is a 400 Status.
 fn respond(shared: &Arc<Shared>, request: &Request) -> Reply {
     if request.method != "GET" {
-        let message = format!("the double serves GET only, not {}", request.method);
-        return Reply::Full(Response::failure(405, "MethodNotAllowed", &message));
+        return Reply::Full(write(shared, request));
     }
     let query = match Query::parse(&request.query) {
         Ok(query) => query,
@@ -901,6 +911,125 @@ fn respond(shared: &Arc<Shared>, request: &Request) -> Reply {
         (None, Ok(true)) => open_watch(shared, &route, &query).map(Reply::Watch),
     };
     reply.unwrap_or_else(|message| Reply::Full(Response::bad_request(&message)))
+}
+
+/// A write: POST creates (409 if the object exists), PUT replaces (409 unless the body's
+/// resourceVersion is the object's, as optimistic concurrency asks), PATCH merges a JSON
+/// merge patch (RFC 7386) into the object, DELETE removes it. What is written goes to the
+/// watches as any change does.
+fn write(shared: &Shared, request: &Request) -> Response {
+    let Some(route) = Route::parse(&request.path) else {
+        return Response::failure(404, "NotFound", "the server could not find the requested resource");
+    };
+    let namespace = route.namespace.clone().unwrap_or_else(|| "default".into());
+    let body: Option<Value> = serde_json::from_slice(&request.body).ok();
+    let mut state = shared.lock();
+    let resource = route.resource;
+    let current = |state: &State, name: &str| {
+        state
+            .objects
+            .get(&ObjectKey::new(resource, &namespace, name))
+            .cloned()
+    };
+    match (request.method.as_str(), &route.name, body) {
+        ("POST", None, Some(mut object)) => {
+            let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) else {
+                return Response::bad_request("metadata.name is required");
+            };
+            if current(&state, name).is_some() {
+                let message = format!("{} \"{name}\" already exists", resource.plural);
+                return Response::failure(409, "AlreadyExists", &message);
+            }
+            let name = name.to_owned();
+            object["apiVersion"] = resource.api_version.into();
+            object["kind"] = resource.kind.into();
+            object["metadata"]["namespace"] = namespace.clone().into();
+            state.apply(object);
+            let stored = current(&state, &name).expect("just stored");
+            Response {
+                status: 201,
+                body: stored.to_string().into_bytes(),
+            }
+        }
+        ("PUT", Some(name), Some(mut object)) => {
+            let Some(existing) = current(&state, name) else {
+                let message = format!("{} \"{name}\" not found", resource.plural);
+                return Response::failure(404, "NotFound", &message);
+            };
+            let sent = object.pointer("/metadata/resourceVersion").cloned();
+            if sent.is_some() && sent.as_ref() != existing.pointer("/metadata/resourceVersion") {
+                let message = format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    resource.plural
+                );
+                return Response::failure(409, "Conflict", &message);
+            }
+            object["apiVersion"] = resource.api_version.into();
+            object["kind"] = resource.kind.into();
+            object["metadata"]["namespace"] = namespace.clone().into();
+            state.apply(object);
+            Response::ok(current(&state, name).expect("just stored").as_ref())
+        }
+        ("PATCH", Some(name), Some(patch)) => {
+            let Some(existing) = current(&state, name) else {
+                let message = format!("{} \"{name}\" not found", resource.plural);
+                return Response::failure(404, "NotFound", &message);
+            };
+            let mut object = (*existing).clone();
+            merge_patch(&mut object, &patch);
+            state.apply(object);
+            Response::ok(current(&state, name).expect("just stored").as_ref())
+        }
+        ("DELETE", Some(name), _) => {
+            let key = ObjectKey::new(resource, &namespace, name);
+            match state.objects.get(&key).cloned() {
+                Some(object) => {
+                    state.delete(resource, &key);
+                    Response::ok(object.as_ref())
+                }
+                None => {
+                    let message = format!("{} \"{name}\" not found", resource.plural);
+                    Response::failure(404, "NotFound", &message)
+                }
+            }
+        }
+        (method, _, _) => Response::failure(
+            405,
+            "MethodNotAllowed",
+            &format!("{method} {}: not served by the double", request.path),
+        ),
+    }
+}
+
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let Value::Object(target) = target else { return };
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// The objects the double holds of `plural` in `namespace`, for assertions.
+impl ApiDouble {
+    pub fn object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let state = self.inner.shared.lock();
+        state
+            .objects
+            .iter()
+            .find(|(key, _)| key.plural == plural && key.namespace == namespace && key.name == name)
+            .map(|(_, object)| (**object).clone())
+    }
 }
 
 fn get(shared: &Shared, route: &Route, name: &str) -> Response {
@@ -1058,6 +1187,8 @@ struct Request {
     query: String,
     /// Whether the connection stays open after the response.
     keep_alive: bool,
+    /// The body (a created or replaced object, a patch).
+    body: Vec<u8>,
 }
 
 impl Request {
@@ -1177,13 +1308,13 @@ async fn read_request(
         }
     };
     let head: Vec<u8> = buffer.drain(..head_end).collect();
-    let (request, body_length) = parse_head(&head)?;
+    let (mut request, body_length) = parse_head(&head)?;
     while buffer.len() < body_length {
         if !read_more(reader, buffer).await {
             return Ok(None);
         }
     }
-    buffer.drain(..body_length);
+    request.body = buffer.drain(..body_length).collect();
     Ok(Some(request))
 }
 
@@ -1252,7 +1383,7 @@ fn parse_head(head: &[u8]) -> Result<(Request, usize), String> {
                     .filter(|length| *length <= MAX_BODY)
                     .ok_or_else(|| format!("bad Content-Length {value:?}"))?;
             }
-            // Only a GET is served, and a GET has no body: no chunked request decoder here.
+            // kube sends bodies with a length: no chunked request decoder here.
             "transfer-encoding" => return Err("chunked request bodies are not supported".into()),
             "connection" if value.eq_ignore_ascii_case("close") => keep_alive = false,
             "connection" if value.eq_ignore_ascii_case("keep-alive") => keep_alive = true,
@@ -1264,6 +1395,7 @@ fn parse_head(head: &[u8]) -> Result<(Request, usize), String> {
         path: format!("/{path}"),
         query: query.to_owned(),
         keep_alive,
+        body: Vec::new(),
     };
     Ok((request, body_length))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -465,16 +465,41 @@ async fn streaming_lists_end_their_initial_events_with_a_bookmark() {
 async fn bad_requests_get_a_status_not_a_panic() {
     let api = ApiDouble::start().await;
     let client = api.client();
-    // Not served: 404; not GET: 405; both as Status bodies kube parses.
-    let pods = Api::<Pod>::all(client.clone())
+    // Not served: 404, as a Status body kube parses.
+    let config_maps = Api::<k8s_openapi::api::core::v1::ConfigMap>::all(client.clone())
         .list(&ListParams::default())
         .await;
-    assert_eq!(api_error_code(pods), 404);
+    assert_eq!(api_error_code(config_maps), 404);
+    // Writes: a second create of one name is 409 AlreadyExists, a replace from a stale
+    // resourceVersion 409 Conflict, a merge patch merges.
+    let services = Api::<Service>::namespaced(client.clone(), "demo");
     let service: Service = serde_json::from_value(service("demo", "nginx")).expect("service");
-    let create = Api::<Service>::namespaced(client, "demo")
+    let created = services
         .create(&PostParams::default(), &service)
+        .await
+        .expect("created");
+    assert!(created.metadata.resource_version.is_some());
+    let again = services.create(&PostParams::default(), &service).await;
+    assert_eq!(api_error_code(again), 409);
+    let mut stale = created.clone();
+    stale.metadata.resource_version = Some("1".into());
+    api.apply(serde_json::to_value(&created).expect("serializes"));
+    let conflict = services
+        .replace("nginx", &PostParams::default(), &stale)
         .await;
-    assert_eq!(api_error_code(create), 405);
+    assert_eq!(api_error_code(conflict), 409);
+    let patched = services
+        .patch(
+            "nginx",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": {"role": "x"}}})),
+        )
+        .await
+        .expect("patched");
+    assert_eq!(
+        patched.metadata.labels.as_ref().and_then(|l| l.get("role")),
+        Some(&"x".to_owned())
+    );
 
     // Malformed HTTP and bad query encoding: 400.
     let addr = api.url().trim_start_matches("http://").to_owned();
