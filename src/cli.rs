@@ -137,6 +137,23 @@ pub struct Args {
     )]
     pub notify: Vec<SocketAddr>,
 
+    /// Elect one replica to serve zone transfers and send NOTIFY through this
+    /// coordination.k8s.io Lease (Kubernetes source); the others refuse transfers, so a
+    /// secondary may list every replica as its primary. As NAMESPACE/NAME.
+    #[arg(long, env = "HEADLESS_DNS_TRANSFER_LEASE", value_name = "NAMESPACE/NAME",
+          value_parser = parse_lease)]
+    pub transfer_lease: Option<(String, String)>,
+
+    /// How long a transfer primary that stopped renewing keeps the role (the Lease's
+    /// leaseDurationSeconds); it renews every fifth of it.
+    #[arg(long, env = "HEADLESS_DNS_TRANSFER_LEASE_DURATION", value_name = "DURATION",
+          default_value = "15s", value_parser = parse_duration)]
+    pub transfer_lease_duration: Duration,
+
+    /// This replica's identity in the transfer Lease. Default: $POD_NAME, else the host name.
+    #[arg(long, env = "HEADLESS_DNS_TRANSFER_LEASE_IDENTITY", value_name = "NAME")]
+    pub transfer_lease_identity: Option<String>,
+
     /// Bytes of recent changes kept for incremental transfers (IXFR); older secondaries get
     /// the whole zone (AXFR).
     #[arg(long, env = "HEADLESS_DNS_IXFR_JOURNAL_SIZE", value_name = "BYTES",
@@ -315,6 +332,19 @@ fn parse_http(text: &str) -> Result<HttpListen, String> {
         .map_err(|_| format!("{text:?} is not ADDR:PORT (e.g. 0.0.0.0:8080) or off"))
 }
 
+/// `--transfer-lease`: NAMESPACE/NAME, both DNS labels (a Lease name may be a subdomain).
+fn parse_lease(text: &str) -> Result<(String, String), String> {
+    let bad = || format!("{text:?} is not NAMESPACE/NAME (e.g. headless-dns/headless-dns-transfer)");
+    let (namespace, name) = text.split_once('/').ok_or_else(bad)?;
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(is_dns1123_label);
+    if !is_dns1123_label(namespace) || !name_ok {
+        return Err(bad());
+    }
+    Ok((namespace.to_owned(), name.to_owned()))
+}
+
 fn parse_namespace(text: &str) -> Result<String, String> {
     if is_dns1123_label(text) {
         Ok(text.to_string())
@@ -391,6 +421,9 @@ impl Args {
             max_connections_per_client: self.max_connections_per_client as usize,
             tls_handshake_timeout: self.tls_handshake_timeout,
             reload_interval: self.reload_interval,
+            transfer_lease: self.transfer_lease.clone(),
+            transfer_lease_duration: self.transfer_lease_duration,
+            lease_identity: self.transfer_lease_identity.clone(),
             snapshot: self.snapshot.clone(),
             snapshot_interval: self.snapshot_interval,
             udp_workers: self.threads(),

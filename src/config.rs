@@ -79,6 +79,13 @@ pub struct Config {
     pub tsig_keys: Vec<TsigKeySpec>,
     /// Secondaries to send a NOTIFY (RFC 1996) on each new serial.
     pub notify: Vec<SocketAddr>,
+    /// The Lease (namespace, name) through which replicas elect the one that serves zone
+    /// transfers and sends NOTIFY (Kubernetes source only); `None`: every replica does.
+    pub transfer_lease: Option<(String, String)>,
+    /// How long a transfer primary that stopped renewing keeps the role.
+    pub transfer_lease_duration: Duration,
+    /// This replica's identity in the Lease; `None`: `$POD_NAME`, else the host name.
+    pub lease_identity: Option<String>,
     /// Bytes of recent changes kept for incremental transfers (IXFR); a secondary older than
     /// them gets the whole zone.
     pub ixfr_journal_size: usize,
@@ -126,6 +133,9 @@ impl Default for Config {
             transfer_allow: Vec::new(),
             tsig_keys: Vec::new(),
             notify: Vec::new(),
+            transfer_lease: None,
+            transfer_lease_duration: Duration::from_secs(15),
+            lease_identity: None,
             ixfr_journal_size: 4 << 20,
             max_transfers: 4,
             slot_negative_ttl: 1,
@@ -247,6 +257,15 @@ impl Config {
                 "--max-tcp-connections and --max-connections-per-client: at least 1".into(),
             );
         }
+        if self.transfer_lease.is_some() && self.transfer_allow.is_empty() {
+            return fail(
+                "--transfer-lease elects who serves zone transfers: allow them with --transfer-allow CIDR"
+                    .into(),
+            );
+        }
+        if self.transfer_lease_duration < Duration::from_secs(1) {
+            return fail("--transfer-lease-duration: at least 1s".into());
+        }
         if self.snapshot_interval.is_zero() {
             return fail("--snapshot-interval must be longer than 0".into());
         }
@@ -270,6 +289,32 @@ impl Config {
             return fail("--tcp-idle-timeout and --reload-interval must be longer than 0".into());
         }
         Ok(())
+    }
+
+    /// The election's settings, with `transfer_lease`: the identity from the configuration,
+    /// `$POD_NAME` or the host name, and the pod to label from `$POD_NAMESPACE` and
+    /// `$POD_NAME` (the downward API) when both are set.
+    pub fn lease_settings(&self) -> Option<crate::source::lease::LeaseSettings> {
+        let (namespace, name) = self.transfer_lease.clone()?;
+        let pod_name = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty());
+        let pod_namespace = std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty());
+        let identity = self
+            .lease_identity
+            .clone()
+            .or_else(|| pod_name.clone())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_else(|| format!("headless-dns-{}", std::process::id()));
+        Some(crate::source::lease::LeaseSettings {
+            namespace,
+            name,
+            identity,
+            duration: self.transfer_lease_duration,
+            pod: pod_namespace.zip(pod_name),
+        })
     }
 
     /// With `socket_affinity`, the CPU each UDP worker of a listen address is pinned to

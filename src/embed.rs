@@ -29,6 +29,7 @@ use crate::serve::transfer::Transfers;
 use crate::serve::zones::{self, ZoneTable};
 use crate::serve::{self, Encrypted, Limits, TcpSettings, UdpWorkers, tls};
 use crate::source::convert::ConvertOptions;
+use crate::source::lease::Election;
 use crate::source::feed::{Feed, FeedSource};
 use crate::source::kubernetes::{self, KubernetesSource};
 use crate::source::manifests::{self, ManifestSet};
@@ -67,6 +68,9 @@ pub struct Core {
     /// The zones served, and the TSIG keys (NOTIFYs are signed with the first).
     pub zones: Arc<ZoneTable>,
     pub keys: Arc<[TsigKey]>,
+    /// With `--transfer-lease`: whether this replica is the transfer primary, set by the
+    /// election; transfers and NOTIFY follow it.
+    pub transfer_role: Option<watch::Sender<bool>>,
 }
 
 impl Core {
@@ -114,6 +118,11 @@ impl Core {
             .iter()
             .filter_map(|spec| spec.key().ok())
             .collect();
+        // Not the primary until elected.
+        let transfer_role = config
+            .transfer_lease
+            .as_ref()
+            .map(|_| watch::channel(false).0);
         let mut responder = Responder::new(
             store.clone(),
             zones.clone(),
@@ -132,6 +141,7 @@ impl Core {
                 keys: keys.clone(),
                 metrics: metrics.clone(),
                 slots: Arc::new(Semaphore::new(config.max_transfers)),
+                primary: transfer_role.as_ref().map(watch::Sender::subscribe),
             }));
         }
         Self {
@@ -141,6 +151,7 @@ impl Core {
             metrics,
             zones,
             keys,
+            transfer_role,
         }
     }
 }
@@ -268,6 +279,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
         metrics,
         zones,
         keys,
+        transfer_role,
     } = Core::new(&config);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -293,6 +305,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             key: keys.first().map(|k| Arc::new(k.clone())),
             metrics: metrics.clone(),
             random: ring::rand::SystemRandom::new(),
+            primary: transfer_role.as_ref().map(watch::Sender::subscribe),
         };
         tasks.spawn(
             notifier
@@ -303,6 +316,11 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     let convert_options = ConvertOptions {
         endpoint_pod_names: config.endpoint_pod_names,
     };
+    if config.transfer_lease.is_some() && !matches!(source, Source::Kubernetes(_)) {
+        return Err(Error::Config(crate::config::ConfigError::new(
+            "--transfer-lease elects among replicas through the Kubernetes API: it needs the Kubernetes source, not --manifests",
+        )));
+    }
     let changes = match source {
         Source::Feed(feed) => {
             // Set once: a second server on the same feed converts as the first.
@@ -313,6 +331,21 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
             source.check().map_err(Error::LabelSelector)?;
             let source = source.convert_options(convert_options);
             let (tx, rx) = mpsc::unbounded_channel();
+            if let (Some(role), Some(lease)) = (transfer_role, config.lease_settings()) {
+                let serial = store.clone();
+                let election = Election {
+                    client: source.client(),
+                    settings: lease,
+                    role,
+                    serial: Box::new(move || serial.serial()),
+                    changes: tx.clone(),
+                };
+                tasks.spawn(
+                    election
+                        .run(shutdown_rx.clone())
+                        .instrument(tracing::info_span!("lease")),
+                );
+            }
             tasks.spawn(
                 kubernetes::run(source, tx, metrics.clone(), shutdown_rx.clone())
                     .instrument(tracing::info_span!("kubernetes")),

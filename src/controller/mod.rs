@@ -218,6 +218,7 @@ impl Controller {
             Change::Apply(object) => self.upsert(object, dirty),
             Change::Delete(kind, key) => self.delete(kind, &key, dirty),
             Change::Synced => *synced = true,
+            Change::RaiseSerial(floor) => self.raise_serial(floor),
             Change::Batch(changes) => {
                 for change in changes {
                     self.take(change, dirty, synced);

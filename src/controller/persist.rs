@@ -79,6 +79,9 @@ impl Controller {
     /// Moves the serial up to `floor` when it is below (RFC 1982): what a restarted server
     /// or a new transfer primary announces never goes back.
     pub fn raise_serial(&mut self, floor: u32) {
+        // One change for transfers: the apexes and the serial move together.
+        let store = self.store.clone();
+        let _change = store.change();
         let serial = self.store.serial();
         if serial_after(floor, serial) {
             self.publish_apexes(floor);

@@ -438,6 +438,11 @@ pub fn record_head(pointer: u16, rtype: u16, ttl: u32, rdata_len: usize) -> [u8;
 /// The compression pointer to the question name, the owner of every answer record.
 pub const QUESTION_POINTER: u16 = 0xC000 | HEADER_LEN as u16;
 
+/// Whether serial `a` is after `b` in RFC 1982 arithmetic (SOA serials wrap).
+pub fn serial_after(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 0x8000_0000
+}
+
 /// Length of the OPT record this server sends.
 pub const OPT_LEN: usize = 11;
 

@@ -27,6 +27,9 @@ pub enum Change {
     Delete(Kind, ObjectKey),
     /// The source has delivered its initial state: start answering.
     Synced,
+    /// The zones' serial must move above this one, if it is not already (a new zone-transfer
+    /// primary continuing from the last one's serial).
+    RaiseSerial(u32),
     /// Changes taken together, in order, before anything is republished: each Service they
     /// touch is published once, with all of them (a manifest edit that moves an object from
     /// one file to another deletes and applies it, and its names never go away in between).

@@ -44,11 +44,17 @@ pub struct Notifier {
     pub metrics: Arc<Metrics>,
     /// The source of NOTIFY IDs.
     pub random: ring::rand::SystemRandom,
+    /// With `--transfer-lease`: whether this replica is the primary, the only one that
+    /// sends NOTIFY (at once when it becomes primary, for the serial it serves).
+    pub primary: Option<watch::Receiver<bool>>,
 }
 
 impl Notifier {
     /// Runs until shutdown, announcing each serial `serials` sees.
-    pub async fn run(self, mut serials: watch::Receiver<u32>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut serials: watch::Receiver<u32>, mut shutdown: watch::Receiver<bool>) {
+        // Without a lease, always primary: this one never changes.
+        let (_always, always) = watch::channel(true);
+        let mut primary = self.primary.take().unwrap_or(always);
         let this = Arc::new(self);
         let mut changed = false;
         loop {
@@ -57,7 +63,14 @@ impl Notifier {
                     biased;
                     _ = shutdown.changed() => return,
                     result = serials.changed() => if result.is_err() { return },
+                    // Becoming primary: the secondaries learn the serial it serves.
+                    result = primary.changed() => if result.is_err() { return },
                 }
+            }
+            if !*primary.borrow_and_update() {
+                changed = false;
+                serials.borrow_and_update();
+                continue;
             }
             tokio::select! {
                 biased;

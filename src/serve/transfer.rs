@@ -41,6 +41,9 @@ pub struct Transfers {
     pub metrics: Arc<Metrics>,
     /// Transfers in progress, at most `--max-transfers`.
     pub slots: Arc<Semaphore>,
+    /// With `--transfer-lease`: whether this replica is the elected primary now; the others
+    /// refuse transfers. `None`: every replica serves them.
+    pub primary: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for Transfers {
@@ -184,6 +187,8 @@ impl Transfers {
         }
         let answer = match zone {
             _ if !self.allow.iter().any(|range| range.contains(peer)) => Answer::Refused,
+            // Another replica holds the transfer lease: the secondary tries it next.
+            _ if self.primary.as_ref().is_some_and(|p| !*p.borrow()) => Answer::Refused,
             // With keys configured, only a signed request gets the zone.
             _ if !self.keys.is_empty() && signer.is_none() => Answer::Refused,
             Some(found) if is_apex(&found) => Answer::Go,

@@ -86,6 +86,11 @@ impl KubernetesSource {
         }
     }
 
+    /// The client it watches with (the transfer lease uses it too).
+    pub(crate) fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// Converts objects with `options` (the server's flags; `start` sets them).
     pub(crate) fn convert_options(mut self, options: ConvertOptions) -> Self {
         self.options = options;

@@ -7,6 +7,8 @@
 //! - [`kubernetes`]: the API watch (kube-runtime watchers, relists swapped in whole), and
 //!   [`backoff`]: how its watches retry;
 //! - [`feed`]: objects an embedding operator pushes;
+//! - [`lease`]: not a source of objects but of a role: the zone-transfer primary elected
+//!   among replicas through a Lease;
 //! - [`manifest`]: one object of any kind DNS reads, and [`convert`]: such an object into
 //!   the model, held to the same rules whatever the source; [`selector`] checks a label
 //!   selector before the API server would refuse it.
@@ -18,6 +20,7 @@ pub mod backoff;
 pub mod convert;
 pub mod feed;
 pub mod kubernetes;
+pub mod lease;
 pub mod manifest;
 pub mod manifests;
 pub mod selector;

@@ -42,10 +42,7 @@ impl Step {
     }
 }
 
-/// Whether serial `a` is after `b` in RFC 1982 arithmetic.
-pub fn serial_after(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000_0000
-}
+pub use crate::dns::wire::serial_after;
 
 /// The recent steps, oldest first.
 #[derive(Debug, Default)]

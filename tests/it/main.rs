@@ -24,6 +24,7 @@ mod slots;
 mod snapshot;
 mod stub_domain;
 mod transfer_churn;
+mod transfer_lease;
 mod transfers;
 mod truncation;
 mod zones;
