@@ -151,7 +151,11 @@ pub struct Args {
     pub transfer_lease_duration: Duration,
 
     /// This replica's identity in the transfer Lease. Default: $POD_NAME, else the host name.
-    #[arg(long, env = "HEADLESS_DNS_TRANSFER_LEASE_IDENTITY", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "HEADLESS_DNS_TRANSFER_LEASE_IDENTITY",
+        value_name = "NAME"
+    )]
     pub transfer_lease_identity: Option<String>,
 
     /// Bytes of recent changes kept for incremental transfers (IXFR); older secondaries get
@@ -334,11 +338,10 @@ fn parse_http(text: &str) -> Result<HttpListen, String> {
 
 /// `--transfer-lease`: NAMESPACE/NAME, both DNS labels (a Lease name may be a subdomain).
 fn parse_lease(text: &str) -> Result<(String, String), String> {
-    let bad = || format!("{text:?} is not NAMESPACE/NAME (e.g. headless-dns/headless-dns-transfer)");
+    let bad =
+        || format!("{text:?} is not NAMESPACE/NAME (e.g. headless-dns/headless-dns-transfer)");
     let (namespace, name) = text.split_once('/').ok_or_else(bad)?;
-    let name_ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(is_dns1123_label);
+    let name_ok = !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns1123_label);
     if !is_dns1123_label(namespace) || !name_ok {
         return Err(bad());
     }

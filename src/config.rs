@@ -297,7 +297,9 @@ impl Config {
     pub fn lease_settings(&self) -> Option<crate::source::lease::LeaseSettings> {
         let (namespace, name) = self.transfer_lease.clone()?;
         let pod_name = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty());
-        let pod_namespace = std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty());
+        let pod_namespace = std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty());
         let identity = self
             .lease_identity
             .clone()

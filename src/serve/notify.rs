@@ -51,7 +51,11 @@ pub struct Notifier {
 
 impl Notifier {
     /// Runs until shutdown, announcing each serial `serials` sees.
-    pub async fn run(mut self, mut serials: watch::Receiver<u32>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut serials: watch::Receiver<u32>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         // Without a lease, always primary: this one never changes.
         let (_always, always) = watch::channel(true);
         let mut primary = self.primary.take().unwrap_or(always);

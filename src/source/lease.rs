@@ -133,7 +133,9 @@ impl Election {
     ) -> Result<bool, kube::Error> {
         let me = &self.settings.identity;
         let Some(lease) = api.get_opt(&self.settings.name).await? else {
-            let created = api.create(&PostParams::default(), &self.lease(None, 0)).await;
+            let created = api
+                .create(&PostParams::default(), &self.lease(None, 0))
+                .await;
             return match created {
                 Ok(_) => {
                     tracing::info!("transfer lease created: this replica is the primary");
@@ -182,7 +184,10 @@ impl Election {
                     self.raise_serial_above(floor).await;
                 }
                 let taken = self.lease(Some(&lease), transitions + 1);
-                match api.replace(&self.settings.name, &PostParams::default(), &taken).await {
+                match api
+                    .replace(&self.settings.name, &PostParams::default(), &taken)
+                    .await
+                {
                     Ok(_) => {
                         tracing::info!(
                             previous = record.0.as_deref().unwrap_or(""),
@@ -201,11 +206,13 @@ impl Election {
     /// The Lease as this replica holds it now: holder, times, the serial it serves.
     fn lease(&self, current: Option<&Lease>, transitions: i32) -> Lease {
         let now = MicroTime(Timestamp::now());
-        let mut metadata = current.map(|l| l.metadata.clone()).unwrap_or_else(|| ObjectMeta {
-            name: Some(self.settings.name.clone()),
-            namespace: Some(self.settings.namespace.clone()),
-            ..ObjectMeta::default()
-        });
+        let mut metadata = current
+            .map(|l| l.metadata.clone())
+            .unwrap_or_else(|| ObjectMeta {
+                name: Some(self.settings.name.clone()),
+                namespace: Some(self.settings.namespace.clone()),
+                ..ObjectMeta::default()
+            });
         let served = (self.serial)();
         // Never below what the Lease says already.
         let serial = current
@@ -260,12 +267,22 @@ impl Election {
     async fn release(&self, api: &Api<Lease>) {
         let release = async {
             let lease = api.get(&self.settings.name).await?;
-            let mine = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+            let mine = lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
                 == Some(&self.settings.identity);
             if !mine {
                 return Ok::<_, kube::Error>(());
             }
-            let mut released = self.lease(Some(&lease), lease.spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0));
+            let mut released = self.lease(
+                Some(&lease),
+                lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.lease_transitions)
+                    .unwrap_or(0),
+            );
             if let Some(spec) = &mut released.spec {
                 spec.holder_identity = None;
                 spec.lease_duration_seconds = Some(1);
@@ -280,7 +297,9 @@ impl Election {
                 error = &error as &dyn std::error::Error,
                 "cannot release the transfer lease; it expires on its own"
             ),
-            Err(_) => tracing::warn!("releasing the transfer lease timed out; it expires on its own"),
+            Err(_) => {
+                tracing::warn!("releasing the transfer lease timed out; it expires on its own")
+            }
         }
     }
 
@@ -296,7 +315,10 @@ impl Election {
             serde_json::Value::Null
         };
         let patch = serde_json::json!({"metadata": {"labels": {PRIMARY_LABEL: value}}});
-        match pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match pods
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => true,
             Err(error) => {
                 tracing::warn!(

@@ -919,7 +919,11 @@ fn respond(shared: &Arc<Shared>, request: &Request) -> Reply {
 /// watches as any change does.
 fn write(shared: &Shared, request: &Request) -> Response {
     let Some(route) = Route::parse(&request.path) else {
-        return Response::failure(404, "NotFound", "the server could not find the requested resource");
+        return Response::failure(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     };
     let namespace = route.namespace.clone().unwrap_or_else(|| "default".into());
     let body: Option<Value> = serde_json::from_slice(&request.body).ok();
@@ -1010,7 +1014,9 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     if !target.is_object() {
         *target = json!({});
     }
-    let Value::Object(target) = target else { return };
+    let Value::Object(target) = target else {
+        return;
+    };
     for (key, value) in patch {
         if value.is_null() {
             target.remove(key);

@@ -34,6 +34,8 @@ enum Object {
     ServiceAccount(ServiceAccount),
     ClusterRole(ClusterRole),
     ClusterRoleBinding(ClusterRoleBinding),
+    Role(k8s_openapi::api::rbac::v1::Role),
+    RoleBinding(k8s_openapi::api::rbac::v1::RoleBinding),
     Deployment(Deployment),
     Service(Service),
     PodDisruptionBudget(PodDisruptionBudget),
@@ -73,6 +75,8 @@ impl Object {
             Object::ServiceAccount(_) => "ServiceAccount",
             Object::ClusterRole(_) => "ClusterRole",
             Object::ClusterRoleBinding(_) => "ClusterRoleBinding",
+            Object::Role(_) => "Role",
+            Object::RoleBinding(_) => "RoleBinding",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
             Object::PodDisruptionBudget(_) => "PodDisruptionBudget",
@@ -188,6 +192,8 @@ fn object_of(value: &Value) -> Result<Object, String> {
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
             typed(value).map(Object::ClusterRoleBinding)
         }
+        ("rbac.authorization.k8s.io/v1", "Role") => typed(value).map(Object::Role),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => typed(value).map(Object::RoleBinding),
         ("apps/v1", "Deployment") => typed(value).map(Object::Deployment),
         ("v1", "Service") => typed(value).map(Object::Service),
         ("policy/v1", "PodDisruptionBudget") => typed(value).map(Object::PodDisruptionBudget),
@@ -962,4 +968,124 @@ fn the_tls_component_serves_what_the_service_exposes_from_the_certificates_secre
             .any(|n| n == "headless-dns.headless-dns.svc"),
         "the Service's name, which CoreDNS's tls_servername checks"
     );
+}
+
+#[test]
+fn the_transfer_lease_component_may_renew_the_lease_and_label_the_primary_it_selects() {
+    let documents = documents();
+    let in_component = |d: &&Document| d.file.starts_with("components/transfer-lease");
+    let role = documents
+        .iter()
+        .filter(in_component)
+        .find_map(|d| match &d.object {
+            Object::Role(r) => Some(r),
+            _ => None,
+        })
+        .expect("a Role");
+    let mut granted = BTreeSet::new();
+    for rule in role.rules.as_deref().unwrap_or_default() {
+        for group in rule.api_groups.as_deref().unwrap_or_default() {
+            for resource in rule.resources.as_deref().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    granted.insert(format!("{group}/{resource}/{verb}"));
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "coordination.k8s.io/leases/get",
+        "coordination.k8s.io/leases/create",
+        "coordination.k8s.io/leases/update",
+        "/pods/get",
+        "/pods/patch",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(
+        granted, expected,
+        "the Lease and the pod label, nothing else"
+    );
+    assert_eq!(role.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let binding = documents
+        .iter()
+        .filter(in_component)
+        .find_map(|d| match &d.object {
+            Object::RoleBinding(b) => Some(b),
+            _ => None,
+        })
+        .expect("a RoleBinding");
+    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    let subjects = binding.subjects.as_deref().unwrap_or_default();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.kind == "ServiceAccount" && s.name == "headless-dns")
+    );
+    // The Service selects the replicas' pods that carry the primary label.
+    let service = documents
+        .iter()
+        .filter(in_component)
+        .find_map(|d| match &d.object {
+            Object::Service(s) => Some(s),
+            _ => None,
+        })
+        .expect("the holder Service");
+    let selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        selector
+            .get(headless_dns::source::lease::PRIMARY_LABEL)
+            .map(String::as_str),
+        Some("true")
+    );
+    let pod_labels = pod_spec_labels(&documents);
+    for (key, value) in &selector {
+        if key.as_str() != headless_dns::source::lease::PRIMARY_LABEL {
+            assert_eq!(pod_labels.get(key), Some(value), "{key} selects the pods");
+        }
+    }
+    // The Deployment patch: flags the binary knows, the pod's name and namespace.
+    let Object::Deployment(patch) = patch_of(&documents, "transfer-lease", "Deployment") else {
+        unreachable!("patch_of picks by kind");
+    };
+    let container = &patch
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+        .containers[0];
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_headless-dns"))
+        .arg("--help")
+        .output()
+        .expect("binary runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let mut fields = BTreeMap::new();
+    for var in container.env.iter().flatten() {
+        match var.value_from.as_ref().and_then(|v| v.field_ref.as_ref()) {
+            Some(field) => {
+                fields.insert(var.name.as_str(), field.field_path.as_str());
+            }
+            None => assert!(
+                help.contains(&format!("env: {}=", var.name)),
+                "{} is no flag's variable",
+                var.name
+            ),
+        }
+    }
+    assert_eq!(fields.get("POD_NAME"), Some(&"metadata.name"));
+    assert_eq!(fields.get("POD_NAMESPACE"), Some(&"metadata.namespace"));
+}
+
+/// The labels of the base Deployment's pods.
+fn pod_spec_labels(documents: &[Document]) -> BTreeMap<String, String> {
+    deployment(documents)
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
 }

@@ -114,10 +114,10 @@ async fn until_answered(addr: SocketAddr, limit: Duration) -> Option<u32> {
 }
 
 fn labelled(double: &ApiDouble, pod: &str) -> bool {
-    double
-        .object("pods", NAMESPACE, pod)
-        .and_then(|p| p.pointer("/metadata/labels/headless-dns.io~1transfer-primary").cloned())
-        == Some(json!("true"))
+    double.object("pods", NAMESPACE, pod).and_then(|p| {
+        p.pointer("/metadata/labels/headless-dns.io~1transfer-primary")
+            .cloned()
+    }) == Some(json!("true"))
 }
 
 /// knotd following `masters` for cluster.local, without keys, listening on `port`.
@@ -189,7 +189,11 @@ async fn one_replica_serves_transfers_and_the_other_takes_over_with_a_larger_ser
         dig(knot_addr, &["+short", web1]).await == "10.244.7.2\n"
     })
     .await;
-    assert!(served, "knot follows the primary:\n{}", std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default());
+    assert!(
+        served,
+        "knot follows the primary:\n{}",
+        std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default()
+    );
 
     // The primary stops (SIGTERM releases the Lease): the other takes over well within
     // the 2 s lease, with a serial above the first primary's.
@@ -204,7 +208,10 @@ async fn one_replica_serves_transfers_and_the_other_takes_over_with_a_larger_ser
         "the serial moves on: {first_serial} then {second_serial}"
     );
     assert!(
-        eventually(Duration::from_secs(5), || async { labelled(&double, pods[1 - first]) }).await,
+        eventually(Duration::from_secs(5), || async {
+            labelled(&double, pods[1 - first])
+        })
+        .await,
         "the label follows the primary"
     );
 
@@ -216,7 +223,11 @@ async fn one_replica_serves_transfers_and_the_other_takes_over_with_a_larger_ser
         dig(knot_addr, &["+short", "web-2.web.demo.svc.cluster.local"]).await == "10.244.7.3\n"
     })
     .await;
-    assert!(followed, "knot follows the new primary:\n{}", std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default());
+    assert!(
+        followed,
+        "knot follows the new primary:\n{}",
+        std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default()
+    );
     survivor.stop().await;
 }
 
@@ -242,6 +253,10 @@ async fn a_killed_primary_is_replaced_once_its_lease_expires() {
         .expect("kill runs");
     let took = until_answered(survivor.addr, Duration::from_secs(6)).await;
     assert!(took.is_some(), "{}", survivor.log());
-    assert!(survivor.log().contains("transfer lease taken"), "{}", survivor.log());
+    assert!(
+        survivor.log().contains("transfer lease taken"),
+        "{}",
+        survivor.log()
+    );
     survivor.stop().await;
 }
