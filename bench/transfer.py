@@ -186,25 +186,83 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def axfr_runs(binary, sizes, rounds, zone):
-    print(f"AXFR of {zone} (release build, server on one thread):")
+class Churn:
+    """A headless Service in the manifests folder rewritten every `ms` milliseconds (a new
+    file renamed over the old), as a rolling restart changes a Service: two pods' addresses
+    carry the change's number. Removed again by stop()."""
+
+    def __init__(self, folder, ms):
+        import threading
+        self.path = os.path.join(folder, "zz-bench-churn.yaml")
+        self.ms, self.changes, self.running = ms, 0, True
+        self.write(0)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def write(self, n):
+        ips = [f"10.{net}.{(n // 250) % 250}.{n % 250 + 1}" for net in (250, 251)]
+        endpoints = "".join(f"- addresses: [\"{ip}\"]\n  hostname: churn-{i}\n"
+                            for i, ip in enumerate(ips))
+        text = ("apiVersion: v1\nkind: Service\nmetadata: {name: churn, namespace: bench-churn}\n"
+                "spec: {clusterIP: None, ports: [{name: web, port: 80}]}\n---\n"
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                "metadata: {name: churn-x, namespace: bench-churn, "
+                "labels: {kubernetes.io/service-name: churn}}\naddressType: IPv4\n"
+                f"endpoints:\n{endpoints}ports: [{{name: web, port: 80}}]\n")
+        with open(self.path + ".new", "w") as f:
+            f.write(text)
+        os.rename(self.path + ".new", self.path)
+
+    def start(self):
+        self.thread.start()
+
+    def run(self):
+        n = 1
+        while self.running and n < 100_000:
+            self.write(n)
+            self.changes = n
+            n += 1
+            time.sleep(self.ms / 1000)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        os.remove(self.path)
+
+
+def axfr_runs(binary, sizes, rounds, zone, churn_ms=0):
+    print(f"AXFR of {zone} (release build, server on one thread"
+          + (f", the zone changing every {churn_ms} ms" if churn_ms else "") + "):")
     print(f"{'endpoints':>10} {'records':>9} {'MB':>7} {'msgs':>6} {'time':>9} "
           f"{'server CPU':>10} {'RSS before':>11} {'peak extra':>11}")
     for size in sizes:
         manifests = os.path.join(ROOT, "bench", "out", f"data-{size}", "manifests")
+        churn = Churn(manifests, churn_ms) if churn_ms else None
         server = Server(binary, manifests)
         time.sleep(1)
         times, cpus, extras = [], [], []
+        moved = []
         request = query(0x4242, zone, TYPE_AXFR)
-        for _ in range(rounds):
-            rss = status_kib(server.process.pid, "VmRSS:")
-            with open(f"/proc/{server.process.pid}/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM to the current RSS
-            started, cpu = time.perf_counter(), cpu_seconds(server.process.pid)
-            count, octets, messages = transfer(server.port, request)
-            times.append(time.perf_counter() - started)
-            cpus.append(cpu_seconds(server.process.pid) - cpu)
-            extras.append((status_kib(server.process.pid, "VmHWM:") - rss, rss))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if churn:
+            churn.start()
+            time.sleep(0.5)
+        try:
+            for _ in range(rounds):
+                before_serial = serial(sock, server.port)
+                rss = status_kib(server.process.pid, "VmRSS:")
+                with open(f"/proc/{server.process.pid}/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM to the current RSS
+                started, cpu = time.perf_counter(), cpu_seconds(server.process.pid)
+                count, octets, messages = transfer(server.port, request)
+                times.append(time.perf_counter() - started)
+                moved.append(serial(sock, server.port) != before_serial)
+                cpus.append(cpu_seconds(server.process.pid) - cpu)
+                extras.append((status_kib(server.process.pid, "VmHWM:") - rss, rss))
+        finally:
+            if churn:
+                churn.stop()
+        changes = churn.changes if churn else 0
+        sock.close()
         server.stop()
         extra, rss = max(extras)
         print(f"{size:>10} {count:>9} {octets / 1e6:>7.1f} {messages:>6} "
@@ -213,6 +271,9 @@ def axfr_runs(binary, sizes, rounds, zone):
               f"{extra / 1024:>6.1f} MiB ({100 * extra / rss:.1f}%)")
         print(f"{'':>10} times over {rounds} rounds: "
               + ", ".join(f"{t * 1e3:.0f} ms" for t in times))
+        if churn_ms:
+            print(f"{'':>10} every transfer complete; the serial moved during "
+                  f"{sum(moved)} of {rounds}; {changes} changes written")
 
 
 def edit_one_pod(folder, rng):
@@ -380,13 +441,15 @@ def main():
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.3, help="seconds between changes")
     parser.add_argument("--skip", default="", help="comma list of axfr,ixfr,lag to skip")
+    parser.add_argument("--churn", type=int, default=0,
+                        help="ms between changes to the zone while the AXFRs run (0: none)")
     parser.add_argument("--zone", default="cluster.local",
                         help="the zone the AXFR runs take (in-addr.arpa: every pod's PTR)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     skip = set(args.skip.split(","))
     if "axfr" not in skip:
-        axfr_runs(args.binary, sizes, args.rounds, args.zone)
+        axfr_runs(args.binary, sizes, args.rounds, args.zone, args.churn)
     if "ixfr" not in skip:
         ixfr_run(args.binary, min(sizes, key=lambda s: abs(s - 100000)))
     if "lag" not in skip:

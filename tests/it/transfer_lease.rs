@@ -198,11 +198,14 @@ async fn one_replica_serves_transfers_and_the_other_takes_over_with_a_larger_ser
     // The primary stops (SIGTERM releases the Lease): the other takes over well within
     // the 2 s lease, with a serial above the first primary's.
     let (stopped, survivor) = if first == 0 { (a, b) } else { (b, a) };
+    let stopping = std::time::Instant::now();
     let log = stopped.stop().await;
     assert!(log.contains("transfer lease released"), "{log}");
     let second_serial = until_answered(survivor.addr, Duration::from_secs(4))
         .await
         .unwrap_or_else(|| panic!("the other replica serves transfers: {}", survivor.log()));
+    // Reported, not asserted: how long the handover took.
+    eprintln!("handover after SIGTERM: {:?}", stopping.elapsed());
     assert!(
         second_serial != first_serial && second_serial.wrapping_sub(first_serial) < 1 << 31,
         "the serial moves on: {first_serial} then {second_serial}"
@@ -251,7 +254,9 @@ async fn a_killed_primary_is_replaced_once_its_lease_expires() {
         .args(["-KILL", &killed.pid().to_string()])
         .status()
         .expect("kill runs");
+    let killing = std::time::Instant::now();
     let took = until_answered(survivor.addr, Duration::from_secs(6)).await;
+    eprintln!("handover after SIGKILL (2 s lease): {:?}", killing.elapsed());
     assert!(took.is_some(), "{}", survivor.log());
     assert!(
         survivor.log().contains("transfer lease taken"),
