@@ -82,6 +82,7 @@ fn objects(services: u32, pods: u32) -> Vec<Object> {
         out.push(Object::EndpointSlice(EndpointSlice {
             key: ObjectKey::new(&ns, format!("{name}-x")),
             service: key,
+            of: Default::default(),
             endpoints: (0..pods)
                 .map(|i| Endpoint {
                     ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + s * pods + i)),

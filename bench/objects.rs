@@ -30,6 +30,7 @@ pub fn headless(ns: &str, name: &str, size: u32, first: u32) -> Vec<Object> {
         objects.push(Object::EndpointSlice(EndpointSlice {
             key: ObjectKey::new(ns, format!("{name}-{chunk}")),
             service: service.clone(),
+            of: Default::default(),
             endpoints: (start..end)
                 .map(|i| Endpoint {
                     ip: ip(first + i),

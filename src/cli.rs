@@ -247,6 +247,19 @@ pub struct Args {
     #[arg(long, env = "HEADLESS_DNS_ENDPOINT_POD_NAMES")]
     pub endpoint_pod_names: bool,
 
+    /// Serve the Multicluster Services DNS names (KEP-1645) in this zone: ServiceImports
+    /// (multicluster.x-k8s.io) and their EndpointSlices become
+    /// `<svc>.<ns>.svc.<ZONE>` and `<hostname>.<cluster-id>.<svc>.<ns>.svc.<ZONE>`.
+    /// The MCS API defines it as clusterset.local. Default: off, none of them is read.
+    #[arg(long, env = "HEADLESS_DNS_CLUSTERSET_ZONE", value_name = "ZONE", value_parser = parse_zone)]
+    pub clusterset_zone: Option<RelativeName>,
+
+    /// This cluster's id in its clusterset (a DNS label), when the API serves no
+    /// cluster.clusterset.k8s.io ClusterProperty: it names this cluster's own imported
+    /// endpoints (slices without a source-cluster label) and its StatefulSet pods' slots.
+    #[arg(long, env = "HEADLESS_DNS_CLUSTER_ID", value_name = "ID")]
+    pub cluster_id: Option<String>,
+
     /// Largest UDP response in bytes, also advertised in EDNS; larger answers set TC so
     /// clients retry over TCP.
     #[arg(long, env = "HEADLESS_DNS_MAX_UDP_SIZE", value_name = "BYTES", default_value_t = 1232,
@@ -411,6 +424,8 @@ impl Args {
             listen: self.listen.clone(),
             zones: self.zones.clone(),
             reverse_zones: self.reverse_zones.clone(),
+            clusterset_zone: self.clusterset_zone.clone(),
+            cluster_id: self.cluster_id.clone(),
             ns_addresses: self.ns_addresses.clone(),
             ttl: self.ttl,
             negative_ttl: self.negative_ttl,

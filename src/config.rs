@@ -63,6 +63,14 @@ pub struct Config {
     /// DNS label) in A/AAAA, SRV and PTR records, as CoreDNS's `endpoint_pod_names`,
     /// instead of by its dashed address.
     pub endpoint_pod_names: bool,
+    /// The Multicluster Services zone (`clusterset.local`, the only one the MCS API allows
+    /// today): ServiceImports and their EndpointSlices are read and served there; `None`
+    /// reads none of them.
+    pub clusterset_zone: Option<RelativeName>,
+    /// This cluster's id in its clusterset when the API serves no `cluster.clusterset.k8s.io`
+    /// ClusterProperty: it names this cluster's own imported endpoints and its StatefulSet
+    /// pods' ordinal slots under `<id>.<svc>.<ns>.svc.<clusterset zone>`.
+    pub cluster_id: Option<String>,
     /// Addresses to serve DNS over TLS on (RFC 7858; 853 is its port); needs
     /// `tls_certificate`.
     pub tls_listen: Vec<SocketAddr>,
@@ -113,6 +121,8 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
             zones: vec![parse_zone("cluster.local").unwrap_or_else(|_| RelativeName::apex())],
             reverse_zones: Vec::new(),
+            clusterset_zone: None,
+            cluster_id: None,
             ns_addresses: Vec::new(),
             ttl: 5,
             negative_ttl: 5,
@@ -202,6 +212,31 @@ impl Config {
                 return fail(format!(
                     "--zone {zone}: reverse zones (in-addr.arpa, ip6.arpa) are served already; name them with --reverse-zone CIDR"
                 ));
+            }
+        }
+        if let Some(zone) = &self.clusterset_zone {
+            if zone.is_apex() || zone.labels().last() == Some(b"arpa") {
+                return fail(format!(
+                    "--clusterset-zone {zone}: give a forward zone, clusterset.local as the MCS API defines it"
+                ));
+            }
+            if self.zones.contains(zone) {
+                return fail(format!(
+                    "--clusterset-zone {zone} is also a --zone: the clusterset zone serves ServiceImports, the cluster zones Services; give each its own name"
+                ));
+            }
+        }
+        if let Some(id) = &self.cluster_id {
+            if !crate::dns::name::is_dns1123_label(id) {
+                return fail(format!(
+                    "--cluster-id {id:?}: a cluster id is a DNS label (lowercase a-z, 0-9, '-', at most 63), e.g. the kube-system namespace's uid"
+                ));
+            }
+            if self.clusterset_zone.is_none() {
+                return fail(
+                    "--cluster-id names this cluster in the clusterset zone: give --clusterset-zone clusterset.local too"
+                        .into(),
+                );
             }
         }
         let reverse_zones: usize = self

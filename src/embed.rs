@@ -13,10 +13,10 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::controller::Controller;
 use crate::controller::persist::SnapshotSink;
 use crate::controller::records::RecordOptions;
 use crate::controller::zone_records::ZoneSettings;
+use crate::controller::{ClusterSetSettings, Controller};
 use crate::dns::tsig::TsigKey;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -76,12 +76,20 @@ pub struct Core {
 impl Core {
     pub fn new(config: &Config) -> Self {
         let reverse_zones = zones::reverse_zones(&config.reverse_zones);
-        let zones = Arc::new(ZoneTable::new(&config.zones, &reverse_zones));
+        let mut zones = ZoneTable::new(&config.zones, &reverse_zones);
+        if let Some(clusterset) = &config.clusterset_zone {
+            zones = zones.with_clusterset(clusterset);
+        }
+        let zones = Arc::new(zones);
         let store = Arc::new(Store::new());
+        let clusterset_zone: Box<[u8]> = zones
+            .clusterset()
+            .map_or_else(|| Box::from([0u8]), |z| z.wire.clone());
         let compile = CompileContext {
             ttl: config.ttl,
             forward_zones: zones.forward_zones(),
             primary_zone: zones.primary().into(),
+            clusterset_zone: clusterset_zone.clone(),
             slot_negative_ttl: config.slot_negative_ttl,
         };
         let options = RecordOptions {
@@ -105,13 +113,23 @@ impl Core {
                 config.ixfr_journal_size
             },
         };
-        let controller = Controller::new(
+        let clusterset = config.clusterset_zone.as_ref().map(|_| ClusterSetSettings {
+            compile: CompileContext {
+                forward_zones: vec![clusterset_zone],
+                ..compile.clone()
+            },
+            cluster_id: config.cluster_id.as_deref().map(Arc::from),
+        });
+        let mut controller = Controller::new(
             store.clone(),
             compile,
             zone_settings,
             options,
             metrics.clone(),
         );
+        if let Some(clusterset) = clusterset {
+            controller.serve_clusterset(clusterset);
+        }
         // Validated with the configuration: a key that does not build is left out.
         let keys: Arc<[TsigKey]> = config
             .tsig_keys
@@ -315,6 +333,7 @@ pub async fn start(config: Config, source: Source) -> Result<ServerHandle, Error
     }
     let convert_options = ConvertOptions {
         endpoint_pod_names: config.endpoint_pod_names,
+        multicluster: config.clusterset_zone.is_some(),
     };
     if config.transfer_lease.is_some() && !matches!(source, Source::Kubernetes(_)) {
         return Err(Error::Config(crate::config::ConfigError::new(

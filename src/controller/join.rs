@@ -5,8 +5,37 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::controller::Controller;
-use crate::controller::publish::Published;
-use crate::model::{EndpointSlice, Kind, Object, ObjectKey, StatefulSet};
+use crate::controller::publish::{Owner, Published};
+use crate::model::{EndpointSlice, Kind, Object, ObjectKey, SliceOf, StatefulSet};
+
+/// What a batch's changes touched: the Services and the ServiceImports to republish.
+#[derive(Debug, Default)]
+pub(super) struct Dirty {
+    pub(super) services: BTreeSet<ObjectKey>,
+    pub(super) imports: BTreeSet<ObjectKey>,
+}
+
+impl Dirty {
+    pub(super) fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.imports.is_empty()
+    }
+
+    /// Marks what `owner` names.
+    pub(super) fn mark(&mut self, owner: Owner) {
+        match owner {
+            Owner::Service(key) => self.services.insert(key),
+            Owner::Import(key) => self.imports.insert(key),
+        };
+    }
+}
+
+/// What a slice's endpoints serve: its Service, or its ServiceImport.
+pub(super) fn slice_owner(slice: &EndpointSlice) -> Owner {
+    match slice.of {
+        SliceOf::Service => Owner::Service(slice.service.clone()),
+        SliceOf::Import { .. } => Owner::Import(slice.service.clone()),
+    }
+}
 
 /// A small ordered set of object keys (the slices or StatefulSets of one Service: usually
 /// one). A `BTreeSet` would allocate a node for eleven keys for each of them.
@@ -68,7 +97,7 @@ impl Controller {
         kind: Option<Kind>,
         namespace: Option<&str>,
         objects: Vec<Object>,
-        dirty: &mut BTreeSet<ObjectKey>,
+        dirty: &mut Dirty,
     ) {
         let in_scope = |k: Kind, key: &ObjectKey| {
             kind.is_none_or(|kind| kind == k) && namespace.is_none_or(|ns| &*key.namespace == ns)
@@ -93,6 +122,8 @@ impl Controller {
                 Kind::EndpointSlice => Box::new(self.slices.keys()),
                 Kind::Endpoints => Box::new(self.legacy_endpoints.keys()),
                 Kind::StatefulSet => Box::new(self.stateful_sets.keys()),
+                Kind::ServiceImport => Box::new(self.imports.keys()),
+                Kind::ClusterProperty => Box::new(self.cluster_property.iter().map(|p| &p.key)),
             };
             let listed = seen.get(&k);
             gone.extend(
@@ -106,11 +137,11 @@ impl Controller {
         }
     }
 
-    pub(super) fn upsert(&mut self, object: Object, dirty: &mut BTreeSet<ObjectKey>) {
+    pub(super) fn upsert(&mut self, object: Object, dirty: &mut Dirty) {
         match object {
             Object::Service(service) => {
                 if self.services.get(&service.key) != Some(&service) {
-                    dirty.insert(service.key.clone());
+                    dirty.services.insert(service.key.clone());
                     self.services.insert(service);
                 }
             }
@@ -118,25 +149,35 @@ impl Controller {
                 if self.slices.get(&slice.key) == Some(&slice) {
                     return;
                 }
-                dirty.insert(slice.service.clone());
-                self.per_service
-                    .entry(slice.service.clone())
-                    .or_default()
-                    .slices
-                    .insert(slice.key.clone());
+                let owner = slice_owner(&slice);
+                match &owner {
+                    Owner::Service(service) => self
+                        .per_service
+                        .entry(service.clone())
+                        .or_default()
+                        .slices
+                        .insert(slice.key.clone()),
+                    Owner::Import(import) => self
+                        .per_import
+                        .entry(import.clone())
+                        .or_default()
+                        .slices
+                        .insert(slice.key.clone()),
+                }
                 self.endpoints += slice.endpoints.len();
-                let service = slice.service.clone();
                 if let Some(old) = self.slices.insert(slice) {
                     self.endpoints -= old.endpoints.len();
-                    if old.service != service {
+                    let old_owner = slice_owner(&old);
+                    if old_owner != owner {
                         self.unlink_slice(&old);
-                        dirty.insert(old.service);
+                        dirty.mark(old_owner);
                     }
                 }
+                dirty.mark(owner);
             }
             Object::Endpoints { service, subsets } => {
                 if self.legacy_endpoints.get(&service) != Some(&subsets) {
-                    dirty.insert(service.clone());
+                    dirty.services.insert(service.clone());
                     self.endpoints += count_endpoints(&subsets);
                     if let Some(old) = self.legacy_endpoints.insert(service, subsets) {
                         self.endpoints -= count_endpoints(&old);
@@ -153,45 +194,66 @@ impl Controller {
                     .or_default()
                     .stateful_sets
                     .insert(sts.key.clone());
-                dirty.insert(service);
+                self.mark_governed(service, dirty);
                 let service_name = sts.service_name.clone();
                 if let Some(old) = self.stateful_sets.insert(sts)
                     && old.service_name != service_name
                 {
                     self.unlink_stateful_set(&old);
-                    dirty.insert(governing_service(&old));
+                    self.mark_governed(governing_service(&old), dirty);
                 }
             }
+            Object::ServiceImport(import) => self.upsert_import(import, dirty),
+            Object::ClusterProperty(property) => self.set_cluster_property(Some(property), dirty),
         }
     }
 
-    pub(super) fn delete(&mut self, kind: Kind, key: &ObjectKey, dirty: &mut BTreeSet<ObjectKey>) {
+    pub(super) fn delete(&mut self, kind: Kind, key: &ObjectKey, dirty: &mut Dirty) {
         match kind {
             Kind::Service => {
                 if self.services.remove(key).is_some() {
-                    dirty.insert(key.clone());
+                    dirty.services.insert(key.clone());
                 }
             }
             Kind::EndpointSlice => {
                 if let Some(old) = self.slices.remove(key) {
                     self.endpoints -= old.endpoints.len();
                     self.unlink_slice(&old);
-                    dirty.insert(old.service);
+                    dirty.mark(slice_owner(&old));
                 }
             }
             Kind::Endpoints => {
                 if let Some(old) = self.legacy_endpoints.remove(key) {
                     self.endpoints -= count_endpoints(&old);
-                    dirty.insert(key.clone());
+                    dirty.services.insert(key.clone());
                 }
             }
             Kind::StatefulSet => {
                 if let Some(old) = self.stateful_sets.remove(key) {
                     self.unlink_stateful_set(&old);
-                    dirty.insert(governing_service(&old));
+                    self.mark_governed(governing_service(&old), dirty);
+                }
+            }
+            Kind::ServiceImport => self.delete_import(key, dirty),
+            Kind::ClusterProperty => {
+                if self
+                    .cluster_property
+                    .as_ref()
+                    .is_some_and(|p| p.key == *key)
+                {
+                    self.set_cluster_property(None, dirty);
                 }
             }
         }
+    }
+
+    /// Marks the Service a StatefulSet governs, and the ServiceImport of the same name,
+    /// whose local pods keep their ordinal slots.
+    fn mark_governed(&self, service: ObjectKey, dirty: &mut Dirty) {
+        if self.clusterset.is_some() {
+            dirty.imports.insert(service.clone());
+        }
+        dirty.services.insert(service);
     }
 
     pub(super) fn unlink_stateful_set(&mut self, sts: &StatefulSet) {
@@ -219,10 +281,22 @@ impl Controller {
     }
 
     pub(super) fn unlink_slice(&mut self, slice: &EndpointSlice) {
-        if let Some(entry) = self.per_service.get_mut(&slice.service) {
-            entry.slices.remove(&slice.key);
-            if entry.is_empty() {
-                self.per_service.remove(&slice.service);
+        match slice_owner(slice) {
+            Owner::Service(service) => {
+                if let Some(entry) = self.per_service.get_mut(&service) {
+                    entry.slices.remove(&slice.key);
+                    if entry.is_empty() {
+                        self.per_service.remove(&service);
+                    }
+                }
+            }
+            Owner::Import(import) => {
+                if let Some(entry) = self.per_import.get_mut(&import) {
+                    entry.slices.remove(&slice.key);
+                    if entry.is_empty() {
+                        self.per_import.remove(&import);
+                    }
+                }
             }
         }
     }

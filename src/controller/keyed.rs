@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 use crate::hash::FastHash;
-use crate::model::{EndpointSlice, ObjectKey, Service, StatefulSet};
+use crate::model::{EndpointSlice, ObjectKey, Service, ServiceImport, StatefulSet};
 
 /// An object that carries its own key.
 pub trait Keyed {
@@ -30,6 +30,12 @@ impl Keyed for EndpointSlice {
 }
 
 impl Keyed for StatefulSet {
+    fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+}
+
+impl Keyed for ServiceImport {
     fn key(&self) -> &ObjectKey {
         &self.key
     }

@@ -11,11 +11,16 @@
 //! [`publish`] turns a Service's records into its snapshot and routes, [`reverse`] keeps
 //! the claims on addresses and publishes PTR answers, [`names`] counts the empty
 //! non-terminals, [`records`] is the specification as pure functions and [`zone_records`]
-//! the names every zone has. This file holds the state and the loop that applies batches.
+//! the names every zone has. [`imports`] does for ServiceImports what `join` and
+//! `republish` do for Services, with [`clusterset_records`] as their specification (the
+//! Multicluster Services DNS names, `--clusterset-zone`). This file holds the state and the
+//! loop that applies batches.
 //!
 //! May import [`crate::model`], [`crate::store`], [`crate::dns`], [`crate::hash`] and
 //! [`crate::metrics`]; never a source or the query path.
 
+pub mod clusterset_records;
+mod imports;
 mod join;
 pub mod keyed;
 mod names;
@@ -28,7 +33,7 @@ mod serial;
 mod tests;
 pub mod zone_records;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,10 +41,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dns::rdata::NameRecords;
 use crate::metrics::Metrics;
-use crate::model::{Change, EndpointSlice, ObjectKey, Service, StatefulSet, Timed};
+use crate::model::{
+    Change, ClusterProperty, EndpointSlice, ObjectKey, Service, ServiceImport, StatefulSet, Timed,
+};
 use crate::store::compile::{self, CompileContext, compile_name};
 use crate::store::{self, Route, Store, ZoneKind};
-use join::ServiceEntry;
+pub use imports::ClusterSetSettings;
+use imports::ImportEntry;
+use join::{Dirty, ServiceEntry};
 use keyed::KeyedSet;
 use publish::SlotOwners;
 use records::RecordOptions;
@@ -67,6 +76,15 @@ pub struct Controller {
     /// Legacy Endpoints, by Service; used only while a Service has no EndpointSlice.
     legacy_endpoints: BTreeMap<ObjectKey, Vec<EndpointSlice>>,
     stateful_sets: KeyedSet<StatefulSet>,
+    /// ServiceImports, kept only when the clusterset zone is served.
+    imports: KeyedSet<ServiceImport>,
+    /// The imported slices of each ServiceImport, and what it published.
+    per_import: BTreeMap<ObjectKey, ImportEntry>,
+    /// The `cluster.clusterset.k8s.io` ClusterProperty: this cluster's id, over the flag's.
+    cluster_property: Option<ClusterProperty>,
+    /// The clusterset zone's encoding and this cluster's id by flag (`--clusterset-zone`);
+    /// `None`: ServiceImports are not served.
+    clusterset: Option<ClusterSetSettings>,
     /// Which records a Service has (ordinal slots, unready pod names).
     options: RecordOptions,
     /// The claims on addresses that are not answered from one Service's pod table, and
@@ -117,6 +135,10 @@ impl Controller {
             per_service: BTreeMap::new(),
             legacy_endpoints: BTreeMap::new(),
             stateful_sets: KeyedSet::default(),
+            imports: KeyedSet::default(),
+            per_import: BTreeMap::new(),
+            cluster_property: None,
+            clusterset: None,
             options,
             reverse: AddressMap::default(),
             ent_refs: HashMap::new(),
@@ -172,7 +194,7 @@ impl Controller {
 
     /// Applies a batch of changes, then republishes every Service they touched, each once.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Stats {
-        let mut dirty = BTreeSet::new();
+        let mut dirty = Dirty::default();
         let mut synced = false;
         for change in changes {
             self.take(change, &mut dirty, &mut synced);
@@ -185,8 +207,11 @@ impl Controller {
             // between would see new records under the old serial, so it waits this out.
             let store = self.store.clone();
             let change = store.change();
-            for service in &dirty {
+            for service in &dirty.services {
                 self.republish(service);
+            }
+            for import in &dirty.imports {
+                self.republish_import(import);
             }
             self.next_serial();
             drop(change);
@@ -204,7 +229,7 @@ impl Controller {
     }
 
     /// Takes one change into the model, marking the Services it touches.
-    fn take(&mut self, change: Change, dirty: &mut BTreeSet<ObjectKey>, synced: &mut bool) {
+    fn take(&mut self, change: Change, dirty: &mut Dirty, synced: &mut bool) {
         match change {
             Change::ReplaceAll(objects) => {
                 self.replace(None, None, objects, dirty);

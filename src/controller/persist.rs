@@ -64,6 +64,16 @@ impl Controller {
                 .iter()
                 .map(|s| Object::StatefulSet(s.clone())),
         );
+        out.extend(
+            self.imports
+                .iter()
+                .map(|i| Object::ServiceImport(i.clone())),
+        );
+        out.extend(
+            self.cluster_property
+                .iter()
+                .map(|p| Object::ClusterProperty(p.clone())),
+        );
         out.sort_by(|a, b| (a.kind(), a.key()).cmp(&(b.kind(), b.key())));
         out
     }

@@ -1,12 +1,13 @@
-//! Publishing one Service: its records compiled into a snapshot (pods' names in the pod
-//! table, the rest as packed answers), routes added before the swap and removed after it,
-//! the namespace's empty non-terminal, then its reverse claims.
+//! Publishing one Service (or one ServiceImport, in the clusterset zone): its records
+//! compiled into a snapshot (pods' names in the pod table, the rest as packed answers),
+//! routes added before the swap and removed after it, the namespace's empty non-terminal,
+//! then its reverse claims.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use crate::controller::Controller;
-use crate::controller::records;
+use crate::controller::records::{self, ServiceRecords};
 use crate::controller::reverse::Addresses;
 use crate::dns::name::{MAX_NAME_LEN, RelativeName};
 use crate::model::ObjectKey;
@@ -15,6 +16,40 @@ use crate::store::pod_table::PodTableBuilder;
 use crate::store::{
     self, Route, ServiceAnswers, ServiceSlot, ServiceSnapshot, SnapshotEntry, ZoneKind,
 };
+
+/// Whose records a store slot holds: a Service's, in the cluster zones, or a
+/// ServiceImport's, in the clusterset zone. The two may share a key (an exported Service
+/// and its import usually do).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Owner {
+    Service(ObjectKey),
+    Import(ObjectKey),
+}
+
+impl Owner {
+    pub(super) fn key(&self) -> &ObjectKey {
+        match self {
+            Owner::Service(key) | Owner::Import(key) => key,
+        }
+    }
+
+    /// The tree its names are in.
+    pub(super) fn zone_kind(&self) -> ZoneKind {
+        match self {
+            Owner::Service(_) => ZoneKind::Forward,
+            Owner::Import(_) => ZoneKind::ClusterSet,
+        }
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Service(key) => write!(f, "{key}"),
+            Owner::Import(key) => write!(f, "ServiceImport {key}"),
+        }
+    }
+}
 
 /// What one Service has in the store, so the next publish can remove what disappeared.
 #[derive(Debug)]
@@ -29,10 +64,10 @@ pub(super) struct Published {
 /// not whose they are, and a reverse name answered from a slot's pod table is that
 /// Service's claim. Numbers are dense (released ones are reused first), so a vector.
 #[derive(Debug, Default)]
-pub(super) struct SlotOwners(Vec<Option<ObjectKey>>);
+pub(super) struct SlotOwners(Vec<Option<Owner>>);
 
 impl SlotOwners {
-    fn set(&mut self, slot: &ServiceSlot, owner: ObjectKey) {
+    fn set(&mut self, slot: &ServiceSlot, owner: Owner) {
         let at = slot.number() as usize;
         if self.0.len() <= at {
             self.0.resize(at + 1, None);
@@ -46,8 +81,8 @@ impl SlotOwners {
         }
     }
 
-    /// The Service whose answers `slot` holds.
-    pub(super) fn get(&self, slot: &ServiceSlot) -> Option<&ObjectKey> {
+    /// The Service (or import) whose answers `slot` holds.
+    pub(super) fn get(&self, slot: &ServiceSlot) -> Option<&Owner> {
         self.0.get(slot.number() as usize)?.as_ref()
     }
 }
@@ -70,15 +105,50 @@ impl Controller {
                 }
             },
         };
+        self.publish(&Owner::Service(key.clone()), records);
+    }
+
+    fn published_mut(&mut self, owner: &Owner) -> Option<&mut Option<Published>> {
+        match owner {
+            Owner::Service(key) => self.per_service.get_mut(key).map(|e| &mut e.published),
+            Owner::Import(key) => self.per_import.get_mut(key).map(|e| &mut e.published),
+        }
+    }
+
+    fn set_published(&mut self, owner: &Owner, published: Option<Published>) {
+        match owner {
+            Owner::Service(key) => {
+                let entry = self.per_service.entry(key.clone()).or_default();
+                entry.published = published;
+                if entry.is_empty() {
+                    self.per_service.remove(key);
+                }
+            }
+            Owner::Import(key) => {
+                let entry = self.per_import.entry(key.clone()).or_default();
+                entry.published = published;
+                if entry.is_empty() {
+                    self.per_import.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Publishes `records`, everything `owner` has, whole: compiled into its slot's new
+    /// snapshot, routes added before the swap and removed after it, then its reverse claims.
+    pub(super) fn publish(&mut self, owner: &Owner, records: ServiceRecords) {
+        let key = owner.key();
+        let kind = owner.zone_kind();
+        let Some((compile, longest_zone)) = self.encoding(kind) else {
+            return;
+        };
         // Names one label below the Service's name are found through it, unindexed (see
         // `store`); every other name of the Service is routed to its slot. Those with
         // addresses alone (pods' names) go in the compact table.
         // The Service's own name; `None` when it is not a valid name (then the Service has
         // no records either).
         let service_name = records::service_name(key).ok();
-        let base = service_name
-            .as_ref()
-            .map(|name| store::key(ZoneKind::Forward, name));
+        let base = service_name.as_ref().map(|name| store::key(kind, name));
         let indexed = |k: &[u8]| {
             !base
                 .as_deref()
@@ -95,11 +165,11 @@ impl Controller {
             .map(|(_, source)| &source.target)
             .collect();
         for name in &records.names {
-            if name.name.wire().len() + self.longest_zone > MAX_NAME_LEN {
-                tracing::warn!(service = %key, name = %name.name, "name left out: longer than 255 octets in the longest zone");
+            if name.name.wire().len() + longest_zone > MAX_NAME_LEN {
+                tracing::warn!(service = %owner, name = %name.name, "name left out: longer than 255 octets in the longest zone");
                 continue;
             }
-            let name_key = store::key(ZoneKind::Forward, &name.name);
+            let name_key = store::key(kind, &name.name);
             if !indexed(&name_key)
                 && let Some(label) = name.name.labels().next()
                 && let Some(addresses) = name.addresses_only()
@@ -112,25 +182,24 @@ impl Controller {
             {
                 continue;
             }
-            answers.push(SnapshotEntry::new(
-                &name_key,
-                &compile_name(name, &self.compile),
-            ));
+            answers.push(SnapshotEntry::new(&name_key, &compile_name(name, compile)));
         }
+        // A pod table's reverse answers name its pods in the zone the owner's names are in.
+        let own_zone = match kind {
+            ZoneKind::ClusterSet => compile.forward_zones.first().cloned().unwrap_or_default(),
+            _ => compile.primary_zone.clone(),
+        };
         let snapshot = ServiceSnapshot {
             names: ServiceAnswers::from_iter(answers),
             pods: pods.build(),
-            ttl: self.compile.ttl,
-            slot_negative_ttl: self.compile.slot_negative_ttl,
+            ttl: compile.ttl,
+            slot_negative_ttl: compile.slot_negative_ttl,
             name_in_primary_zone: service_name
                 .as_ref()
-                .map(|name| [name.wire(), &self.compile.primary_zone].concat().into())
+                .map(|name| [name.wire(), &own_zone].concat().into())
                 .unwrap_or_default(),
         };
-        let old = self
-            .per_service
-            .get_mut(key)
-            .and_then(|entry| entry.published.take());
+        let old = self.published_mut(owner).and_then(Option::take);
         let old_snapshot = old.as_ref().map(|o| o.slot.snapshot());
         let old_keys: BTreeSet<&[u8]> = old_snapshot
             .iter()
@@ -138,7 +207,7 @@ impl Controller {
             .collect();
         let slot = old.as_ref().map(|o| o.slot.clone()).unwrap_or_else(|| {
             let slot = self.store.new_slot();
-            self.slot_owners.set(&slot, key.clone());
+            self.slot_owners.set(&slot, owner.clone());
             slot
         });
         let unindexed = |s: &ServiceSnapshot| {
@@ -183,38 +252,39 @@ impl Controller {
         if let Ok(ent) = namespace_ent {
             match (had_names, has_names) {
                 // `svc` above it is always there (a static name).
-                (false, true) => self.ent_ref(ZoneKind::Forward, &ent, false),
-                (true, false) => self.ent_unref(ZoneKind::Forward, &ent, false),
+                (false, true) => self.ent_ref(kind, &ent, false),
+                (true, false) => self.ent_unref(kind, &ent, false),
                 _ => {}
             }
         }
         let old_ips = old.map(|o| o.reverse_ips).unwrap_or_default();
         // Published before its reverse names, which may be answered through its slot.
-        self.per_service.entry(key.clone()).or_default().published = Some(Published {
-            slot,
-            reverse_ips: Addresses::default(),
-        });
+        self.set_published(
+            owner,
+            Some(Published {
+                slot,
+                reverse_ips: Addresses::default(),
+            }),
+        );
         let reverse_ips = self.update_reverse(
-            key,
+            owner,
             service_name.as_ref(),
             old_ips,
             old_snapshot.as_deref(),
             records.reverse,
         );
-        let Some(entry) = self.per_service.get_mut(key) else {
+        let Some(published) = self.published_mut(owner) else {
             return;
         };
         if has_names || !reverse_ips.is_empty() {
-            if let Some(published) = &mut entry.published {
+            if let Some(published) = published {
                 published.reverse_ips = reverse_ips;
             }
-        } else if let Some(gone) = entry.published.take() {
+        } else if let Some(gone) = published.take() {
             // No name of its own and no reverse claim: nothing routes to the slot.
             self.store.release_slot(&gone.slot);
             self.slot_owners.clear(&gone.slot);
-            if entry.is_empty() {
-                self.per_service.remove(key);
-            }
+            self.set_published(owner, None);
         }
     }
 }

@@ -43,10 +43,13 @@ pub const MAX_SLOTS: u32 = 100_000;
 /// A name that a reverse lookup of an address may return.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PtrSource {
+    /// Whether the name is in the clusterset zone (a ServiceImport's): such names answer
+    /// only for addresses no cluster-local name claims (MCS DNS specification 2.3.3, 2.4.3).
+    pub clusterset: bool,
     /// Whether the name comes from an endpoint hostname (a StatefulSet pod's stable name):
     /// such names win over dashed-IP and Service names (spec 2.4).
     pub from_hostname: bool,
-    /// Forward name, relative to the primary zone.
+    /// Forward name, relative to the primary zone (or the clusterset zone).
     pub target: RelativeName,
 }
 
@@ -66,17 +69,17 @@ pub fn service_name(service: &ObjectKey) -> Result<RelativeName, NameError> {
 
 /// One endpoint address after merging all slices of a Service.
 #[derive(Debug, Clone)]
-struct MergedEndpoint {
-    ip: IpAddr,
-    hostname: Option<String>,
-    ready: bool,
-    terminating: bool,
-    ports: BTreeSet<Port>,
+pub(super) struct MergedEndpoint {
+    pub(super) ip: IpAddr,
+    pub(super) hostname: Option<String>,
+    pub(super) ready: bool,
+    pub(super) terminating: bool,
+    pub(super) ports: BTreeSet<Port>,
 }
 
 impl MergedEndpoint {
     /// The label of its per-endpoint name: the hostname, else the dashed IP.
-    fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         self.hostname.clone().unwrap_or_else(|| dashed_ip(self.ip))
     }
 }
@@ -85,7 +88,7 @@ impl MergedEndpoint {
 /// endpoint, ready if any copy is, terminating if every copy is, named by the smallest
 /// hostname any copy has. The result
 /// depends only on the set of slices, not on the order they arrived in.
-fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
+pub(super) fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
     let mut by_ip: BTreeMap<IpAddr, MergedEndpoint> = BTreeMap::new();
     for slice in slices {
         for ep in slice.endpoints.iter() {
@@ -110,7 +113,7 @@ fn merge_endpoints(slices: &[&EndpointSlice]) -> Vec<MergedEndpoint> {
 
 /// StatefulSet ordinal order: `web-0, web-1, ..., web-10` (numerically, grouped by
 /// StatefulSet name), then endpoints without an ordinal by IP.
-fn ordinal_order(a: &MergedEndpoint, b: &MergedEndpoint) -> std::cmp::Ordering {
+pub(super) fn ordinal_order(a: &MergedEndpoint, b: &MergedEndpoint) -> std::cmp::Ordering {
     let key = |e: &MergedEndpoint| match e.hostname.as_deref().and_then(ordinal) {
         Some((prefix, n)) => (0u8, prefix.to_owned(), n),
         None => (1u8, String::new(), 0),
@@ -120,7 +123,7 @@ fn ordinal_order(a: &MergedEndpoint, b: &MergedEndpoint) -> std::cmp::Ordering {
 
 /// SRV weight: the share of each of `n` targets, as CoreDNS computes it, never 0 (which
 /// RFC 2782 reserves for "almost never").
-fn srv_weight(n: usize) -> u16 {
+pub(super) fn srv_weight(n: usize) -> u16 {
     u16::try_from((100 / n.max(1)).max(1)).unwrap_or(1)
 }
 
@@ -140,35 +143,7 @@ pub fn service_records(
             add(&mut names, &base, RData::Cname(target.clone()), &[]);
         }
         ServiceKind::ClusterIp(ips) => {
-            let addresses: Vec<RData> = ips.iter().map(|ip| RData::address(*ip)).collect();
-            for address in &addresses {
-                add(&mut names, &base, address.clone(), &[]);
-            }
-            for ip in ips {
-                reverse.push((
-                    *ip,
-                    PtrSource {
-                        from_hostname: false,
-                        target: base.clone(),
-                    },
-                ));
-            }
-            let additional: Vec<(RelativeName, RData)> = addresses
-                .iter()
-                .map(|a| (base.clone(), a.clone()))
-                .collect();
-            for port in service.ports.iter().filter(|p| !p.name.is_empty()) {
-                let srv_name = base
-                    .child(&format!("_{}", port.protocol.srv_label()))?
-                    .child(&format!("_{}", port.name))?;
-                let record = RData::Srv {
-                    priority: 0,
-                    weight: 100,
-                    port: port.port,
-                    target: base.clone(),
-                };
-                add(&mut names, &srv_name, record, &additional);
-            }
+            virtual_ip_records(&mut names, &mut reverse, &base, ips, &service.ports, false)?;
         }
         ServiceKind::Headless => {
             let in_service = |e: &MergedEndpoint| e.ready || service.publish_not_ready;
@@ -189,6 +164,7 @@ pub fn service_records(
                 reverse.push((
                     ep.ip,
                     PtrSource {
+                        clusterset: false,
                         from_hostname: ep.hostname.is_some(),
                         target: name,
                     },
@@ -198,66 +174,55 @@ pub fn service_records(
                 .iter()
                 .map(|ep| base.child(&ep.label()))
                 .collect::<Result<_, _>>()?;
-            // One SRV name per named port, targets in ordinal order.
-            let mut by_port: BTreeMap<(&str, &'static str), Vec<(usize, u16)>> = BTreeMap::new();
-            for (i, ep) in endpoints.iter().enumerate() {
-                for port in ep.ports.iter().filter(|p| !p.name.is_empty()) {
-                    by_port
-                        .entry((&*port.name, port.protocol.srv_label()))
-                        .or_default()
-                        .push((i, port.port));
-                }
-            }
-            for ((port_name, proto), targets) in by_port {
-                let srv_name = base
-                    .child(&format!("_{proto}"))?
-                    .child(&format!("_{port_name}"))?;
-                let weight = srv_weight(targets.len());
-                let mut additional = Vec::new();
-                let mut seen = BTreeSet::new();
-                for &(i, _) in &targets {
-                    if seen.insert(i) {
-                        let target = &endpoint_names[i];
-                        additional.push((target.clone(), RData::address(endpoints[i].ip)));
-                    }
-                }
-                for (n, &(i, port)) in targets.iter().enumerate() {
-                    let record = RData::Srv {
-                        priority: 0,
-                        weight,
-                        port,
-                        target: endpoint_names[i].clone(),
-                    };
-                    // The additional section rides on the first record only.
-                    let extra: &[(RelativeName, RData)] = if n == 0 { &additional } else { &[] };
-                    add(&mut names, &srv_name, record, extra);
-                }
-            }
+            endpoint_srv_records(&mut names, &base, &endpoints, &endpoint_names)?;
         }
     }
     // Ordinal slots: every pod name a StatefulSet owns exists, with an address or without.
+    let slots = if options.ordinal_slots && service.kind == ServiceKind::Headless {
+        ordinal_slots(&mut names, &base, stateful_sets)
+    } else {
+        BTreeSet::new()
+    };
+    Ok(finish(names, base, &slots, reverse))
+}
+
+/// Ordinal slots: the name of every pod the StatefulSets own, under `parent`, that has no
+/// records yet gets a slot (no address, a `_slot` marker below it). Returns the slots.
+pub(super) fn ordinal_slots(
+    names: &mut BTreeMap<RelativeName, Vec<RrSet>>,
+    parent: &RelativeName,
+    stateful_sets: &[&StatefulSet],
+) -> BTreeSet<RelativeName> {
     let mut slots = BTreeSet::new();
-    if options.ordinal_slots && service.kind == ServiceKind::Headless {
-        for sts in stateful_sets {
-            let count = sts.replicas.min(MAX_SLOTS);
-            for n in sts.ordinal_start..sts.ordinal_start.saturating_add(count) {
-                // A name too long for DNS (a StatefulSet name near 63 octets) has no slot.
-                let Ok(name) = base.child(&format!("{}-{n}", sts.key.name)) else {
-                    break;
-                };
-                if !names.contains_key(&name) {
-                    names.insert(name.clone(), Vec::new());
-                    // A child record keeps the slot a name in zone transfers too: a
-                    // secondary answers it NODATA (an empty non-terminal), never NXDOMAIN.
-                    if let Ok(marker) = name.child(SLOT_LABEL) {
-                        add(&mut names, &marker, RData::Txt(SLOT_TEXT.to_owned()), &[]);
-                    }
-                    slots.insert(name);
+    for sts in stateful_sets {
+        let count = sts.replicas.min(MAX_SLOTS);
+        for n in sts.ordinal_start..sts.ordinal_start.saturating_add(count) {
+            // A name too long for DNS (a StatefulSet name near 63 octets) has no slot.
+            let Ok(name) = parent.child(&format!("{}-{n}", sts.key.name)) else {
+                break;
+            };
+            if !names.contains_key(&name) {
+                names.insert(name.clone(), Vec::new());
+                // A child record keeps the slot a name in zone transfers too: a
+                // secondary answers it NODATA (an empty non-terminal), never NXDOMAIN.
+                if let Ok(marker) = name.child(SLOT_LABEL) {
+                    add(names, &marker, RData::Txt(SLOT_TEXT.to_owned()), &[]);
                 }
+                slots.insert(name);
             }
         }
     }
-    // Empty non-terminals between SRV names and the Service name (`_tcp.<svc>...`).
+    slots
+}
+
+/// The names below `base` with the empty non-terminals between them and `base` (`_tcp`, a
+/// cluster id), `base` itself when anything is below it, in name order.
+pub(super) fn finish(
+    mut names: BTreeMap<RelativeName, Vec<RrSet>>,
+    base: RelativeName,
+    slots: &BTreeSet<RelativeName>,
+    reverse: Vec<(IpAddr, PtrSource)>,
+) -> ServiceRecords {
     let mut ents = Vec::new();
     for name in names.keys().filter(|n| **n != base) {
         // Every other name is below `base`, so this walk ends there.
@@ -277,7 +242,7 @@ pub fn service_records(
     if !names.is_empty() {
         names.entry(base).or_default();
     }
-    Ok(ServiceRecords {
+    ServiceRecords {
         names: names
             .into_iter()
             .map(|(name, rrsets)| NameRecords {
@@ -287,11 +252,105 @@ pub fn service_records(
             })
             .collect(),
         reverse,
-    })
+    }
+}
+
+/// One SRV name per named port of `endpoints` (in answer order), each record targeting the
+/// endpoint's name in `endpoint_names` (same order), their addresses in the additional
+/// section of the first record.
+pub(super) fn endpoint_srv_records(
+    names: &mut BTreeMap<RelativeName, Vec<RrSet>>,
+    base: &RelativeName,
+    endpoints: &[&MergedEndpoint],
+    endpoint_names: &[RelativeName],
+) -> Result<(), NameError> {
+    // One SRV name per named port, targets in ordinal order.
+    let mut by_port: BTreeMap<(&str, &'static str), Vec<(usize, u16)>> = BTreeMap::new();
+    for (i, ep) in endpoints.iter().enumerate() {
+        for port in ep.ports.iter().filter(|p| !p.name.is_empty()) {
+            by_port
+                .entry((&*port.name, port.protocol.srv_label()))
+                .or_default()
+                .push((i, port.port));
+        }
+    }
+    for ((port_name, proto), targets) in by_port {
+        let srv_name = base
+            .child(&format!("_{proto}"))?
+            .child(&format!("_{port_name}"))?;
+        let weight = srv_weight(targets.len());
+        let mut additional = Vec::new();
+        let mut seen = BTreeSet::new();
+        for &(i, _) in &targets {
+            if seen.insert(i) {
+                let target = &endpoint_names[i];
+                additional.push((target.clone(), RData::address(endpoints[i].ip)));
+            }
+        }
+        for (n, &(i, port)) in targets.iter().enumerate() {
+            let record = RData::Srv {
+                priority: 0,
+                weight,
+                port,
+                target: endpoint_names[i].clone(),
+            };
+            // The additional section rides on the first record only.
+            let extra: &[(RelativeName, RData)] = if n == 0 { &additional } else { &[] };
+            add(names, &srv_name, record, extra);
+        }
+    }
+    Ok(())
+}
+
+/// The records of a name with virtual IPs (a ClusterIP Service, a ClusterSetIP import): its
+/// addresses, the reverse claims on them, and an SRV record per named port targeting it,
+/// with the addresses in the additional section.
+pub(super) fn virtual_ip_records(
+    names: &mut BTreeMap<RelativeName, Vec<RrSet>>,
+    reverse: &mut Vec<(IpAddr, PtrSource)>,
+    base: &RelativeName,
+    ips: &[IpAddr],
+    ports: &[Port],
+    clusterset: bool,
+) -> Result<(), NameError> {
+    let addresses: Vec<RData> = ips.iter().map(|ip| RData::address(*ip)).collect();
+    for address in &addresses {
+        add(names, base, address.clone(), &[]);
+    }
+    for ip in ips {
+        reverse.push((
+            *ip,
+            PtrSource {
+                clusterset,
+                from_hostname: false,
+                target: base.clone(),
+            },
+        ));
+    }
+    let additional: Vec<(RelativeName, RData)> = addresses
+        .iter()
+        .map(|a| (base.clone(), a.clone()))
+        .collect();
+    for port in ports.iter().filter(|p| !p.name.is_empty()) {
+        let record = RData::Srv {
+            priority: 0,
+            weight: 100,
+            port: port.port,
+            target: base.clone(),
+        };
+        add(names, &srv_name(base, port)?, record, &additional);
+    }
+    Ok(())
+}
+
+/// `_<port>._<proto>.<base>`.
+pub(super) fn srv_name(base: &RelativeName, port: &Port) -> Result<RelativeName, NameError> {
+    base.child(&format!("_{}", port.protocol.srv_label()))?
+        .child(&format!("_{}", port.name))
 }
 
 /// Appends `record` (and its additional records) to the record set of its type at `name`.
-fn add(
+pub(super) fn add(
     names: &mut BTreeMap<RelativeName, Vec<RrSet>>,
     name: &RelativeName,
     record: RData,
@@ -317,9 +376,16 @@ fn add(
     rrset.additional.extend_from_slice(additional);
 }
 
-/// The reverse answer for one address from every name that claims it: hostname names only
-/// when any exists (a StatefulSet pod reverses to its stable name), else all of them.
-pub fn ptr_answer<'a>(sources: impl Iterator<Item = &'a PtrSource> + Clone) -> Vec<RelativeName> {
+/// The reverse answer for one address from every name that claims it: cluster-local names
+/// only when any exists (a clusterset name answers only for an address without one: MCS
+/// DNS specification 2.3.3 and 2.4.3), and of those, hostname names only when any exists (a
+/// StatefulSet pod reverses to its stable name), else all of them. Returns whether the
+/// targets are in the clusterset zone, and the targets.
+pub fn ptr_answer<'a>(
+    sources: impl Iterator<Item = &'a PtrSource> + Clone,
+) -> (bool, Vec<RelativeName>) {
+    let clusterset = sources.clone().all(|s| s.clusterset);
+    let sources = sources.filter(|s| s.clusterset == clusterset);
     let any_hostname = sources.clone().any(|s| s.from_hostname);
     let mut targets: Vec<RelativeName> = sources
         .filter(|s| s.from_hostname || !any_hostname)
@@ -327,13 +393,13 @@ pub fn ptr_answer<'a>(sources: impl Iterator<Item = &'a PtrSource> + Clone) -> V
         .collect();
     targets.sort();
     targets.dedup();
-    targets
+    (clusterset, targets)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, ObjectKey, Protocol};
+    use crate::model::{Endpoint, ObjectKey, Protocol, SliceOf};
 
     fn headless(publish_not_ready: bool) -> Service {
         Service {
@@ -348,6 +414,7 @@ mod tests {
         EndpointSlice {
             key: ObjectKey::new("demo", name),
             service: ObjectKey::new("demo", "nginx"),
+            of: SliceOf::Service,
             endpoints: eps
                 .iter()
                 .map(|(ip, host, ready)| Endpoint {
@@ -477,18 +544,33 @@ mod tests {
         let name = |s: &str| RelativeName::from_labels(s.split('.')).unwrap();
         let sources = [
             PtrSource {
+                clusterset: false,
                 from_hostname: false,
                 target: name("10-0-0-1.other.demo.svc"),
             },
             PtrSource {
+                clusterset: false,
                 from_hostname: true,
                 target: name("web-0.nginx.demo.svc"),
             },
+            PtrSource {
+                clusterset: true,
+                from_hostname: true,
+                target: name("web-0.east.nginx.demo.svc"),
+            },
         ];
-        assert_eq!(ptr_answer(sources.iter()), [name("web-0.nginx.demo.svc")]);
+        assert_eq!(
+            ptr_answer(sources.iter()),
+            (false, vec![name("web-0.nginx.demo.svc")])
+        );
         assert_eq!(
             ptr_answer(sources[..1].iter()),
-            [name("10-0-0-1.other.demo.svc")]
+            (false, vec![name("10-0-0-1.other.demo.svc")])
+        );
+        assert_eq!(
+            ptr_answer(sources[2..].iter()),
+            (true, vec![name("web-0.east.nginx.demo.svc")]),
+            "a clusterset name answers when no cluster-local one claims the address"
         );
     }
 

@@ -8,11 +8,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::controller::Controller;
+use crate::controller::publish::Owner;
 use crate::controller::records::{self, PtrSource};
 use crate::dns::name::{RelativeName, reverse_name};
 use crate::dns::rdata::{NameRecords, RData, RrSet, Target};
 use crate::dns::wire::rtype;
-use crate::model::ObjectKey;
 use crate::store::answers::NameAnswers;
 use crate::store::compile::compile_name;
 use crate::store::{self, Route, ServiceSlot, ServiceSnapshot, ZoneKind};
@@ -112,20 +112,17 @@ impl<V: Default> AddressMap<V> {
 /// Service's own name is not in the table; a hostname that is another endpoint's dashed
 /// address names an entry whose flag is not this claim's). Claims answered from a table
 /// are rebuilt from it later, so anything short of an exact match stays listed.
-fn answers_from_table(
-    slot: &ServiceSlot,
-    owner: &ObjectKey,
-    ip: IpAddr,
-    source: &PtrSource,
-) -> bool {
+fn answers_from_table(slot: &ServiceSlot, owner: &Owner, ip: IpAddr, source: &PtrSource) -> bool {
     table_claim(slot, owner, ip).is_some_and(|from_table| from_table == *source)
 }
 
 /// The claim on `ip` that `slot`'s current pod table answers, if the table has the address;
 /// `owner` is the Service the slot holds.
-fn table_claim(slot: &ServiceSlot, owner: &ObjectKey, ip: IpAddr) -> Option<PtrSource> {
-    let base = records::service_name(owner).ok()?;
-    table_source(&slot.snapshot(), &base, ip)
+fn table_claim(slot: &ServiceSlot, owner: &Owner, ip: IpAddr) -> Option<PtrSource> {
+    let base = records::service_name(owner.key()).ok()?;
+    let mut source = table_source(&slot.snapshot(), &base, ip)?;
+    source.clusterset = matches!(owner, Owner::Import(_));
+    Some(source)
 }
 
 /// The claims on one address, listed with their targets. The common case, one Service whose
@@ -135,19 +132,19 @@ fn table_claim(slot: &ServiceSlot, owner: &ObjectKey, ip: IpAddr) -> Option<PtrS
 #[derive(Debug, Default)]
 pub(super) struct ListedClaims {
     /// Exact-size: an address almost always has one claim.
-    claims: Box<[(Arc<ObjectKey>, PtrSource)]>,
+    claims: Box<[(Arc<Owner>, PtrSource)]>,
     /// Whether the address's reverse name is in the store.
     published: bool,
 }
 
 impl ListedClaims {
-    pub(super) fn push(&mut self, owner: Arc<ObjectKey>, source: PtrSource) {
+    pub(super) fn push(&mut self, owner: Arc<Owner>, source: PtrSource) {
         let mut claims = std::mem::take(&mut self.claims).into_vec();
         claims.push((owner, source));
         self.claims = claims.into_boxed_slice();
     }
 
-    pub(super) fn retain(&mut self, keep: impl Fn(&ObjectKey) -> bool) {
+    pub(super) fn retain(&mut self, keep: impl Fn(&Owner) -> bool) {
         if self.claims.iter().any(|(owner, _)| !keep(owner)) {
             self.claims = self
                 .claims
@@ -166,6 +163,7 @@ fn table_source(snapshot: &ServiceSnapshot, base: &RelativeName, ip: IpAddr) -> 
     let (label, entry) = snapshot.pods.entry_of(ip)?;
     let target = base.child(std::str::from_utf8(label).ok()?).ok()?;
     Some(PtrSource {
+        clusterset: false,
         from_hostname: entry.is_hostname(),
         target,
     })
@@ -178,7 +176,7 @@ impl Controller {
     /// its claims answered from its pod table are read there.
     pub(super) fn update_reverse(
         &mut self,
-        service: &ObjectKey,
+        service: &Owner,
         base: Option<&RelativeName>,
         old_ips: Addresses,
         old_snapshot: Option<&ServiceSnapshot>,
@@ -202,7 +200,10 @@ impl Controller {
                 table_ips.push(ip);
                 let source = old_snapshot.zip(base);
                 match source.and_then(|(snapshot, base)| table_source(snapshot, base, ip)) {
-                    Some(source) => old.push((ip, source)),
+                    Some(mut source) => {
+                        source.clusterset = matches!(service, Owner::Import(_));
+                        old.push((ip, source));
+                    }
                     None => old_known = false,
                 }
             }
@@ -244,7 +245,7 @@ impl Controller {
     }
 
     /// Whether `service`'s pod table answers the reverse name of `ip`.
-    pub(super) fn is_table_claim(&self, ip: IpAddr, service: &ObjectKey) -> bool {
+    pub(super) fn is_table_claim(&self, ip: IpAddr, service: &Owner) -> bool {
         self.store
             .ptr_slot(ip)
             .is_some_and(|slot| self.slot_owners.get(&slot) == Some(service))
@@ -258,7 +259,7 @@ impl Controller {
         {
             let owner = self.slot_owners.get(&slot);
             let claim = owner.and_then(|owner| Some((owner, table_claim(&slot, owner, ip)?)));
-            let claims: Box<[(Arc<ObjectKey>, PtrSource)]> = match claim {
+            let claims: Box<[(Arc<Owner>, PtrSource)]> = match claim {
                 Some((owner, source)) => Box::new([(Arc::new(owner.clone()), source)]),
                 None => {
                     // The owner republishes its claims with its table, so this is a bug.
@@ -313,12 +314,14 @@ impl Controller {
         // forms adds the new one before removing the old, and the pod table is looked at
         // first.
         let through_table = match &*listed.claims {
-            [(owner, source)] => self
-                .per_service
-                .get(&**owner)
-                .and_then(|entry| entry.published.as_ref())
-                .map(|published| published.slot.clone())
-                .filter(|slot| answers_from_table(slot, owner, ip, source)),
+            [(owner, source)] => match &**owner {
+                // The fields themselves: `listed` holds `self.reverse`.
+                Owner::Service(key) => self.per_service.get(key).map(|e| &e.published),
+                Owner::Import(key) => self.per_import.get(key).map(|e| &e.published),
+            }
+            .and_then(Option::as_ref)
+            .map(|published| published.slot.clone())
+            .filter(|slot| answers_from_table(slot, owner, ip, source)),
             _ => None,
         };
         if let Some(slot) = through_table {
@@ -330,14 +333,21 @@ impl Controller {
             }
             return;
         }
-        let targets = records::ptr_answer(listed.claims.iter().map(|(_, source)| source));
+        let (clusterset, targets) =
+            records::ptr_answer(listed.claims.iter().map(|(_, source)| source));
         let records = NameRecords {
             name: name.clone(),
             rrsets: vec![RrSet {
                 rtype: rtype::PTR,
                 records: targets
                     .into_iter()
-                    .map(|t| RData::Ptr(Target::Primary(t)))
+                    .map(|t| {
+                        RData::Ptr(if clusterset {
+                            Target::ClusterSet(t)
+                        } else {
+                            Target::Primary(t)
+                        })
+                    })
                     .collect(),
                 additional: vec![],
             }],

@@ -166,6 +166,13 @@ impl Controller {
         for records in forward.iter().filter(|r| r.name.is_apex()) {
             self.set_static(ZoneKind::Forward, records);
         }
+        if self.clusterset.is_some() {
+            let names =
+                zone_records::clusterset_static_records(ttl, &self.zones.ns_addresses, serial);
+            for records in names.iter().filter(|r| r.name.is_apex()) {
+                self.set_static(ZoneKind::ClusterSet, records);
+            }
+        }
         for kind in [ZoneKind::ReverseV4, ZoneKind::ReverseV6] {
             let tree = zone_records::reverse_apex_records(RelativeName::apex(), ttl, serial);
             self.set_static(kind, &tree);

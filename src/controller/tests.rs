@@ -16,6 +16,7 @@ fn context() -> CompileContext {
         ttl: 5,
         forward_zones: vec![zone_wire(&zone)],
         primary_zone: zone_wire(&zone),
+        clusterset_zone: Box::new([0]),
         slot_negative_ttl: 1,
     }
 }
@@ -71,6 +72,7 @@ fn headless(name: &str, pods: &[(&str, &str)]) -> Vec<Change> {
         Change::Apply(Object::EndpointSlice(EndpointSlice {
             key: ObjectKey::new("demo", format!("{name}-x")),
             service,
+            of: Default::default(),
             endpoints: pods
                 .iter()
                 .map(|(host, ip)| Endpoint {

@@ -1,10 +1,12 @@
 //! The names every zone has whatever the cluster holds: the apex (SOA, NS), `dns-version`
-//! (TXT, spec 2.2) and `svc` in each forward zone, and the apex of each reverse zone. The
+//! (TXT, spec 2.2) and `svc` in each forward zone and in the clusterset zone, and the apex
+//! of each reverse zone. The
 //! controller publishes them once; their SOA is also the authority record of every negative
 //! answer (`Store::negative_soa`).
 
 use std::net::IpAddr;
 
+use crate::controller::clusterset_records::MCS_SPEC_VERSION;
 use crate::controller::records::SPEC_VERSION;
 use crate::dns::name::RelativeName;
 use crate::dns::rdata::{NameRecords, RData, RrSet, Target};
@@ -43,6 +45,25 @@ pub fn forward_static_records(
     ns_addresses: &[IpAddr],
     serial: u32,
 ) -> Vec<NameRecords> {
+    static_records(SPEC_VERSION, negative_ttl, ns_addresses, serial)
+}
+
+/// The same names in the clusterset zone, whose `dns-version` is the Multicluster
+/// Services DNS specification's (2.2).
+pub fn clusterset_static_records(
+    negative_ttl: u32,
+    ns_addresses: &[IpAddr],
+    serial: u32,
+) -> Vec<NameRecords> {
+    static_records(MCS_SPEC_VERSION, negative_ttl, ns_addresses, serial)
+}
+
+fn static_records(
+    version: &str,
+    negative_ttl: u32,
+    ns_addresses: &[IpAddr],
+    serial: u32,
+) -> Vec<NameRecords> {
     let ns = RelativeName::literal(&["ns", "dns"]);
     let mut apex = apex_records(
         RelativeName::apex(),
@@ -55,7 +76,7 @@ pub fn forward_static_records(
         name: RelativeName::literal(&["dns-version"]),
         rrsets: vec![RrSet {
             rtype: rtype::TXT,
-            records: vec![RData::Txt(SPEC_VERSION.to_owned())],
+            records: vec![RData::Txt(version.to_owned())],
             additional: vec![],
         }],
         slot: false,

@@ -16,6 +16,8 @@ pub enum Target {
     /// In the primary (first) cluster zone: the targets of reverse lookups, which carry no
     /// forward zone of their own.
     Primary(RelativeName),
+    /// In the clusterset zone: the reverse targets of ServiceImports' names.
+    ClusterSet(RelativeName),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

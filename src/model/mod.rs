@@ -11,9 +11,11 @@
 
 pub mod change;
 pub mod intern;
+pub mod multicluster;
 pub mod persist;
 
 pub use change::{Change, Timed};
+pub use multicluster::{CLUSTER_ID_PROPERTY, ClusterProperty, ImportKind, ServiceImport};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -101,12 +103,27 @@ impl Protocol {
 pub struct EndpointSlice {
     /// The slice's own name; slices of one Service are merged in name order.
     pub key: ObjectKey,
-    /// The Service named by the `kubernetes.io/service-name` label.
+    /// The Service named by the `kubernetes.io/service-name` label, or for an imported
+    /// slice the ServiceImport named by `multicluster.kubernetes.io/service-name`.
     pub service: ObjectKey,
+    /// Whether `service` is a Service or a ServiceImport.
+    pub of: SliceOf,
     /// Packed in one block, shared rather than copied when the object is cloned:
     /// endpoints are most of a cluster's model.
     pub endpoints: EndpointList,
     pub ports: Vec<Port>,
+}
+
+/// What an EndpointSlice's endpoints serve.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SliceOf {
+    /// A Service of this cluster (`kubernetes.io/service-name`).
+    #[default]
+    Service,
+    /// A ServiceImport (`multicluster.kubernetes.io/service-name`): the endpoints cluster
+    /// `cluster` exports (`multicluster.kubernetes.io/source-cluster`, a DNS label); `None`
+    /// when the label is absent: this cluster's own, named by its cluster id.
+    Import { cluster: Option<Arc<str>> },
 }
 
 /// One address of an endpoint, with the conditions that decide whether DNS publishes it.
@@ -306,6 +323,10 @@ pub enum Object {
         subsets: Vec<EndpointSlice>,
     },
     StatefulSet(StatefulSet),
+    /// A Multi-Cluster Services import (`--clusterset-zone`).
+    ServiceImport(ServiceImport),
+    /// This cluster's id in its clusterset.
+    ClusterProperty(ClusterProperty),
 }
 
 /// The kinds a source can deliver.
@@ -315,15 +336,19 @@ pub enum Kind {
     EndpointSlice,
     Endpoints,
     StatefulSet,
+    ServiceImport,
+    ClusterProperty,
 }
 
 impl Kind {
     /// Every kind, in declaration order: `kind as usize` is its index here.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Endpoints,
         Kind::StatefulSet,
+        Kind::ServiceImport,
+        Kind::ClusterProperty,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -332,6 +357,8 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
             Kind::StatefulSet => "StatefulSet",
+            Kind::ServiceImport => "ServiceImport",
+            Kind::ClusterProperty => "ClusterProperty",
         }
     }
 }
@@ -343,6 +370,8 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Endpoints { .. } => Kind::Endpoints,
             Object::StatefulSet(_) => Kind::StatefulSet,
+            Object::ServiceImport(_) => Kind::ServiceImport,
+            Object::ClusterProperty(_) => Kind::ClusterProperty,
         }
     }
 
@@ -352,6 +381,8 @@ impl Object {
             Object::EndpointSlice(s) => &s.key,
             Object::Endpoints { service, .. } => service,
             Object::StatefulSet(s) => &s.key,
+            Object::ServiceImport(s) => &s.key,
+            Object::ClusterProperty(p) => &p.key,
         }
     }
 }

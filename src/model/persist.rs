@@ -11,7 +11,9 @@
 //!
 //! An object is a tag byte and its fields; strings are `u16` length + UTF-8, lists a `u32`
 //! count, addresses a length byte (4 or 16) + octets, and an endpoint its address, hostname
-//! and a flags byte (ready, terminating, has a hostname).
+//! and a flags byte (ready, terminating, has a hostname). The Multi-Cluster Services kinds
+//! came later with tags of their own (an imported slice is a slice and its cluster), so a
+//! version 1 file from before them still reads.
 //! A file that is short, corrupt (checksum), of another version, or holds anything out of
 //! place is refused whole ([`SnapshotError`]): never half a state.
 
@@ -20,8 +22,8 @@ use std::sync::Arc;
 
 use crate::model::intern::intern;
 use crate::model::{
-    Endpoint, EndpointList, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind,
-    StatefulSet,
+    ClusterProperty, Endpoint, EndpointList, EndpointSlice, ImportKind, Object, ObjectKey, Port,
+    Protocol, Service, ServiceImport, ServiceKind, SliceOf, StatefulSet,
 };
 
 /// The first bytes of every snapshot file.
@@ -34,6 +36,9 @@ const SERVICE: u8 = 1;
 const ENDPOINT_SLICE: u8 = 2;
 const ENDPOINTS: u8 = 3;
 const STATEFUL_SET: u8 = 4;
+const IMPORT_SLICE: u8 = 5;
+const SERVICE_IMPORT: u8 = 6;
+const CLUSTER_PROPERTY: u8 = 7;
 
 const HEADLESS: u8 = 0;
 const CLUSTER_IP: u8 = 1;
@@ -225,9 +230,37 @@ fn encode_object(out: &mut Vec<u8>, object: &Object) {
             put_ports(out, &service.ports);
             out.push(u8::from(service.publish_not_ready));
         }
-        Object::EndpointSlice(slice) => {
-            out.push(ENDPOINT_SLICE);
-            put_slice(out, slice);
+        Object::EndpointSlice(slice) => match &slice.of {
+            SliceOf::Service => {
+                out.push(ENDPOINT_SLICE);
+                put_slice(out, slice);
+            }
+            SliceOf::Import { cluster } => {
+                out.push(IMPORT_SLICE);
+                put_slice(out, slice);
+                // A cluster id is a DNS label: never empty, so empty is "this cluster".
+                put_str(out, cluster.as_deref().unwrap_or(""));
+            }
+        },
+        Object::ServiceImport(import) => {
+            out.push(SERVICE_IMPORT);
+            put_key(out, &import.key);
+            match &import.kind {
+                ImportKind::Headless => out.push(HEADLESS),
+                ImportKind::ClusterSetIp(ips) => {
+                    out.push(CLUSTER_IP);
+                    out.extend_from_slice(&count(ips.len()).to_be_bytes());
+                    for ip in ips {
+                        put_ip(out, ip);
+                    }
+                }
+            }
+            put_ports(out, &import.ports);
+        }
+        Object::ClusterProperty(property) => {
+            out.push(CLUSTER_PROPERTY);
+            put_key(out, &property.key);
+            put_str(out, &property.value);
         }
         Object::Endpoints { service, subsets } => {
             out.push(ENDPOINTS);
@@ -368,9 +401,19 @@ impl<'a> Reader<'a> {
         Ok(EndpointSlice {
             key,
             service,
+            of: SliceOf::Service,
             endpoints: EndpointList::from(endpoints),
             ports,
         })
+    }
+
+    fn ips(&mut self) -> Result<Vec<IpAddr>, SnapshotError> {
+        let n = self.count()?;
+        let mut ips = Vec::with_capacity(n);
+        for _ in 0..n {
+            ips.push(self.ip()?);
+        }
+        Ok(ips)
     }
 
     fn object(&mut self) -> Result<Object, SnapshotError> {
@@ -379,14 +422,7 @@ impl<'a> Reader<'a> {
                 let key = self.key()?;
                 let kind = match self.u8()? {
                     HEADLESS => ServiceKind::Headless,
-                    CLUSTER_IP => {
-                        let n = self.count()?;
-                        let mut ips = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            ips.push(self.ip()?);
-                        }
-                        ServiceKind::ClusterIp(ips)
-                    }
+                    CLUSTER_IP => ServiceKind::ClusterIp(self.ips()?),
                     EXTERNAL_NAME => ServiceKind::ExternalName(self.str()?.to_owned()),
                     _ => return Err(self.malformed("an unknown Service type")),
                 };
@@ -425,6 +461,29 @@ impl<'a> Reader<'a> {
                     ordinal_start,
                 }))
             }
+            IMPORT_SLICE => {
+                let mut slice = self.slice()?;
+                let cluster = self.str()?;
+                slice.of = SliceOf::Import {
+                    cluster: (!cluster.is_empty()).then(|| intern(cluster)),
+                };
+                Ok(Object::EndpointSlice(slice))
+            }
+            SERVICE_IMPORT => {
+                let key = self.key()?;
+                let kind = match self.u8()? {
+                    HEADLESS => ImportKind::Headless,
+                    CLUSTER_IP => ImportKind::ClusterSetIp(self.ips()?),
+                    _ => return Err(self.malformed("an unknown ServiceImport type")),
+                };
+                let ports = self.ports()?;
+                Ok(Object::ServiceImport(ServiceImport { key, kind, ports }))
+            }
+            CLUSTER_PROPERTY => {
+                let key = self.key()?;
+                let value = self.str()?.into();
+                Ok(Object::ClusterProperty(ClusterProperty { key, value }))
+            }
             _ => Err(self.malformed("an unknown object type")),
         }
     }
@@ -450,6 +509,7 @@ mod tests {
         let slice = EndpointSlice {
             key: key("demo", "web-abc"),
             service: key("demo", "nginx"),
+            of: SliceOf::Service,
             endpoints: vec![
                 endpoint("10.244.1.10", Some("web-0"), true, false),
                 endpoint("fd00::1", None, false, true),
@@ -484,6 +544,34 @@ mod tests {
                     publish_not_ready: false,
                 }),
                 Object::EndpointSlice(slice.clone()),
+                Object::EndpointSlice(EndpointSlice {
+                    key: key("demo", "db-west-1"),
+                    service: key("demo", "db"),
+                    of: SliceOf::Import {
+                        cluster: Some("west".into()),
+                    },
+                    ..slice.clone()
+                }),
+                Object::EndpointSlice(EndpointSlice {
+                    key: key("demo", "db-local"),
+                    service: key("demo", "db"),
+                    of: SliceOf::Import { cluster: None },
+                    ..slice.clone()
+                }),
+                Object::ServiceImport(ServiceImport {
+                    key: key("demo", "db"),
+                    kind: ImportKind::Headless,
+                    ports: vec![port("sql", Protocol::Tcp, 26257)],
+                }),
+                Object::ServiceImport(ServiceImport {
+                    key: key("demo", "api"),
+                    kind: ImportKind::ClusterSetIp(vec!["10.42.0.1".parse().unwrap()]),
+                    ports: vec![],
+                }),
+                Object::ClusterProperty(ClusterProperty {
+                    key: key("default", "cluster.clusterset.k8s.io"),
+                    value: "east".into(),
+                }),
                 Object::Endpoints {
                     service: key("demo", "legacy"),
                     subsets: vec![slice],

@@ -25,7 +25,7 @@ use crate::serve::zones::{ZoneMatch, ZoneTable};
 use crate::store::journal::serial_after;
 use crate::store::pinned::PinnedZone;
 use crate::store::render::{self, Record};
-use crate::store::{Store, Zone, ZoneKind};
+use crate::store::{Store, Zone};
 
 /// Octets of a transfer message at most, before its TSIG (RFC 5936 allows 64 KiB).
 const MESSAGE: usize = 60_000;
@@ -310,7 +310,7 @@ async fn whole_zone<S: AsyncWrite + Unpin>(
             stream.push(record).await?;
         }
     }
-    if zone.kind != ZoneKind::Forward {
+    if zone.kind.is_reverse() {
         for at in 0..pinned.addresses() {
             records.clear();
             pinned.visit_address(at, |address, found| {

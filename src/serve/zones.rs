@@ -121,6 +121,25 @@ impl ZoneTable {
         &self.primary
     }
 
+    /// Serves `zone` as the Multicluster Services zone (`--clusterset-zone`): a tree of its
+    /// own, whose SRV answers are encoded for it as zone 0 of that tree.
+    pub fn with_clusterset(mut self, zone: &RelativeName) -> Self {
+        let wire = zone_wire(zone);
+        self.zones.push(Zone {
+            base_len: wire.len(),
+            wire,
+            kind: ZoneKind::ClusterSet,
+            index: 0,
+        });
+        self.zones.sort_by_key(|z| std::cmp::Reverse(z.wire.len()));
+        self
+    }
+
+    /// The Multicluster Services zone, when one is served.
+    pub fn clusterset(&self) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.kind == ZoneKind::ClusterSet)
+    }
+
     /// The zone `name` is in; `None` when this server is not authoritative for it.
     pub fn find(&self, name: &QuestionName) -> Option<ZoneMatch<'_>> {
         let lower = name.lower();
@@ -204,5 +223,20 @@ mod tests {
         assert_eq!(found(&named, "7.0.96.10.in-addr.arpa"), "refused");
         assert_eq!(found(&named, "in-addr.arpa"), "refused");
         assert_eq!(found(&named, "d.f.ip6.arpa"), "d.f.ip6.arpa|d.f");
+    }
+
+    #[test]
+    fn the_clusterset_zone_is_a_tree_of_its_own() {
+        let table = table(&[]).with_clusterset(&RelativeName::literal(&["clusterset", "local"]));
+        assert_eq!(
+            found(&table, "web-0.east.db.demo.svc.clusterset.local"),
+            "clusterset.local|web-0.east.db.demo.svc"
+        );
+        assert_eq!(found(&table, "clusterset.local"), "clusterset.local|");
+        assert_eq!(found(&table, "x.cluster.local"), "cluster.local|x");
+        let zone = table.clusterset().map(|z| (z.kind, z.index));
+        assert_eq!(zone, Some((ZoneKind::ClusterSet, 0)));
+        assert_eq!(table.forward_zones().len(), 1, "not a forward zone");
+        assert!(self::table(&[]).clusterset().is_none());
     }
 }

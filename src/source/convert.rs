@@ -3,6 +3,7 @@
 //! Shared by every source, so that a manifest on disk and an object from the API server are
 //! held to the same rules. Each error names the field that is wrong and what it should be.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,11 +20,32 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::dns::name::is_dns1123_label;
 use crate::model::intern::intern;
 use crate::model::{
-    Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind, StatefulSet,
+    Endpoint, EndpointSlice, Object, ObjectKey, Port, Protocol, Service, ServiceKind, SliceOf,
+    StatefulSet,
 };
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The label that ties an imported EndpointSlice to its ServiceImport.
+pub const MCS_SERVICE_NAME_LABEL: &str = "multicluster.kubernetes.io/service-name";
+/// The label that names the cluster an imported EndpointSlice's endpoints are in.
+pub const SOURCE_CLUSTER_LABEL: &str = "multicluster.kubernetes.io/source-cluster";
+
+/// What an imported slice serves: its source cluster, a DNS label (a slice without the
+/// label is this cluster's own).
+fn source_cluster(labels: Option<&BTreeMap<String, String>>) -> Result<SliceOf, ConvertError> {
+    let cluster = match labels.and_then(|l| l.get(SOURCE_CLUSTER_LABEL)) {
+        None => None,
+        Some(cluster) if is_dns1123_label(cluster) => Some(intern(cluster)),
+        Some(cluster) => {
+            return Err(invalid(format!(
+                "metadata.labels[{SOURCE_CLUSTER_LABEL:?}] {cluster:?} is not a DNS label (lowercase a-z, 0-9, '-', at most 63): it names the cluster in <hostname>.<cluster>.<svc>.<ns>.svc"
+            )));
+        }
+    };
+    Ok(SliceOf::Import { cluster })
+}
 
 /// Why an object was not accepted: the message names the field and the accepted values;
 /// the source, when there is one, is the parser's own error (an address, a domain name, a
@@ -57,12 +79,12 @@ impl ConvertError {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> ConvertError {
+pub(super) fn invalid(msg: impl Into<String>) -> ConvertError {
     ConvertError::new(msg)
 }
 
 /// `metadata`'s namespace and name, checked.
-fn key_parts(meta: &ObjectMeta) -> Result<(&str, &str), ConvertError> {
+pub(super) fn key_parts(meta: &ObjectMeta) -> Result<(&str, &str), ConvertError> {
     let name = meta
         .name
         .as_deref()
@@ -78,7 +100,7 @@ fn key_parts(meta: &ObjectMeta) -> Result<(&str, &str), ConvertError> {
 
 /// The key of an object whose name nothing else repeats (an EndpointSlice, a StatefulSet).
 /// The namespace, which every object in it repeats, is shared.
-fn object_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
+pub(super) fn object_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
     let (namespace, name) = key_parts(meta)?;
     Ok(ObjectKey {
         namespace: intern(namespace),
@@ -88,7 +110,7 @@ fn object_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
 
 /// The key of a Service (or of its legacy Endpoints): its slices and StatefulSets repeat
 /// its name, so the name is shared too.
-fn service_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
+pub(super) fn service_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
     let (namespace, name) = key_parts(meta)?;
     Ok(ObjectKey {
         namespace: intern(namespace),
@@ -96,7 +118,7 @@ fn service_key(meta: &ObjectMeta) -> Result<ObjectKey, ConvertError> {
     })
 }
 
-fn protocol(value: Option<&str>, field: &str) -> Result<Protocol, ConvertError> {
+pub(super) fn protocol(value: Option<&str>, field: &str) -> Result<Protocol, ConvertError> {
     match value.unwrap_or("TCP") {
         "TCP" => Ok(Protocol::Tcp),
         "UDP" => Ok(Protocol::Udp),
@@ -107,7 +129,7 @@ fn protocol(value: Option<&str>, field: &str) -> Result<Protocol, ConvertError> 
     }
 }
 
-fn port_number(value: i32, field: &str) -> Result<u16, ConvertError> {
+pub(super) fn port_number(value: i32, field: &str) -> Result<u16, ConvertError> {
     u16::try_from(value)
         .ok()
         .filter(|p| *p != 0)
@@ -115,7 +137,7 @@ fn port_number(value: i32, field: &str) -> Result<u16, ConvertError> {
 }
 
 /// A port's name, shared: most Services name their ports alike (`web`, `http`, `grpc`).
-fn port_name(value: Option<&str>, field: &str) -> Result<Arc<str>, ConvertError> {
+pub(super) fn port_name(value: Option<&str>, field: &str) -> Result<Arc<str>, ConvertError> {
     let name = value.unwrap_or("");
     if !name.is_empty() && !is_dns1123_label(name) {
         return Err(invalid(format!(
@@ -125,7 +147,7 @@ fn port_name(value: Option<&str>, field: &str) -> Result<Arc<str>, ConvertError>
     Ok(intern(name))
 }
 
-fn ip(value: &str, field: &str) -> Result<IpAddr, ConvertError> {
+pub(super) fn ip(value: &str, field: &str) -> Result<IpAddr, ConvertError> {
     value.parse().map_err(|error| {
         ConvertError::caused_by(format!("{field} {value:?} is not an IP address"), error)
     })
@@ -233,6 +255,10 @@ pub struct ConvertOptions {
     /// a Pod whose name is a DNS label), as CoreDNS's `endpoint_pod_names` does, instead of
     /// by its dashed address (`--endpoint-pod-names`).
     pub endpoint_pod_names: bool,
+    /// Read the Multi-Cluster Services objects: ServiceImports, the ClusterProperty of this
+    /// cluster's id and imported EndpointSlices (`--clusterset-zone`). Without it they are
+    /// skipped, quietly: an MCS cluster has them whether DNS serves them or not.
+    pub multicluster: bool,
 }
 
 impl ConvertOptions {
@@ -263,16 +289,20 @@ pub fn endpoint_slice(
     options: &ConvertOptions,
 ) -> Result<Option<EndpointSlice>, ConvertError> {
     let key = object_key(&slice.metadata)?;
-    let service_name = slice
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        .ok_or_else(|| {
-            invalid(format!(
+    let labels = slice.metadata.labels.as_ref();
+    let label = |name: &str| labels.and_then(|l| l.get(name));
+    // An imported slice (Multi-Cluster Services) names its ServiceImport; it counts as one
+    // only when imports are served, and is skipped quietly otherwise.
+    let (service_name, of) = match (label(MCS_SERVICE_NAME_LABEL), label(SERVICE_NAME_LABEL)) {
+        (Some(import), _) if options.multicluster => (import, source_cluster(labels)?),
+        (_, Some(service)) => (service, SliceOf::Service),
+        (Some(_), None) => return Ok(None),
+        (None, None) => {
+            return Err(invalid(format!(
                 "metadata.labels[{SERVICE_NAME_LABEL:?}] is missing: the slice names no Service"
-            ))
-        })?;
+            )));
+        }
+    };
     let want_v6 = match slice.address_type.as_str() {
         "IPv4" => false,
         "IPv6" => true,
@@ -324,6 +354,7 @@ pub fn endpoint_slice(
             namespace: key.namespace.clone(),
             name: intern(service_name),
         },
+        of,
         key,
         // Exact size (pushing grew the `Vec` by doubling), and shared by clones.
         endpoints: endpoints.into(),
@@ -395,6 +426,7 @@ pub fn endpoints(eps: &K8sEndpoints, options: &ConvertOptions) -> Result<Object,
                 name: format!("{}#{i}", service.name).into(),
             },
             service: service.clone(),
+            of: SliceOf::Service,
             endpoints: endpoints.into(),
             ports,
         });
@@ -545,6 +577,7 @@ mod tests {
         // another kind of target, nothing without a target.
         let on = ConvertOptions {
             endpoint_pod_names: true,
+            ..ConvertOptions::default()
         };
         assert_eq!(
             names(on),
@@ -614,5 +647,54 @@ mod tests {
             panic!("a ClusterIP Service: {:?}", service.kind);
         };
         assert_eq!(ips.capacity(), 2);
+    }
+
+    #[test]
+    fn imported_slices_name_their_import_and_cluster_only_when_imports_are_served() {
+        let yaml = |labels: &str| {
+            format!(
+                "metadata: {{name: db-west, namespace: demo, labels: {{{labels}}}}}\naddressType: IPv4\nendpoints:\n- addresses: [10.1.0.1]\n  hostname: db-0\n"
+            )
+        };
+        let convert = |labels: &str, multicluster: bool| {
+            let slice: K8sEndpointSlice = serde_saphyr::from_str(&yaml(labels)).unwrap();
+            let options = ConvertOptions {
+                multicluster,
+                ..ConvertOptions::default()
+            };
+            endpoint_slice(&slice, &options).map(|s| s.map(|s| (s.service.name, s.of)))
+        };
+        let imported = "multicluster.kubernetes.io/service-name: db, multicluster.kubernetes.io/source-cluster: west";
+        let (name, of) = convert(imported, true).unwrap().unwrap();
+        assert_eq!(&*name, "db");
+        assert_eq!(
+            of,
+            SliceOf::Import {
+                cluster: Some("west".into())
+            }
+        );
+        assert!(
+            convert(imported, false).unwrap().is_none(),
+            "skipped quietly"
+        );
+        let local = "multicluster.kubernetes.io/service-name: db";
+        assert_eq!(
+            convert(local, true).unwrap().unwrap().1,
+            SliceOf::Import { cluster: None }
+        );
+        let bad = "multicluster.kubernetes.io/service-name: db, multicluster.kubernetes.io/source-cluster: We_st";
+        let error = convert(bad, true).unwrap_err().to_string();
+        assert!(
+            error.contains("source-cluster") && error.contains("not a DNS label"),
+            "{error}"
+        );
+        // Both labels: with imports served the slice is the import's, else the Service's.
+        let both =
+            "kubernetes.io/service-name: db-local, multicluster.kubernetes.io/service-name: db";
+        assert_eq!(convert(both, false).unwrap().unwrap().1, SliceOf::Service);
+        assert!(matches!(
+            convert(both, true).unwrap().unwrap().1,
+            SliceOf::Import { .. }
+        ));
     }
 }

@@ -1,5 +1,7 @@
 //! The Kubernetes source: watches Services, EndpointSlices (or legacy Endpoints) and
-//! StatefulSets through the API and feeds the controller.
+//! StatefulSets through the API and feeds the controller; with `--clusterset-zone`, also
+//! ServiceImports and the ClusterProperty of this cluster's id, custom resources whose
+//! version is found by discovery at start (`discover`).
 //!
 //! Watchers, not reflectors: each object is converted into the model's small structs the
 //! moment it arrives and the API object is dropped, so no second copy of the cluster lives
@@ -20,6 +22,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Resource;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind, TypeMeta};
 use kube::runtime::watcher::{self, Event, watcher};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
@@ -29,6 +32,7 @@ use crate::model::{Change, Kind, Object, Timed};
 use crate::source::backoff::WatchBackoff;
 use crate::source::convert::ConvertOptions;
 use crate::source::manifest::Manifest;
+use crate::source::multicluster;
 use crate::source::selector::{self, SelectorError};
 
 /// Why no client could be made for the cluster: which setting was at fault, and kube's
@@ -201,16 +205,156 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     Manifest: From<K>,
 {
+    watch_as(api, config, seed, Manifest::from)
+}
+
+/// A watch whose objects become manifests by `into`.
+fn watch_as<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    seed: u64,
+    into: impl Fn(K) -> Manifest + Send + 'static,
+) -> BoxStream<'static, Item>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
     // A 410 relists at once, other errors back off briefly (`backoff`).
     WatchBackoff::new(watcher(api, config).boxed(), seed)
-        .map_ok(|event| match event {
-            Event::Apply(o) => Event::Apply(Manifest::from(o)),
-            Event::Delete(o) => Event::Delete(Manifest::from(o)),
+        .map_ok(move |event| match event {
+            Event::Apply(o) => Event::Apply(into(o)),
+            Event::Delete(o) => Event::Delete(into(o)),
             Event::Init => Event::Init,
-            Event::InitApply(o) => Event::InitApply(Manifest::from(o)),
+            Event::InitApply(o) => Event::InitApply(into(o)),
             Event::InitDone => Event::InitDone,
         })
         .boxed()
+}
+
+/// A watch of a custom resource found by discovery. Its objects carry their `apiVersion`
+/// and `kind` (list items may leave them out), which the converter reads the version from.
+fn dynamic_watch(
+    client: &kube::Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+    config: watcher::Config,
+    seed: u64,
+    wrap: fn(Box<DynamicObject>) -> Manifest,
+) -> BoxStream<'static, Item> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    };
+    let types = TypeMeta {
+        api_version: resource.api_version.clone(),
+        kind: resource.kind.clone(),
+    };
+    watch_as(api, config, seed, move |mut object: DynamicObject| {
+        if object
+            .types
+            .as_ref()
+            .is_none_or(|t| t.api_version.is_empty())
+        {
+            object.types = Some(types.clone());
+        }
+        wrap(Box::new(object))
+    })
+}
+
+/// The Multi-Cluster Services resources the API server serves, in the version it prefers
+/// among those this server reads.
+#[derive(Debug, Default)]
+struct Multicluster {
+    service_imports: Option<ApiResource>,
+    cluster_properties: Option<ApiResource>,
+}
+
+/// The served version of `group` to read: the API server's preferred one when this server
+/// reads it, else the first of `versions` it serves. `None` when the group is not served
+/// (its CRD is not installed).
+fn pick_version(
+    groups: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList,
+    group: &str,
+    versions: &[&str],
+) -> Option<(String, bool)> {
+    let served = groups.groups.iter().find(|g| g.name == group)?;
+    if let Some(preferred) = &served.preferred_version
+        && versions.contains(&preferred.version.as_str())
+    {
+        return Some((preferred.version.clone(), true));
+    }
+    versions
+        .iter()
+        .find(|v| served.versions.iter().any(|s| s.version == **v))
+        .map(|v| ((*v).to_owned(), false))
+}
+
+/// Asks the API server which Multi-Cluster Services resources it serves (its group list),
+/// retrying until it answers: the watches start after. Logs what it found, once.
+async fn discover(
+    client: &kube::Client,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Multicluster> {
+    let mut delay = std::time::Duration::from_millis(200);
+    let groups = loop {
+        match client.list_api_groups().await {
+            Ok(groups) => break groups,
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "API discovery failed; retrying before watching"
+                );
+                tokio::select! {
+                    _ = shutdown.changed() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    };
+    let resource = |group: &str, versions: &[&str], kind: &str, plural: &str| {
+        let (version, preferred) = pick_version(&groups, group, versions)?;
+        tracing::info!(
+            group,
+            version,
+            kind,
+            preferred,
+            "reading {kind} in {group}/{version}{}",
+            if preferred {
+                ", the version the API server prefers"
+            } else {
+                " (the API server prefers a version this build does not read)"
+            }
+        );
+        let gvk = GroupVersionKind::gvk(group, &version, kind);
+        Some(ApiResource::from_gvk_with_plural(&gvk, plural))
+    };
+    let found = Multicluster {
+        service_imports: resource(
+            multicluster::GROUP,
+            &multicluster::VERSIONS,
+            "ServiceImport",
+            "serviceimports",
+        ),
+        cluster_properties: resource(
+            multicluster::ABOUT_GROUP,
+            &multicluster::ABOUT_VERSIONS,
+            "ClusterProperty",
+            "clusterproperties",
+        ),
+    };
+    if found.service_imports.is_none() {
+        tracing::info!(
+            "no ServiceImport resource ({}): the clusterset zone serves its fixed names only; restart after installing the Multi-Cluster Services CRDs",
+            multicluster::GROUP
+        );
+    }
+    if found.cluster_properties.is_none() {
+        tracing::info!(
+            "no ClusterProperty resource ({}): this cluster's id is --cluster-id",
+            multicluster::ABOUT_GROUP
+        );
+    }
+    Some(found)
 }
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
@@ -225,7 +369,10 @@ where
 }
 
 /// The watches `source` asks for, in a fixed order.
-fn watches(source: &KubernetesSource) -> Vec<(Scope, BoxStream<'static, Item>)> {
+fn watches(
+    source: &KubernetesSource,
+    multicluster: &Multicluster,
+) -> Vec<(Scope, BoxStream<'static, Item>)> {
     let namespaces: Vec<Option<&str>> = if source.namespaces.is_empty() {
         vec![None]
     } else {
@@ -273,6 +420,33 @@ fn watches(source: &KubernetesSource) -> Vec<(Scope, BoxStream<'static, Item>)> 
             scope(Kind::StatefulSet),
             watch_stream(api::<StatefulSet>(c, ns), base.clone(), seed()),
         ));
+        if let Some(resource) = &multicluster.service_imports {
+            out.push((
+                scope(Kind::ServiceImport),
+                dynamic_watch(
+                    c,
+                    resource,
+                    ns,
+                    base.clone(),
+                    seed(),
+                    Manifest::ServiceImport,
+                ),
+            ));
+        }
+    }
+    // Cluster-scoped: one watch whatever the namespaces.
+    if let Some(resource) = &multicluster.cluster_properties {
+        out.push((
+            Scope::new(Kind::ClusterProperty, None),
+            dynamic_watch(
+                &source.client,
+                resource,
+                None,
+                base.clone(),
+                seed(),
+                Manifest::ClusterProperty,
+            ),
+        ));
     }
     out
 }
@@ -293,7 +467,16 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (scopes, streams): (Vec<Scope>, Vec<_>) = watches(&source).into_iter().unzip();
+    let multicluster = if source.options.multicluster {
+        match discover(&source.client, &mut shutdown).await {
+            Some(found) => found,
+            None => return,
+        }
+    } else {
+        Multicluster::default()
+    };
+    let (scopes, streams): (Vec<Scope>, Vec<_>) =
+        watches(&source, &multicluster).into_iter().unzip();
     let mut merged: SelectAll<_> = futures::stream::select_all(
         streams
             .into_iter()

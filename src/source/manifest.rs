@@ -1,25 +1,30 @@
 //! One Kubernetes object of any kind DNS reads, as the API defines it: what the embedding
 //! API's feed accepts, what a watch event carries and what a manifest document holds. The
-//! one place that dispatches over the four kinds: from a document's `apiVersion` and `kind`
-//! to its k8s-openapi type, and from that type to its converter (`convert`).
+//! one place that dispatches over the kinds: from a document's `apiVersion` and `kind` to
+//! its k8s-openapi type (or, for the Multi-Cluster Services custom resources, a
+//! `DynamicObject`), and from that type to its converter (`convert`, `multicluster`).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::DynamicObject;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::model::{Kind, Object, ObjectKey};
 use crate::source::convert::{self, ConvertError, ConvertOptions};
+use crate::source::multicluster;
 
-/// An object a source hands on: a Service, an EndpointSlice, a legacy Endpoints or a
-/// StatefulSet.
+/// An object a source hands on: a Service, an EndpointSlice, a legacy Endpoints, a
+/// StatefulSet, or a ServiceImport or ClusterProperty (its `apiVersion` says which version).
 pub enum Manifest {
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     Endpoints(Box<Endpoints>),
     StatefulSet(Box<StatefulSet>),
+    ServiceImport(Box<DynamicObject>),
+    ClusterProperty(Box<DynamicObject>),
 }
 
 impl From<Service> for Manifest {
@@ -62,21 +67,29 @@ impl Manifest {
         if kind.is_empty() || api_version.is_empty() {
             return Err(ConvertError::new("apiVersion and kind are required"));
         }
-        let expected = match kind.as_str() {
-            "Service" | "Endpoints" => "v1",
-            "EndpointSlice" => "discovery.k8s.io/v1",
-            "StatefulSet" => "apps/v1",
+        let custom = |group: &str, versions: &[&str]| -> Vec<String> {
+            versions.iter().map(|v| format!("{group}/{v}")).collect()
+        };
+        let expected: Vec<String> = match kind.as_str() {
+            "Service" | "Endpoints" => vec!["v1".into()],
+            "EndpointSlice" => vec!["discovery.k8s.io/v1".into()],
+            "StatefulSet" => vec!["apps/v1".into()],
+            "ServiceImport" => custom(multicluster::GROUP, &multicluster::VERSIONS),
+            "ClusterProperty" => custom(multicluster::ABOUT_GROUP, &multicluster::ABOUT_VERSIONS),
             _ => return Ok(None),
         };
-        if api_version != expected {
+        if !expected.contains(&api_version) {
             return Err(ConvertError::new(format!(
-                "apiVersion {api_version:?} is not supported for {kind}; use {expected}"
+                "apiVersion {api_version:?} is not supported for {kind}; use {}",
+                expected.join(" or ")
             )));
         }
         Ok(Some(match kind.as_str() {
             "Service" => typed::<Service>(value)?.into(),
             "Endpoints" => typed::<Endpoints>(value)?.into(),
             "EndpointSlice" => typed::<EndpointSlice>(value)?.into(),
+            "ServiceImport" => Manifest::ServiceImport(Box::new(typed(value)?)),
+            "ClusterProperty" => Manifest::ClusterProperty(Box::new(typed(value)?)),
             _ => typed::<StatefulSet>(value)?.into(),
         }))
     }
@@ -87,6 +100,8 @@ impl Manifest {
             Manifest::EndpointSlice(_) => Kind::EndpointSlice,
             Manifest::Endpoints(_) => Kind::Endpoints,
             Manifest::StatefulSet(_) => Kind::StatefulSet,
+            Manifest::ServiceImport(_) => Kind::ServiceImport,
+            Manifest::ClusterProperty(_) => Kind::ClusterProperty,
         }
     }
 
@@ -96,6 +111,7 @@ impl Manifest {
             Manifest::EndpointSlice(o) => &o.metadata,
             Manifest::Endpoints(o) => &o.metadata,
             Manifest::StatefulSet(o) => &o.metadata,
+            Manifest::ServiceImport(o) | Manifest::ClusterProperty(o) => &o.metadata,
         }
     }
 
@@ -130,7 +146,8 @@ impl Manifest {
         ))
     }
 
-    /// The model object; `None` for what DNS ignores (FQDN EndpointSlices).
+    /// The model object; `None` for what DNS ignores (FQDN EndpointSlices, and without
+    /// `multicluster` the Multi-Cluster Services objects).
     pub fn convert(&self) -> Result<Option<Object>, InvalidObject> {
         self.convert_with(&ConvertOptions::default())
     }
@@ -145,6 +162,16 @@ impl Manifest {
             Manifest::Endpoints(o) => convert::endpoints(o, options).map(Some),
             Manifest::StatefulSet(o) => {
                 convert::stateful_set(o).map(|s| Some(Object::StatefulSet(s)))
+            }
+            // Read only when the clusterset zone is served; skipped quietly otherwise.
+            Manifest::ServiceImport(_) | Manifest::ClusterProperty(_) if !options.multicluster => {
+                Ok(None)
+            }
+            Manifest::ServiceImport(o) => {
+                multicluster::service_import(o).map(|i| Some(Object::ServiceImport(i)))
+            }
+            Manifest::ClusterProperty(o) => {
+                multicluster::cluster_property(o).map(|p| p.map(Object::ClusterProperty))
             }
         };
         converted.map_err(|source| self.invalid(source))

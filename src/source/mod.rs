@@ -23,4 +23,5 @@ pub mod kubernetes;
 pub mod lease;
 pub mod manifest;
 pub mod manifests;
+pub mod multicluster;
 pub mod selector;

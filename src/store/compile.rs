@@ -31,6 +31,9 @@ pub struct CompileContext {
     pub forward_zones: Vec<Box<[u8]>>,
     /// The primary zone, for names in reverse answers.
     pub primary_zone: Box<[u8]>,
+    /// The clusterset zone (`--clusterset-zone`), for reverse answers naming an import's
+    /// names; the root when none is served.
+    pub clusterset_zone: Box<[u8]>,
     /// Negative TTL of an ordinal slot without a pod address (`--slot-negative-ttl`).
     pub slot_negative_ttl: u32,
 }
@@ -185,6 +188,10 @@ fn write_target(
             out.extend_from_slice(name.wire());
             out.extend_from_slice(&ctx.primary_zone);
         }
+        Target::ClusterSet(name) => {
+            out.extend_from_slice(name.wire());
+            out.extend_from_slice(&ctx.clusterset_zone);
+        }
     }
 }
 
@@ -275,6 +282,7 @@ mod tests {
             ttl: 5,
             forward_zones: vec![zone_wire(&name("cluster.local"))],
             primary_zone: zone_wire(&name("cluster.local")),
+            clusterset_zone: Box::new([0]),
             slot_negative_ttl: 1,
         }
     }

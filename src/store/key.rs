@@ -17,6 +17,20 @@ pub enum ZoneKind {
     ReverseV4 = 1,
     /// `ip6.arpa`.
     ReverseV6 = 2,
+    /// The Multicluster Services zone (`--clusterset-zone`, `clusterset.local`): the
+    /// ServiceImports' names, a tree of its own because its records are not the cluster
+    /// zones' (KEP-1645's DNS specification).
+    ClusterSet = 3,
+}
+
+impl ZoneKind {
+    /// How many kinds there are: the store keeps a map per kind.
+    pub const COUNT: usize = 4;
+
+    /// `in-addr.arpa` or `ip6.arpa`: names are addresses, some answered from pod tables.
+    pub fn is_reverse(self) -> bool {
+        matches!(self, ZoneKind::ReverseV4 | ZoneKind::ReverseV6)
+    }
 }
 
 /// One zone this server is authoritative for.

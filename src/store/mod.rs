@@ -110,7 +110,7 @@ pub struct Store {
     /// One map per [`ZoneKind`], keyed by the name without the kind byte, so that a name's
     /// parent is a suffix of the same bytes: the fallback lookup of a pod's name copies
     /// nothing.
-    index: [NameIndex; 3],
+    index: [NameIndex; ZoneKind::COUNT],
     /// Addresses whose reverse name answers one pod's name: the Service whose pod table
     /// has it. There is one per pod, so they are keyed by the address (no key allocation)
     /// and resolved through the table (no answer of their own). Other reverse names are in
@@ -125,8 +125,8 @@ pub struct Store {
     numbers: Mutex<SlotNumbers>,
     /// The SOA record of negative answers, per [`ZoneKind`]: every forward zone has the
     /// same (its names are written relative to the zone asked), every reverse zone too (its
-    /// names are in the primary zone).
-    negative_soas: [ArcSwapOption<NegativeSoa>; 3],
+    /// names are in the primary zone), and the clusterset zone its own.
+    negative_soas: [ArcSwapOption<NegativeSoa>; ZoneKind::COUNT],
     /// Set once the first complete set of records is published. Before that, in-zone queries
     /// get SERVFAIL: a resolver caches an NXDOMAIN, and would cache a false one.
     ready: AtomicBool,

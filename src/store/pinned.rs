@@ -123,7 +123,7 @@ impl Store {
             .collect();
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut ptrs = Vec::new();
-        if kind != ZoneKind::Forward {
+        if kind.is_reverse() {
             // One load per Service, not per address.
             let mut snapshots: HashMap<u32, Arc<ServiceSnapshot>> = HashMap::new();
             let mut pin = |address: IpAddr, number: u32| {

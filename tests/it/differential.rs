@@ -95,6 +95,9 @@ impl Reference {
                     .entry(ObjectKey::new(&s.key.namespace, &s.service_name))
                     .or_default()
                     .push(s),
+                Object::ServiceImport(_) | Object::ClusterProperty(_) => {
+                    unreachable!("this model serves no clusterset zone")
+                }
             }
         }
         let mut names = HashMap::new();
@@ -123,7 +126,7 @@ impl Reference {
             }
         }
         for (ip, sources) in reverse {
-            let targets = records::ptr_answer(sources.iter());
+            let (_, targets) = records::ptr_answer(sources.iter());
             let table = if ip.is_ipv4() {
                 Table::ReverseV4
             } else {
@@ -226,6 +229,7 @@ impl Reference {
         let target = |t: &Target| match t {
             Target::InZone(n) => name_in(n, zone),
             Target::Primary(n) => name_in(n, primary),
+            Target::ClusterSet(_) => unreachable!("this model serves no clusterset zone"),
         };
         match data {
             RData::A(ip) => rr::RData::A(A(*ip)),
@@ -742,6 +746,7 @@ fn edge_objects() -> Vec<Object> {
         out.push(Object::EndpointSlice(EndpointSlice {
             key: ObjectKey::new("edge", format!("{name}-x")),
             service: key,
+            of: Default::default(),
             endpoints: pods
                 .iter()
                 .map(|(ordinal, ready)| Endpoint {
@@ -778,6 +783,7 @@ fn edge_objects() -> Vec<Object> {
     out.push(Object::EndpointSlice(EndpointSlice {
         key: ObjectKey::new("edge", "plain-x"),
         service: plain,
+        of: Default::default(),
         endpoints: (0..2)
             .map(|i| Endpoint {
                 ip: IpAddr::V4(std::net::Ipv4Addr::from(0x0a63_0100 + i)),

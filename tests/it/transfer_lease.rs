@@ -256,7 +256,10 @@ async fn a_killed_primary_is_replaced_once_its_lease_expires() {
         .expect("kill runs");
     let killing = std::time::Instant::now();
     let took = until_answered(survivor.addr, Duration::from_secs(6)).await;
-    eprintln!("handover after SIGKILL (2 s lease): {:?}", killing.elapsed());
+    eprintln!(
+        "handover after SIGKILL (2 s lease): {:?}",
+        killing.elapsed()
+    );
     assert!(took.is_some(), "{}", survivor.log());
     assert!(
         survivor.log().contains("transfer lease taken"),
