@@ -106,6 +106,19 @@ impl ApiDouble {
         self.inner.shared.lock().apply(object);
     }
 
+    /// Serves the custom resources of `group` (`multicluster.x-k8s.io`, `about.k8s.io`) in
+    /// `versions`, the first the preferred one, and lists them in discovery (`GET /apis`),
+    /// as installing their CRDs does. Objects stored in one version are served as they are
+    /// in every version (the double converts nothing): apply them in the preferred one.
+    pub fn install_crd(&self, group: &str, versions: &[&str]) {
+        let mut state = self.inner.shared.lock();
+        state.installed.retain(|g| g.name != group);
+        state.installed.push(InstalledGroup {
+            name: group.to_owned(),
+            versions: versions.iter().map(|v| (*v).to_owned()).collect(),
+        });
+    }
+
     /// Deletes an object and sends DELETED (the last state, with a new resourceVersion) to
     /// matching watches; nothing happens if it does not exist.
     pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
@@ -237,8 +250,9 @@ struct ResourceType {
 }
 
 /// The kinds headless-dns watches, and those it writes (Leases for the transfer primary,
-/// its own Pod's labels).
-static RESOURCES: [ResourceType; 6] = [
+/// its own Pod's labels). The custom resources (ServiceImport in each version, and
+/// ClusterProperty) are served only once a test installs their group (`install_crd`).
+static RESOURCES: [ResourceType; 10] = [
     ResourceType {
         api_version: "v1",
         kind: "Service",
@@ -269,7 +283,37 @@ static RESOURCES: [ResourceType; 6] = [
         kind: "Pod",
         plural: "pods",
     },
+    ResourceType {
+        api_version: "multicluster.x-k8s.io/v1alpha1",
+        kind: "ServiceImport",
+        plural: "serviceimports",
+    },
+    ResourceType {
+        api_version: "multicluster.x-k8s.io/v1beta1",
+        kind: "ServiceImport",
+        plural: "serviceimports",
+    },
+    ResourceType {
+        api_version: "multicluster.x-k8s.io/v1alpha2",
+        kind: "ServiceImport",
+        plural: "serviceimports",
+    },
+    ResourceType {
+        api_version: "about.k8s.io/v1alpha1",
+        kind: "ClusterProperty",
+        plural: "clusterproperties",
+    },
 ];
+
+/// The groups of the custom resources above: served only when installed.
+const CUSTOM_GROUPS: [&str; 2] = ["multicluster.x-k8s.io", "about.k8s.io"];
+
+/// A custom resource group a test installed: its versions, the preferred one first.
+#[derive(Clone)]
+struct InstalledGroup {
+    name: String,
+    versions: Vec<String>,
+}
 
 impl ResourceType {
     fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
@@ -324,6 +368,8 @@ struct State {
     hold: Option<&'static str>,
     /// `requests()`: every request line received.
     requests: Vec<String>,
+    /// `install_crd`: the custom resource groups served, as discovery lists them.
+    installed: Vec<InstalledGroup>,
 }
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -896,11 +942,14 @@ fn respond(shared: &Arc<Shared>, request: &Request) -> Reply {
     if request.method != "GET" {
         return Reply::Full(write(shared, request));
     }
+    if request.path == "/apis" {
+        return Reply::Full(Response::ok(&api_groups(&shared.lock())));
+    }
     let query = match Query::parse(&request.query) {
         Ok(query) => query,
         Err(message) => return Reply::Full(Response::bad_request(&message)),
     };
-    let Some(route) = Route::parse(&request.path) else {
+    let Some(route) = Route::parse(&request.path).filter(|r| served(&shared.lock(), r)) else {
         let message = "the server could not find the requested resource";
         return Reply::Full(Response::failure(404, "NotFound", message));
     };
@@ -911,6 +960,40 @@ fn respond(shared: &Arc<Shared>, request: &Request) -> Reply {
         (None, Ok(true)) => open_watch(shared, &route, &query).map(Reply::Watch),
     };
     reply.unwrap_or_else(|message| Reply::Full(Response::bad_request(&message)))
+}
+
+/// Whether `route`'s resource is served: built-in, or of an installed custom group and
+/// version.
+fn served(state: &State, route: &Route) -> bool {
+    let (group, version) = route
+        .resource
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", route.resource.api_version));
+    !CUSTOM_GROUPS.contains(&group)
+        || state
+            .installed
+            .iter()
+            .any(|g| g.name == group && g.versions.iter().any(|v| v == version))
+}
+
+/// `GET /apis`: the API groups, as discovery (`APIGroupList`) lists them: the built-in
+/// groups the double serves and the installed custom ones.
+fn api_groups(state: &State) -> Value {
+    let group = |name: &str, versions: &[String]| {
+        let entry = |v: &String| json!({"groupVersion": format!("{name}/{v}"), "version": v});
+        json!({
+            "name": name,
+            "versions": versions.iter().map(entry).collect::<Vec<_>>(),
+            "preferredVersion": versions.first().map(entry),
+        })
+    };
+    let mut groups: Vec<Value> = ["apps", "discovery.k8s.io", "coordination.k8s.io"]
+        .iter()
+        .map(|name| group(name, &["v1".to_owned()]))
+        .collect();
+    groups.extend(state.installed.iter().map(|g| group(&g.name, &g.versions)));
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// A write: POST creates (409 if the object exists), PUT replaces (409 unless the body's

@@ -1080,6 +1080,82 @@ fn the_transfer_lease_component_may_renew_the_lease_and_label_the_primary_it_sel
     assert_eq!(fields.get("POD_NAMESPACE"), Some(&"metadata.namespace"));
 }
 
+#[test]
+fn the_multicluster_component_reads_imports_and_serves_the_clusterset_zone() {
+    let documents = documents();
+    let in_component = |d: &&Document| d.file.starts_with("components/multicluster");
+    let role = documents
+        .iter()
+        .filter(in_component)
+        .find_map(|d| match &d.object {
+            Object::ClusterRole(r) => Some(r),
+            _ => None,
+        })
+        .expect("a ClusterRole");
+    let mut granted = BTreeSet::new();
+    for rule in role.rules.as_deref().unwrap_or_default() {
+        for group in rule.api_groups.as_deref().unwrap_or_default() {
+            for resource in rule.resources.as_deref().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    granted.insert(format!("{group}/{resource}/{verb}"));
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "multicluster.x-k8s.io/serviceimports",
+        "about.k8s.io/clusterproperties",
+    ]
+    .iter()
+    .flat_map(|r| ["get", "list", "watch"].map(|verb| format!("{r}/{verb}")))
+    .collect();
+    assert_eq!(granted, expected, "read-only, the two MCS resources");
+    let binding = documents
+        .iter()
+        .filter(in_component)
+        .find_map(|d| match &d.object {
+            Object::ClusterRoleBinding(b) => Some(b),
+            _ => None,
+        })
+        .expect("a ClusterRoleBinding");
+    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    assert!(
+        binding
+            .subjects
+            .iter()
+            .flatten()
+            .any(|s| s.kind == "ServiceAccount" && s.name == "headless-dns")
+    );
+    let Object::Deployment(patch) = patch_of(&documents, "multicluster", "Deployment") else {
+        unreachable!("patch_of picks by kind");
+    };
+    let env = &patch
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+        .containers[0]
+        .env;
+    let zone = env
+        .iter()
+        .flatten()
+        .find(|v| v.name == "HEADLESS_DNS_CLUSTERSET_ZONE")
+        .and_then(|v| v.value.as_deref());
+    assert_eq!(zone, Some("clusterset.local"));
+    // CoreDNS forwards the zone to headless-dns.
+    let coredns = config_map(&documents, "kube-system", "coredns");
+    let corefile = coredns
+        .data
+        .as_ref()
+        .and_then(|d| d.get("Corefile"))
+        .expect("a Corefile");
+    let block = server_block(corefile, "clusterset.local").expect("a clusterset.local block");
+    assert!(
+        block.iter().any(|l| l.starts_with("forward . ")),
+        "{block:?}"
+    );
+}
+
 /// The labels of the base Deployment's pods.
 fn pod_spec_labels(documents: &[Document]) -> BTreeMap<String, String> {
     deployment(documents)

@@ -9,6 +9,7 @@ mod api_double_selftest;
 mod architecture;
 mod cli;
 mod clients;
+mod clusterset;
 mod deploy;
 mod differential;
 mod embed;

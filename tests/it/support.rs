@@ -442,3 +442,42 @@ pub async fn tcp_exchange(addr: SocketAddr, query: &[u8]) -> Vec<u8> {
     tcp_send(&mut stream, query).await;
     tcp_receive(&mut stream).await
 }
+
+/// knotd following `masters` for `zones`, without keys, listening on `port`, in `dir`
+/// (its log is `knot.log` there). Stopped when dropped.
+pub fn knot(
+    dir: &Path,
+    port: u16,
+    masters: &[SocketAddr],
+    zones: &[&str],
+) -> tokio::process::Child {
+    let remotes: String = masters
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("  - id: r{i}\n    address: {}@{}\n", m.ip(), m.port()))
+        .collect();
+    let ids: Vec<String> = (0..masters.len()).map(|i| format!("r{i}")).collect();
+    let conf = format!(
+        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n    automatic-acl: on\n\
+         log:\n  - target: stderr\n    any: info\n\
+         database:\n    storage: {d}\n\
+         remote:\n{remotes}\
+         template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: none\n\
+         zone:\n{zones}",
+        d = dir.display(),
+        zones = zones
+            .iter()
+            .map(|z| format!("  - domain: {z}\n    master: [{}]\n", ids.join(", ")))
+            .collect::<String>(),
+    );
+    let path = dir.join("knot.conf");
+    std::fs::write(&path, conf).expect("knot.conf");
+    let log = std::fs::File::create(dir.join("knot.log")).expect("log");
+    tokio::process::Command::new("knotd")
+        .args(["-c", path.to_str().expect("UTF-8")])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("knotd runs (`bash .ci/run` installs knot)")
+}

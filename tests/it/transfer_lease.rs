@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::net::TcpStream;
 
 use crate::api_double::ApiDouble;
-use crate::support::{Binary, dig, eventually, free_port, query, tcp_receive, tcp_send};
+use crate::support::{Binary, dig, eventually, free_port, knot, query, tcp_receive, tcp_send};
 
 const NAMESPACE: &str = "headless-dns";
 
@@ -120,36 +120,6 @@ fn labelled(double: &ApiDouble, pod: &str) -> bool {
     }) == Some(json!("true"))
 }
 
-/// knotd following `masters` for cluster.local, without keys, listening on `port`.
-fn knot(dir: &Path, port: u16, masters: &[SocketAddr]) -> tokio::process::Child {
-    let remotes: String = masters
-        .iter()
-        .enumerate()
-        .map(|(i, m)| format!("  - id: r{i}\n    address: {}@{}\n", m.ip(), m.port()))
-        .collect();
-    let ids: Vec<String> = (0..masters.len()).map(|i| format!("r{i}")).collect();
-    let conf = format!(
-        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n    automatic-acl: on\n\
-         log:\n  - target: stderr\n    any: info\n\
-         database:\n    storage: {d}\n\
-         remote:\n{remotes}\
-         template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: none\n\
-         zone:\n  - domain: cluster.local\n    master: [{masters}]\n",
-        d = dir.display(),
-        masters = ids.join(", "),
-    );
-    let path = dir.join("knot.conf");
-    std::fs::write(&path, conf).expect("knot.conf");
-    let log = std::fs::File::create(dir.join("knot.log")).expect("log");
-    tokio::process::Command::new("knotd")
-        .args(["-c", path.to_str().expect("UTF-8")])
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("knotd runs (`bash .ci/run` installs knot)")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_serves_transfers_and_the_other_takes_over_with_a_larger_serial() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,7 +153,7 @@ async fn one_replica_serves_transfers_and_the_other_takes_over_with_a_larger_ser
     // Knot lists both replicas; it takes the zone from the primary.
     let knot_dir = dir.path().join("knot");
     std::fs::create_dir_all(&knot_dir).unwrap();
-    let _knot = knot(&knot_dir, knot_port, &[a.addr, b.addr]);
+    let _knot = knot(&knot_dir, knot_port, &[a.addr, b.addr], &["cluster.local"]);
     let web1 = "web-1.web.demo.svc.cluster.local";
     let served = eventually(Duration::from_secs(20), || async {
         dig(knot_addr, &["+short", web1]).await == "10.244.7.2\n"
