@@ -138,11 +138,18 @@ def server_dir(work, label, data):
     return folder
 
 
+# --clusterset: headless-dns serves the dataset with its ServiceImports (manifests-clusterset)
+# and the clusterset zone; the peers are unchanged.
+HEADLESS_DNS_MANIFESTS = "manifests"
+HEADLESS_DNS_FLAGS = []
+
+
 def start_headless_dns(instance, binary, data):
     return subprocess.Popen(
-        instance.pin() + [binary, "--manifests", os.path.join(data, "manifests"),
+        instance.pin() + [binary, "--manifests", os.path.join(data, HEADLESS_DNS_MANIFESTS),
                           "--listen", f"127.0.0.1:{instance.port}",
                           "--max-udp-size", "4096", "--http", "off", "--log", "warn"]
+        + HEADLESS_DNS_FLAGS
         + (["--threads", str(instance.threads)] if instance.threads else [])
         + (["--socket-affinity"] if instance.layout == "affinity" else []),
         stdout=subprocess.DEVNULL)
@@ -460,7 +467,14 @@ def main():
                         "comma-separated list of them, interleaved")
     p.add_argument("--work", default=os.path.join(HERE, "out"))
     p.add_argument("--json", help="write raw results here")
+    p.add_argument("--clusterset", action="store_true",
+                   help="headless-dns serves the dataset's ServiceImports too (--clusterset-zone "
+                        "clusterset.local): with workload clusterset-pod-a, pod A under clusterset.local")
     args = p.parse_args()
+    if args.clusterset:
+        global HEADLESS_DNS_MANIFESTS, HEADLESS_DNS_FLAGS
+        HEADLESS_DNS_MANIFESTS = "manifests-clusterset"
+        HEADLESS_DNS_FLAGS = ["--clusterset-zone", "clusterset.local"]
     args.servers = args.servers.split(",")
     args.layouts = args.layouts.split(",")
     unknown = set(args.layouts) - set(LAYOUTS)
@@ -470,8 +484,10 @@ def main():
     instances = instances_of(args)
 
     data = os.path.join(args.work, f"data-{args.pods}")
-    if not os.path.exists(os.path.join(data, "expected.json")):
-        sh([sys.executable, os.path.join(HERE, "gen_dataset.py"), "--pods", str(args.pods), "--out", data])
+    wanted = "queries-clusterset-pod-a.txt" if args.clusterset else "expected.json"
+    if not os.path.exists(os.path.join(data, wanted)):
+        sh([sys.executable, os.path.join(HERE, "gen_dataset.py"), "--pods", str(args.pods), "--out", data]
+           + (["--clusterset"] if args.clusterset else []))
     expected = json.load(open(os.path.join(data, "expected.json")))
     print(f"dataset {data}; layouts {','.join(args.layouts)}: one-core servers on CPUs "
           f"{args.server_cpus}, dnsperf on {args.client_cpus}; "

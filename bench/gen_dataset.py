@@ -6,7 +6,11 @@
 - cluster.local.zone and 10.in-addr.arpa.zone (RFC 1035) for the peers (Knot DNS, NSD);
 - dnsperf query files: pod A, headless multi-A (3, 10 and 100 endpoints) and a realistic
   mix (70% pod A, 15% Service multi-A, 5% SRV, 5% AAAA NODATA, 5% NXDOMAIN);
-- expected.json: a sample of names with their answers, to check each server once.
+- expected.json: a sample of names with their answers, to check each server once;
+- with --clusterset, manifests-clusterset/: the same cluster plus, for every Service, a
+  headless ServiceImport and the EndpointSlices of a second cluster `west` (as many pods,
+  at 10.128.x.x upwards), and queries-clusterset-pod-a.txt, pod A queries for
+  `<pod>.west.<svc>.<ns>.svc.clusterset.local`.
 
 Each namespace holds StatefulSets of 3, 10 and 100 replicas (ten, five and one of them:
 180 pods); --pods sets the total (rounded up to whole namespaces).
@@ -29,6 +33,7 @@ def ip_of(n):
 
 def build(pods):
     """Namespaces as lists of (service, [(pod, ip)]) in ordinal order."""
+    PODS_PER_NAMESPACE = sum(GROUPS)
     namespaces = []
     n = 0
     for i in range((pods + PODS_PER_NAMESPACE - 1) // PODS_PER_NAMESPACE):
@@ -48,10 +53,42 @@ def build(pods):
     return namespaces
 
 
-def write_manifests(out, namespaces):
+def remote_ip_of(ip):
+    """The address of the same pod in cluster `west`: 10.128.0.0/9 where this one has 10.0/9."""
+    a, b, c, d = ip.split(".")
+    return f"{a}.{int(b) + 128}.{c}.{d}"
+
+
+def import_docs(ns, services):
+    """A headless ServiceImport per Service and cluster `west`'s imported slices."""
+    docs = []
+    for svc, members in services:
+        docs.append(
+            f"apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\n"
+            f"metadata: {{name: {svc}, namespace: {ns}}}\n"
+            f"spec: {{type: Headless, ports: [{{name: web, port: 80, protocol: TCP}}]}}\n"
+        )
+        for s in range(0, len(members), 100):
+            chunk = members[s : s + 100]
+            endpoints = "".join(
+                f"- addresses: [\"{remote_ip_of(ip)}\"]\n  hostname: {pod}\n  conditions: {{ready: true}}\n"
+                for pod, ip in chunk
+            )
+            docs.append(
+                f"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                f"metadata:\n  name: {svc}-west-{s // 100}\n  namespace: {ns}\n"
+                f"  labels: {{multicluster.kubernetes.io/service-name: {svc}, "
+                f"multicluster.kubernetes.io/source-cluster: west}}\n"
+                f"addressType: IPv4\nendpoints:\n{endpoints}"
+                f"ports: [{{name: web, port: 80, protocol: TCP}}]\n"
+            )
+    return docs
+
+
+def write_manifests(out, namespaces, clusterset=False):
     os.makedirs(out, exist_ok=True)
     for ns, services in namespaces:
-        docs = []
+        docs = import_docs(ns, services) if clusterset else []
         for svc, members in services:
             docs.append(
                 f"apiVersion: v1\nkind: Service\nmetadata: {{name: {svc}, namespace: {ns}}}\n"
@@ -107,6 +144,14 @@ def write_zones(out, namespaces):
                     f.write(f"{d}.{c}.{b} PTR {pod}.{svc}.{ns}.svc.cluster.local.\n")
 
 
+def write_clusterset_queries(out, namespaces, rng):
+    pods = [(ns, svc, pod) for ns, services in namespaces for svc, members in services for pod, _ in members]
+    lines = [f"{p[2]}.west.{p[1]}.{p[0]}.svc.clusterset.local A"
+             for p in (rng.choice(pods) for _ in range(QUERY_LINES))]
+    with open(os.path.join(out, "queries-clusterset-pod-a.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def write_queries(out, namespaces, rng):
     pods = [(ns, svc, pod) for ns, services in namespaces for svc, members in services for pod, _ in members]
     services = [(ns, svc, len(m)) for ns, svcs in namespaces for svc, m in svcs]
@@ -124,6 +169,8 @@ def write_queries(out, namespaces, rng):
     write("pod-a", [f"{pod_name(rng.choice(pods))} A" for _ in range(QUERY_LINES)])
     for size in (3, 10, 100):
         group = [s for s in services if s[2] == size]
+        if not group:
+            continue
         write(f"multi-a-{size}", [f"{svc_name(rng.choice(group))} A" for _ in range(QUERY_LINES)])
     mix = []
     for _ in range(QUERY_LINES):
@@ -169,13 +216,22 @@ def main():
     parser.add_argument("--pods", type=int, default=10_000, help="pods in total (default 10000)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--clusterset", action="store_true",
+                        help="also manifests-clusterset/ and its pod A queries")
+    parser.add_argument("--sizes", help="StatefulSet sizes per namespace, comma-separated "
+                        "(default: ten of 3, five of 10, one of 100)")
     args = parser.parse_args()
+    if args.sizes:
+        GROUPS[:] = [int(n) for n in args.sizes.split(",")]
     namespaces = build(args.pods)
     os.makedirs(args.out, exist_ok=True)
     write_manifests(os.path.join(args.out, "manifests"), namespaces)
     write_zones(args.out, namespaces)
     write_queries(args.out, namespaces, random.Random(args.seed))
     write_expected(args.out, namespaces)
+    if args.clusterset:
+        write_manifests(os.path.join(args.out, "manifests-clusterset"), namespaces, clusterset=True)
+        write_clusterset_queries(args.out, namespaces, random.Random(args.seed))
     total = sum(len(m) for _, s in namespaces for _, m in s)
     services = sum(len(s) for _, s in namespaces)
     print(f"{args.out}: {len(namespaces)} namespaces, {services} services, {total} pods")

@@ -4,6 +4,11 @@
 //!     cargo bench --bench heap
 //!     cargo bench --bench heap -- --services 10000 --pods 10
 //!     cargo bench --bench heap -- --manifests bench/out/data-100000/manifests
+//!     cargo bench --bench heap -- --manifests bench/out/data-100000/manifests-clusterset --clusterset 1
+//!
+//! With `--clusterset 1` the server serves `clusterset.local` and reads the folder's
+//! ServiceImports and imported slices (`gen_dataset.py --clusterset`); every endpoint,
+//! local or imported, counts once in the per-endpoint figures.
 //!
 //! A counting global allocator tracks live bytes (requested sizes, so malloc's own headers
 //! and rounding are not in the figure). Model objects are built in memory (no YAML or API
@@ -115,8 +120,14 @@ fn count_endpoints(objects: &[Object]) -> usize {
 
 fn main() {
     let manifests: String = common::arg("--manifests", String::new());
+    let clusterset = common::arg("--clusterset", 0u32) != 0;
     let empty = live();
-    let mut core = Core::new(&Config::default());
+    let config = Config {
+        clusterset_zone: clusterset
+            .then(|| headless_dns::config::parse_zone("clusterset.local").expect("a zone")),
+        ..Config::default()
+    };
+    let mut core = Core::new(&config);
     let core_only = live();
     let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
     // The manifests folder, as the binary loads it (it keeps which file defines which
@@ -125,7 +136,11 @@ fn main() {
         let objects = objects(common::arg("--services", 10_000), common::arg("--pods", 10));
         (None, objects)
     } else {
-        match ManifestSet::load(&manifests) {
+        let options = headless_dns::source::convert::ConvertOptions {
+            multicluster: clusterset,
+            ..Default::default()
+        };
+        match ManifestSet::load_with(&manifests, options) {
             Ok((set, objects)) => (Some(set), objects),
             Err(error) => {
                 eprintln!("{manifests}: {error}");

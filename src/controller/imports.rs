@@ -8,6 +8,7 @@
 //! slots: the `cluster.clusterset.k8s.io` ClusterProperty when there is one, else
 //! `--cluster-id`. A change of id republishes every import.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::controller::Controller;
@@ -31,16 +32,60 @@ pub struct ClusterSetSettings {
 }
 
 /// What the controller keeps per ServiceImport key besides the import: its imported slices
-/// in name order, and what it published.
+/// in name order, and what it published: its own names, and each cluster's
+/// (`Owner::ImportCluster`).
 #[derive(Debug, Default)]
 pub(super) struct ImportEntry {
     pub(super) slices: SortedKeys,
     pub(super) published: Option<Published>,
+    /// By cluster id, in order. A small sorted list: an import has a few clusters, and a
+    /// map's node (room for eleven) would cost more than its endpoints at a few pods per
+    /// cluster.
+    pub(super) clusters: ClusterSlots,
+}
+
+/// What each cluster of an import published, by cluster id, in order.
+#[derive(Debug, Default)]
+pub(super) struct ClusterSlots(Vec<(Arc<str>, Option<Published>)>);
+
+impl ClusterSlots {
+    pub(super) fn get(&self, cluster: &str) -> Option<&Option<Published>> {
+        let at = self.0.binary_search_by(|(c, _)| (**c).cmp(cluster)).ok()?;
+        self.0.get(at).map(|(_, published)| published)
+    }
+
+    pub(super) fn get_mut(&mut self, cluster: &str) -> Option<&mut Option<Published>> {
+        let at = self.0.binary_search_by(|(c, _)| (**c).cmp(cluster)).ok()?;
+        self.0.get_mut(at).map(|(_, published)| published)
+    }
+
+    pub(super) fn insert(&mut self, cluster: Arc<str>, published: Option<Published>) {
+        match self.0.binary_search_by(|(c, _)| (**c).cmp(&*cluster)) {
+            Ok(at) => self.0[at].1 = published,
+            Err(at) => self.0.insert(at, (cluster, published)),
+        }
+        self.0.shrink_to_fit();
+    }
+
+    pub(super) fn remove(&mut self, cluster: &str) {
+        if let Ok(at) = self.0.binary_search_by(|(c, _)| (**c).cmp(cluster)) {
+            self.0.remove(at);
+            self.0.shrink_to_fit();
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().map(|(cluster, _)| cluster)
+    }
 }
 
 impl ImportEntry {
     pub(super) fn is_empty(&self) -> bool {
-        self.slices.is_empty() && self.published.is_none()
+        self.slices.is_empty() && self.published.is_none() && self.clusters.is_empty()
     }
 }
 
@@ -115,7 +160,9 @@ impl Controller {
         }
     }
 
-    /// Recomputes one ServiceImport's records and publishes them whole.
+    /// Recomputes one ServiceImport's records and publishes them: each cluster's names
+    /// (`<cluster>.<svc>.<ns>.svc` and below) whole into that cluster's slot, first, then the
+    /// import's own names (its addresses, SRV records naming the clusters' names) whole.
     pub(super) fn republish_import(&mut self, key: &ObjectKey) {
         if self.clusterset.is_none() {
             return;
@@ -127,7 +174,20 @@ impl Controller {
                 ServiceRecords::default()
             }),
         };
-        self.publish(&Owner::Import(key.clone()), records);
+        let (own, mut clusters) = split_by_cluster(key, records);
+        // A cluster that published before and has no name now is emptied.
+        let before: Vec<Arc<str>> = self
+            .per_import
+            .get(key)
+            .map(|entry| entry.clusters.keys().cloned().collect())
+            .unwrap_or_default();
+        for cluster in before {
+            clusters.entry(cluster).or_default();
+        }
+        for (cluster, records) in clusters {
+            self.publish(&Owner::ImportCluster(key.clone(), cluster), records);
+        }
+        self.publish(&Owner::Import(key.clone()), own);
     }
 
     fn import_records(
@@ -189,4 +249,45 @@ impl Controller {
         });
         clusterset_records::import_records(import, &clusters, local, self.options)
     }
+}
+
+/// An import's records split by owner: the names at or below `<cluster>.<svc>.<ns>.svc` (and
+/// the reverse claims naming them) by cluster, the rest (the import's own name, SRV, `_tcp`,
+/// a ClusterSetIP's claims) the import's.
+fn split_by_cluster(
+    key: &ObjectKey,
+    records: ServiceRecords,
+) -> (ServiceRecords, BTreeMap<Arc<str>, ServiceRecords>) {
+    let mut own = ServiceRecords::default();
+    let mut clusters: BTreeMap<Arc<str>, ServiceRecords> = BTreeMap::new();
+    let Ok(base) = crate::controller::records::service_name(key) else {
+        return (records, clusters);
+    };
+    // The label right below the import's name, when `name` is a cluster's name or below it
+    // (`_tcp` and `_<port>` are the import's own).
+    let base_labels: Vec<&[u8]> = base.labels().collect();
+    let cluster_of = |name: &crate::dns::name::RelativeName| -> Option<Arc<str>> {
+        let labels: Vec<&[u8]> = name.labels().collect();
+        let at = labels.len().checked_sub(base_labels.len() + 1)?;
+        let label = labels.get(at)?;
+        (!label.starts_with(b"_") && labels[at + 1..] == base_labels[..])
+            .then(|| Arc::from(String::from_utf8_lossy(label).as_ref()))
+    };
+    for name in records.names {
+        match cluster_of(&name.name) {
+            Some(cluster) => clusters.entry(cluster).or_default().names.push(name),
+            None => own.names.push(name),
+        }
+    }
+    for (ip, source) in records.reverse {
+        match cluster_of(&source.target) {
+            Some(cluster) => clusters
+                .entry(cluster)
+                .or_default()
+                .reverse
+                .push((ip, source)),
+            None => own.reverse.push((ip, source)),
+        }
+    }
+    (own, clusters)
 }

@@ -24,7 +24,7 @@ impl Dirty {
     pub(super) fn mark(&mut self, owner: Owner) {
         match owner {
             Owner::Service(key) => self.services.insert(key),
-            Owner::Import(key) => self.imports.insert(key),
+            Owner::Import(key) | Owner::ImportCluster(key, _) => self.imports.insert(key),
         };
     }
 }
@@ -157,7 +157,7 @@ impl Controller {
                         .or_default()
                         .slices
                         .insert(slice.key.clone()),
-                    Owner::Import(import) => self
+                    Owner::Import(import) | Owner::ImportCluster(import, _) => self
                         .per_import
                         .entry(import.clone())
                         .or_default()
@@ -290,7 +290,7 @@ impl Controller {
                     }
                 }
             }
-            Owner::Import(import) => {
+            Owner::Import(import) | Owner::ImportCluster(import, _) => {
                 if let Some(entry) = self.per_import.get_mut(&import) {
                     entry.slices.remove(&slice.key);
                     if entry.is_empty() {

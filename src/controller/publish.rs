@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::controller::Controller;
 use crate::controller::records::{self, ServiceRecords};
 use crate::controller::reverse::Addresses;
-use crate::dns::name::{MAX_NAME_LEN, RelativeName};
+use crate::dns::name::{MAX_NAME_LEN, NameError, RelativeName};
 use crate::model::ObjectKey;
 use crate::store::compile::compile_name;
 use crate::store::pod_table::PodTableBuilder;
@@ -20,16 +20,22 @@ use crate::store::{
 /// Whose records a store slot holds: a Service's, in the cluster zones, or a
 /// ServiceImport's, in the clusterset zone. The two may share a key (an exported Service
 /// and its import usually do).
+///
+/// An import's names below one cluster's (`<host>.<cluster>.<svc>.<ns>.svc`) have an owner
+/// of their own, [`Owner::ImportCluster`], whose slot holds that cluster's endpoints in a pod
+/// table, as a Service's slot holds its pods: found through their parent, their reverse
+/// names through the address map, no index entry each.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Owner {
     Service(ObjectKey),
     Import(ObjectKey),
+    ImportCluster(ObjectKey, Arc<str>),
 }
 
 impl Owner {
     pub(super) fn key(&self) -> &ObjectKey {
         match self {
-            Owner::Service(key) | Owner::Import(key) => key,
+            Owner::Service(key) | Owner::Import(key) | Owner::ImportCluster(key, _) => key,
         }
     }
 
@@ -37,7 +43,17 @@ impl Owner {
     pub(super) fn zone_kind(&self) -> ZoneKind {
         match self {
             Owner::Service(_) => ZoneKind::Forward,
-            Owner::Import(_) => ZoneKind::ClusterSet,
+            Owner::Import(_) | Owner::ImportCluster(..) => ZoneKind::ClusterSet,
+        }
+    }
+
+    /// The name every name of it is at or below: `<svc>.<ns>.svc`, or for a cluster of an
+    /// import `<cluster>.<svc>.<ns>.svc`.
+    pub(super) fn base_name(&self) -> Result<RelativeName, NameError> {
+        let service = records::service_name(self.key())?;
+        match self {
+            Owner::ImportCluster(_, cluster) => service.child(cluster),
+            _ => Ok(service),
         }
     }
 }
@@ -47,6 +63,9 @@ impl std::fmt::Display for Owner {
         match self {
             Owner::Service(key) => write!(f, "{key}"),
             Owner::Import(key) => write!(f, "ServiceImport {key}"),
+            Owner::ImportCluster(key, cluster) => {
+                write!(f, "ServiceImport {key} (cluster {cluster})")
+            }
         }
     }
 }
@@ -112,6 +131,10 @@ impl Controller {
         match owner {
             Owner::Service(key) => self.per_service.get_mut(key).map(|e| &mut e.published),
             Owner::Import(key) => self.per_import.get_mut(key).map(|e| &mut e.published),
+            Owner::ImportCluster(key, cluster) => self
+                .per_import
+                .get_mut(key)
+                .and_then(|e| e.clusters.get_mut(cluster)),
         }
     }
 
@@ -127,6 +150,20 @@ impl Controller {
             Owner::Import(key) => {
                 let entry = self.per_import.entry(key.clone()).or_default();
                 entry.published = published;
+                if entry.is_empty() {
+                    self.per_import.remove(key);
+                }
+            }
+            Owner::ImportCluster(key, cluster) => {
+                let entry = self.per_import.entry(key.clone()).or_default();
+                match published {
+                    Some(published) => {
+                        entry.clusters.insert(cluster.clone(), Some(published));
+                    }
+                    None => {
+                        entry.clusters.remove(cluster);
+                    }
+                }
                 if entry.is_empty() {
                     self.per_import.remove(key);
                 }
@@ -147,7 +184,7 @@ impl Controller {
         // addresses alone (pods' names) go in the compact table.
         // The Service's own name; `None` when it is not a valid name (then the Service has
         // no records either).
-        let service_name = records::service_name(key).ok();
+        let service_name = owner.base_name().ok();
         let base = service_name.as_ref().map(|name| store::key(kind, name));
         let indexed = |k: &[u8]| {
             !base

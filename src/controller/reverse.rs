@@ -119,9 +119,9 @@ fn answers_from_table(slot: &ServiceSlot, owner: &Owner, ip: IpAddr, source: &Pt
 /// The claim on `ip` that `slot`'s current pod table answers, if the table has the address;
 /// `owner` is the Service the slot holds.
 fn table_claim(slot: &ServiceSlot, owner: &Owner, ip: IpAddr) -> Option<PtrSource> {
-    let base = records::service_name(owner.key()).ok()?;
+    let base = owner.base_name().ok()?;
     let mut source = table_source(&slot.snapshot(), &base, ip)?;
-    source.clusterset = matches!(owner, Owner::Import(_));
+    source.clusterset = owner.zone_kind() == ZoneKind::ClusterSet;
     Some(source)
 }
 
@@ -201,7 +201,7 @@ impl Controller {
                 let source = old_snapshot.zip(base);
                 match source.and_then(|(snapshot, base)| table_source(snapshot, base, ip)) {
                     Some(mut source) => {
-                        source.clusterset = matches!(service, Owner::Import(_));
+                        source.clusterset = service.zone_kind() == ZoneKind::ClusterSet;
                         old.push((ip, source));
                     }
                     None => old_known = false,
@@ -318,6 +318,10 @@ impl Controller {
                 // The fields themselves: `listed` holds `self.reverse`.
                 Owner::Service(key) => self.per_service.get(key).map(|e| &e.published),
                 Owner::Import(key) => self.per_import.get(key).map(|e| &e.published),
+                Owner::ImportCluster(key, cluster) => self
+                    .per_import
+                    .get(key)
+                    .and_then(|e| e.clusters.get(cluster)),
             }
             .and_then(Option::as_ref)
             .map(|published| published.slot.clone())

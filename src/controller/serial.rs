@@ -77,11 +77,11 @@ impl Controller {
         for key in names {
             self.touch(&key);
         }
-        let Some((_, service_name)) = service.split_first() else {
+        let Some((&kind, service_name)) = service.split_first() else {
             return;
         };
         for (label, entry) in pods.entries() {
-            let mut key = vec![ZoneKind::Forward as u8, label.len() as u8];
+            let mut key = vec![kind, label.len() as u8];
             key.extend_from_slice(label);
             key.extend_from_slice(service_name);
             self.touch(&key);

@@ -449,3 +449,105 @@ fn a_named_reverse_zones_apex_outlives_the_names_below_it() {
             .is_some_and(|soa| soa.is_some())
     );
 }
+
+/// A controller serving `clusterset.local` too, this cluster being `east`.
+fn clusterset_controller() -> (Arc<Store>, Controller) {
+    let (store, mut controller) = controller();
+    let zone = RelativeName::from_labels(["clusterset", "local"]).unwrap();
+    controller.serve_clusterset(ClusterSetSettings {
+        compile: CompileContext {
+            forward_zones: vec![zone_wire(&zone)],
+            clusterset_zone: zone_wire(&zone),
+            ..context()
+        },
+        cluster_id: Some("east".into()),
+    });
+    (store, controller)
+}
+
+/// A headless import `db` and one slice of it from `cluster`.
+fn import(cluster: &str, pods: &[(&str, &str)]) -> Vec<Change> {
+    use crate::model::{ImportKind, ServiceImport, SliceOf};
+    let key = ObjectKey::new("demo", "db");
+    let mut changes = headless("db", pods);
+    let Some(Change::Apply(Object::EndpointSlice(mut slice))) = changes.pop() else {
+        unreachable!("headless ends with its slice");
+    };
+    slice.key = ObjectKey::new("demo", format!("db-{cluster}"));
+    slice.of = SliceOf::Import {
+        cluster: Some(cluster.into()),
+    };
+    vec![
+        Change::Apply(Object::ServiceImport(ServiceImport {
+            key,
+            kind: ImportKind::Headless,
+            ports: vec![],
+        })),
+        Change::Apply(Object::EndpointSlice(slice)),
+    ]
+}
+
+#[test]
+fn an_imports_endpoints_are_found_through_their_clusters_pod_table() {
+    let (store, mut controller) = clusterset_controller();
+    controller.apply(import(
+        "west",
+        &[("db-0", "10.9.0.1"), ("db-1", "10.9.0.2")],
+    ));
+    let cs = |name: &str| types_at(&store, ZoneKind::ClusterSet, name);
+    assert_eq!(cs("db.demo.svc"), Some(vec![rtype::A]));
+    assert_eq!(cs("west.db.demo.svc"), Some(vec![]), "NODATA");
+    let pod = store.lookup(
+        &store::key(
+            ZoneKind::ClusterSet,
+            &RelativeName::from_labels(["db-1", "west", "db", "demo", "svc"]).unwrap(),
+        ),
+        |l| matches!(l, Lookup::Addresses(_)),
+    );
+    assert!(
+        pod,
+        "an endpoint's name is in its cluster's pod table, not indexed"
+    );
+    assert_eq!(cs("db-9.west.db.demo.svc"), None);
+    // Its reverse name answers from that table, naming it in the clusterset zone.
+    assert_eq!(
+        ptr_targets(&store, "2.0.9.10"),
+        Some((
+            true,
+            vec!["db-1.west.db.demo.svc.clusterset.local".to_string()]
+        ))
+    );
+    // A cluster-local name of the same address wins (specification 2.4.3).
+    controller.apply(headless("local", &[("x-0", "10.9.0.2")]));
+    assert_eq!(
+        ptr_targets(&store, "2.0.9.10"),
+        Some((false, vec!["x-0.local.demo.svc.cluster.local".to_string()]))
+    );
+    // The slice moves to another cluster: the old cluster's names go.
+    controller.apply(import("central", &[("db-0", "10.9.0.1")]));
+    controller.apply([Change::Delete(
+        crate::model::Kind::EndpointSlice,
+        ObjectKey::new("demo", "db-west"),
+    )]);
+    assert_eq!(cs("west.db.demo.svc"), None);
+    assert_eq!(cs("db-0.central.db.demo.svc"), Some(vec![rtype::A]));
+    assert_eq!(
+        ptr_targets(&store, "1.0.9.10").map(|(_, t)| t),
+        Some(vec![
+            "db-0.central.db.demo.svc.clusterset.local".to_string()
+        ])
+    );
+    // The import deleted: nothing of it is left.
+    controller.apply([Change::Delete(
+        crate::model::Kind::ServiceImport,
+        ObjectKey::new("demo", "db"),
+    )]);
+    assert_eq!(cs("db.demo.svc"), None);
+    assert_eq!(cs("db-0.central.db.demo.svc"), None);
+    assert_eq!(ptr(&store, "1.0.9.10"), None);
+    assert_eq!(
+        cs("demo.svc"),
+        None,
+        "the namespace's empty non-terminal went too"
+    );
+}

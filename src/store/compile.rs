@@ -416,6 +416,45 @@ mod tests {
     }
 
     #[test]
+    fn compact_srv_of_an_import_names_targets_two_labels_below() {
+        // A headless ServiceImport: targets `<host>.<cluster>.db.demo.svc` in two clusters.
+        let owner = name("_sql._tcp.db.demo.svc");
+        let target = |host: &str| name(&format!("{host}.db.demo.svc"));
+        let srv = |host: &str| RData::Srv {
+            priority: 0,
+            weight: 33,
+            port: 26257,
+            target: target(host),
+        };
+        let hosts = ["db-0.east", "db-1.east", "db-0.west"];
+        let set = RrSet {
+            rtype: rtype::SRV,
+            records: hosts.iter().map(|h| srv(h)).collect(),
+            additional: hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (target(h), RData::A([10, 1, 0, i as u8].into())))
+                .collect(),
+        };
+        let size = check_compact_srv(&owner, &set);
+        // Per record: both labels (5 + 5, length bytes included) and the address (1 + 4),
+        // after the 14-byte head and the shared fields.
+        assert_eq!(size, 14 + 6 + 3 * (5 + 5 + 5));
+        let mut unpaired = set.clone();
+        unpaired.additional.swap(0, 1);
+        check_compact_srv(&owner, &unpaired);
+        // Targets at different depths keep the encoded form.
+        let mut mixed = set.clone();
+        mixed.records.push(RData::Srv {
+            priority: 0,
+            weight: 33,
+            port: 26257,
+            target: name("db-9.db.demo.svc"),
+        });
+        assert!(crate::store::srv::compact(&owner, &mixed, 5).is_none());
+    }
+
+    #[test]
     fn address_sets_are_kept_as_addresses_and_write_what_the_encoded_form_holds() {
         let owner = name("nginx.demo.svc");
         let rrset = |rtype, records: &[&str]| RrSet {

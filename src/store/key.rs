@@ -100,10 +100,21 @@ pub(crate) fn parent_name(name: &[u8]) -> Option<&[u8]> {
     rest.get(usize::from(first_label)..)
 }
 
-/// How many labels an unindexed name has: a pod's name is one label below its Service's
-/// (`<pod>.<svc>.<ns>.svc`). Only forward names of exactly this many labels are looked up
-/// through their parent, so every other name costs one index lookup as before.
-pub(crate) const UNINDEXED_LABELS: usize = 4;
+/// How many labels an unindexed name has, by zone kind: a pod's name is one label below
+/// its Service's (`<pod>.<svc>.<ns>.svc`), and in the clusterset zone an endpoint's name one
+/// label below its cluster's (`<host>.<cluster>.<svc>.<ns>.svc`); 0: none (reverse trees).
+/// Only names of exactly this many labels are looked up through their parent, so every
+/// other name costs one index lookup as before.
+pub(crate) const UNINDEXED_LABELS: [usize; ZoneKind::COUNT] = [4, 0, 0, 5];
+
+/// The number of labels of the unindexed names of kind byte `kind` (0: none).
+#[inline(always)]
+pub(crate) fn unindexed_labels(kind: u8) -> usize {
+    UNINDEXED_LABELS
+        .get(usize::from(kind))
+        .copied()
+        .unwrap_or(0)
+}
 
 /// Whether `name` has exactly `n` labels (stops counting past `n`).
 pub(crate) fn has_labels(name: &[u8], n: usize) -> bool {
@@ -119,18 +130,27 @@ pub(crate) fn has_labels(name: &[u8], n: usize) -> bool {
 }
 
 /// Whether the controller leaves `key` out of the index because its parent, `service` (a
-/// Service's name), routes to the snapshot that holds it: `key` is a forward name exactly
-/// one label below `service` with [`UNINDEXED_LABELS`] labels.
+/// Service's name, or an import's cluster's), routes to the snapshot that holds it: `key`
+/// is a name exactly one label below `service` with [`UNINDEXED_LABELS`] labels.
 pub fn found_through_parent(key: &[u8], service: &[u8]) -> bool {
     match (key.split_first(), service.split_first()) {
         (Some((&kind, name)), Some((&service_kind, service_name))) => {
-            kind == ZoneKind::Forward as u8
+            let depth = unindexed_labels(kind);
+            depth != 0
                 && service_kind == kind
-                && has_labels(name, UNINDEXED_LABELS)
+                && has_labels(name, depth)
                 && parent_name(name) == Some(service_name)
         }
         _ => false,
     }
+}
+
+/// Whether `service` (a key) is a name whose children may be found through it.
+pub(crate) fn has_unindexed_children(service: &[u8]) -> bool {
+    service.split_first().is_some_and(|(&kind, name)| {
+        let depth = unindexed_labels(kind);
+        depth != 0 && has_labels(name, depth - 1)
+    })
 }
 
 /// Bytes of a name kept in the index's own slot (a Service's name is `<svc>.<ns>.svc`:

@@ -40,7 +40,7 @@ use crate::dns::name;
 use crate::hash::FastHash;
 use answers::{Answers, NameAnswers, NegativeSoa};
 use journal::{Journal, Step};
-use key::{NameKey, UNINDEXED_LABELS, has_labels, parent_name};
+use key::{NameKey, has_labels, has_unindexed_children, parent_name, unindexed_labels};
 use pod_table::PodEntry;
 
 pub use key::{Zone, ZoneKind, found_through_parent, key, reverse_key};
@@ -151,8 +151,8 @@ impl Store {
 
     /// Looks `key` up and hands what it found to `f`, without allocating.
     ///
-    /// A forward name of [`UNINDEXED_LABELS`] labels (most queries: pods' names) asks its
-    /// parent first: when the parent routes to a Service, the name is in that Service's
+    /// A name of [`key::UNINDEXED_LABELS`] labels for its kind (most queries: pods' names)
+    /// asks its parent first: when the parent routes to a Service, the name is in that Service's
     /// snapshot if it exists at all, whether it is indexed or not. Any other name is
     /// indexed if it exists.
     /// Inlined: the query path calls it once per answer, and out of line (zone transfers
@@ -162,8 +162,9 @@ impl Store {
         let Some((kind, index, name)) = self.split(key) else {
             return f(Lookup::NoName);
         };
-        if kind == ZoneKind::Forward as u8
-            && has_labels(name, UNINDEXED_LABELS)
+        let depth = unindexed_labels(kind);
+        if depth != 0
+            && has_labels(name, depth)
             && let Some(parent) = parent_name(name)
             && let Some(route) = index.get(parent)
             && let Route::Service(slot) = route.value()
@@ -373,7 +374,7 @@ impl Store {
         let Some((kind, index, name)) = self.split(service) else {
             return;
         };
-        if kind != ZoneKind::Forward as u8 || !has_labels(name, UNINDEXED_LABELS - 1) {
+        if !has_unindexed_children(service) {
             return;
         }
         let slot = match index.get(name).as_deref() {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::store::answers::NameAnswers;
 use crate::store::journal::{Step, serial_after};
-use crate::store::key::{UNINDEXED_LABELS, ZoneKind, found_through_parent, has_labels};
+use crate::store::key::{ZoneKind, found_through_parent, has_unindexed_children};
 use crate::store::snapshot::ServiceSnapshot;
 use crate::store::{AddressAnswers, Lookup, PtrAnswer, Route, Store};
 
@@ -214,8 +214,9 @@ fn children(service: &[u8], snapshot: &ServiceSnapshot, f: &mut impl FnMut(&[u8]
     let Some((&kind, name)) = service.split_first() else {
         return;
     };
-    // Only a Service's own name has names one label below it in its snapshot.
-    if kind != ZoneKind::Forward as u8 || !has_labels(name, UNINDEXED_LABELS - 1) {
+    // Only a Service's own name (an import cluster's) has names one label below it in its
+    // snapshot.
+    if !has_unindexed_children(service) {
         return;
     }
     let mut key = Vec::with_capacity(1 + 64 + name.len());

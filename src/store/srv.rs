@@ -19,8 +19,13 @@
 //! A headless Service's set is both: one weight for all (RFC 2782 spreads the load evenly),
 //! usually one port, and one address per target in target order. Each record is then its
 //! label and its address, about 12 bytes.
+//!
+//! A headless ServiceImport's targets are two labels below its name
+//! (`<host>.<cluster>.<svc>.<ns>.svc`): the layout byte's high bits hold that depth, and a
+//! record's "label" is then that many length-prefixed labels, written as they are stored
+//! (for one label, the `[label length][label]` above).
 
-use crate::dns::name::RelativeName;
+use crate::dns::name::{Labels, RelativeName};
 use crate::dns::rdata::{RData, RrSet};
 use crate::dns::wire::{self, HEADER_LEN, QUESTION_POINTER, RECORD_HEAD_LEN, rtype};
 use crate::store::answers::{ANY_ZONE, CompiledRrset, Rrset, SRV as FORM};
@@ -34,6 +39,11 @@ const SHARED_FIELDS: u8 = 1;
 /// Layout bit: the additional records are the targets' addresses, one per record in record
 /// order, each stored after its record's label.
 const PAIRED: u8 = 2;
+/// The layout byte's bits from here: how many labels each target has below the name the
+/// question ends with, less one.
+const DEPTH_SHIFT: u8 = 4;
+/// Targets at most this many labels below that name.
+const MAX_DEPTH: usize = 3;
 
 /// Appends an address record's address as `[length][octets]` and returns the length, or
 /// `None` if the record is not an address.
@@ -49,23 +59,30 @@ fn push_address(out: &mut Vec<u8>, record: &RData) -> Option<usize> {
 }
 
 /// `rrset` (the SRV records at `owner`) in compact form, when every target and every
-/// additional owner is one label below one name that `owner` is below too; `None` keeps
-/// the encoded form.
+/// additional owner is the same number of labels (one, or up to [`MAX_DEPTH`]) below one
+/// name that `owner` is below too; `None` keeps the encoded form.
 pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<CompiledRrset> {
-    let base = match rrset.records.first()? {
-        RData::Srv { target, .. } => target.parent()?,
+    let first = match rrset.records.first()? {
+        RData::Srv { target, .. } => target,
         _ => return None,
     };
-    let prefix = owner.wire().len().checked_sub(base.wire().len())?;
-    if prefix == 0 || !owner.wire().ends_with(base.wire()) {
-        return None;
-    }
-    let label_of = |name: &RelativeName| -> Option<Vec<u8>> {
-        if name.parent().as_ref() != Some(&base) {
+    // The nearest ancestor of the first target that the owner is below.
+    let mut base = first.parent()?;
+    let mut depth = 1;
+    while !(owner.wire().len() > base.wire().len() && is_suffix(owner, &base)) {
+        base = base.parent()?;
+        depth += 1;
+        if depth > MAX_DEPTH {
             return None;
         }
-        let label = name.labels().next()?;
-        Some([&[u8::try_from(label.len()).ok()?][..], label].concat())
+    }
+    let prefix = owner.wire().len() - base.wire().len();
+    // The target's labels above `base`, as stored: `depth` length-prefixed labels.
+    let label_of = |name: &RelativeName| -> Option<Vec<u8>> {
+        let cut = name.wire().len().checked_sub(base.wire().len())?;
+        let (labels, rest) = name.wire().split_at_checked(cut)?;
+        (rest == base.wire() && Labels::of(labels).count() == depth && labels_end_at(labels))
+            .then(|| labels.to_vec())
     };
     let mut records = Vec::with_capacity(rrset.records.len());
     for record in &rrset.records {
@@ -92,7 +109,7 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
             .all(|((_, target), (owner, record))| {
                 *target == owner && matches!(record, RData::A(_) | RData::Aaaa(_))
             });
-    let mut layout = 0;
+    let mut layout = u8::try_from(depth - 1).ok()? << DEPTH_SHIFT;
     if shared {
         layout |= SHARED_FIELDS;
     }
@@ -114,6 +131,8 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
             answer.extend_from_slice(fields);
         }
         let label = label_of(target)?;
+        // Stored sizes count one length byte fewer per label run: the writer adds one per
+        // record with the fixed part.
         labels += label.len() - 1;
         answer.extend_from_slice(&label);
         if paired {
@@ -142,6 +161,24 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
     })
 }
 
+/// Whether `base` is `name`'s suffix on a label boundary.
+fn is_suffix(name: &RelativeName, base: &RelativeName) -> bool {
+    let Some(cut) = name.wire().len().checked_sub(base.wire().len()) else {
+        return false;
+    };
+    let (labels, rest) = name.wire().split_at(cut);
+    rest == base.wire() && labels_end_at(labels)
+}
+
+/// Whether `labels` (wire form) is whole labels: the last one ends exactly at its end.
+fn labels_end_at(labels: &[u8]) -> bool {
+    let mut at = 0;
+    while at < labels.len() {
+        at += 1 + usize::from(labels[at]);
+    }
+    at == labels.len()
+}
+
 /// What [`write`] put in the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -157,8 +194,24 @@ fn split_label(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     rest.split_at_checked(usize::from(len))
 }
 
-/// One record of a compact record set: priority, weight and port, the target's label, and
-/// the target's address when the set is [`PAIRED`].
+/// Splits `depth` length-prefixed labels, length bytes included, off the front of `bytes`.
+#[inline]
+fn split_labels(bytes: &[u8], depth: usize) -> Option<(&[u8], &[u8])> {
+    let mut at = 0;
+    for _ in 0..depth {
+        at += 1 + usize::from(*bytes.get(at)?);
+    }
+    bytes.split_at_checked(at)
+}
+
+/// How many labels each target of a set of `layout` has above the question's name.
+fn depth_of(layout: u8) -> usize {
+    usize::from(layout >> DEPTH_SHIFT) + 1
+}
+
+/// One record of a compact record set: priority, weight and port, the target's labels
+/// above the Service's name (length bytes included, as written), and the target's address
+/// when the set is [`PAIRED`].
 struct Record<'a> {
     fields: [u8; 6],
     label: &'a [u8],
@@ -167,6 +220,7 @@ struct Record<'a> {
 
 /// The records of a compact record set, from the bytes after its head.
 fn records(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = Record<'_>> {
+    let depth = depth_of(layout);
     let shared = if layout & SHARED_FIELDS != 0 {
         match bytes.split_first_chunk::<6>() {
             Some((fields, rest)) => {
@@ -190,7 +244,7 @@ fn records(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = Record<'_>> {
                 *fields
             }
         };
-        let (label, rest) = split_label(bytes)?;
+        let (label, rest) = split_labels(bytes, depth)?;
         bytes = rest;
         let address = if layout & PAIRED != 0 {
             let (address, rest) = split_label(bytes)?;
@@ -207,11 +261,12 @@ fn records(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = Record<'_>> {
     })
 }
 
-/// The additional records of a compact record set that is not [`PAIRED`]: (owner label,
+/// The additional records of a compact record set that is not [`PAIRED`]: (owner labels,
 /// address).
-fn additional(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+fn additional(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let depth = depth_of(layout);
     std::iter::from_fn(move || {
-        let (label, rest) = split_label(bytes)?;
+        let (label, rest) = split_labels(bytes, depth)?;
         let (address, rest) = split_label(rest)?;
         bytes = rest;
         Some((label, address))
@@ -228,7 +283,7 @@ fn write_record(
     zone: &[u8],
     suffix_len: usize,
 ) {
-    let rdata_len = 6 + 1 + record.label.len() + suffix_len;
+    let rdata_len = 6 + record.label.len() + suffix_len;
     out.extend_from_slice(&wire::record_head(
         QUESTION_POINTER,
         rtype::SRV,
@@ -236,13 +291,12 @@ fn write_record(
         rdata_len,
     ));
     out.extend_from_slice(&record.fields);
-    out.push(record.label.len() as u8);
     out.extend_from_slice(record.label);
     out.extend_from_slice(base);
     out.extend_from_slice(zone);
 }
 
-/// Writes one additional address record: the target's label, a pointer to the Service's
+/// Writes one additional address record: the target's labels, a pointer to the Service's
 /// name, and the address.
 fn write_address(out: &mut Vec<u8>, label: &[u8], base_pointer: u16, ttl: u32, address: &[u8]) {
     let rtype = if address.len() == 4 {
@@ -250,7 +304,6 @@ fn write_address(out: &mut Vec<u8>, label: &[u8], base_pointer: u16, ttl: u32, a
     } else {
         rtype::AAAA
     };
-    out.push(label.len() as u8);
     out.extend_from_slice(label);
     out.extend_from_slice(&wire::record_head(base_pointer, rtype, ttl, address.len()));
     out.extend_from_slice(address);
@@ -297,7 +350,8 @@ pub fn write(
         // The records that fit, in order; no additional records.
         let mut ancount = 0;
         for record in records(layout, body) {
-            if out.len() + fixed_len + record.label.len() + reserve > limit {
+            // `fixed_len` counts one length byte, `record.label` holds them all.
+            if out.len() + fixed_len - 1 + record.label.len() + reserve > limit {
                 break;
             }
             write_record(out, &record, ttl, base, zone, suffix_len);
@@ -327,7 +381,7 @@ pub fn write(
                 }
             }
         } else {
-            for (label, address) in additional(rrset.additional) {
+            for (label, address) in additional(layout, rrset.additional) {
                 write_address(out, label, base_pointer, ttl, address);
             }
         }

@@ -88,6 +88,29 @@ fn bad_flags_exit_with_what_to_change() {
             &["--manifests", demo, "--snapshot-interval", "0s"],
             "--snapshot-interval",
         ),
+        (
+            &["--manifests", demo, "--clusterset-zone", "cluster.local"],
+            "also a --zone",
+        ),
+        (
+            &["--manifests", demo, "--clusterset-zone", "10.in-addr.arpa"],
+            "--clusterset-zone",
+        ),
+        (
+            &["--manifests", demo, "--cluster-id", "east"],
+            "give --clusterset-zone",
+        ),
+        (
+            &[
+                "--manifests",
+                demo,
+                "--clusterset-zone",
+                "clusterset.local",
+                "--cluster-id",
+                "East_1",
+            ],
+            "--cluster-id \"East_1\"",
+        ),
     ];
     for (args, needle) in cases {
         let (code, stderr) = run_to_exit(args);
