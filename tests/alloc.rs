@@ -40,6 +40,23 @@ fn demo() -> Vec<Manifest> {
         objects.push(service.into());
         objects.push(slice.into());
     }
+    // `nginx` imported from cluster `west` too (the clusterset zone).
+    let documents = [
+        serde_json::json!({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport",
+            "metadata": {"name": "nginx", "namespace": "demo"}, "spec": {"type": "Headless"}}),
+        serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "nginx-west", "namespace": "demo", "labels": {
+                "multicluster.kubernetes.io/service-name": "nginx",
+                "multicluster.kubernetes.io/source-cluster": "west"}},
+            "addressType": "IPv4",
+            "endpoints": (0..3).map(|i| serde_json::json!({
+                "addresses": [format!("10.245.2.{}", 10 + i)], "hostname": format!("web-{i}")}))
+                .collect::<Vec<_>>(),
+            "ports": [{"name": "web", "port": 80}]}),
+    ];
+    for document in documents {
+        objects.extend(Manifest::from_document(document).unwrap());
+    }
     objects
 }
 
@@ -104,6 +121,7 @@ fn answering_allocates_nothing() {
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         udp_workers: 2,
+        clusterset_zone: Some(headless_dns::config::parse_zone("clusterset.local").unwrap()),
         ..Config::default()
     };
     let (feed, source) = Feed::new();
@@ -128,6 +146,11 @@ fn answering_allocates_nothing() {
         ("web-0.nginx.demo.svc.cluster.local", 28, false, 0), // NODATA
         ("web-9.nginx.demo.svc.cluster.local", 1, true, 3),  // NXDOMAIN
         ("11.2.244.10.in-addr.arpa", 12, false, 0),          // PTR
+        ("web-1.west.nginx.demo.svc.clusterset.local", 1, false, 0), // an imported pod's A
+        ("nginx.demo.svc.clusterset.local", 1, true, 0),     // an import's multi-A
+        ("_web._tcp.nginx.demo.svc.clusterset.local", 33, true, 0), // its SRV, two labels
+        ("west.nginx.demo.svc.clusterset.local", 1, true, 0), // a cluster's name: NODATA
+        ("11.2.245.10.in-addr.arpa", 12, false, 0),          // an imported pod's PTR
         ("example.com", 1, false, 5),                        // REFUSED
     ];
     // The response's RCODE, TC flag and answer count.
