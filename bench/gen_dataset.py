@@ -68,20 +68,29 @@ def import_docs(ns, services):
             f"metadata: {{name: {svc}, namespace: {ns}}}\n"
             f"spec: {{type: Headless, ports: [{{name: web, port: 80, protocol: TCP}}]}}\n"
         )
-        for s in range(0, len(members), 100):
-            chunk = members[s : s + 100]
-            endpoints = "".join(
-                f"- addresses: [\"{remote_ip_of(ip)}\"]\n  hostname: {pod}\n  conditions: {{ready: true}}\n"
-                for pod, ip in chunk
-            )
-            docs.append(
-                f"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-                f"metadata:\n  name: {svc}-west-{s // 100}\n  namespace: {ns}\n"
-                f"  labels: {{multicluster.kubernetes.io/service-name: {svc}, "
-                f"multicluster.kubernetes.io/source-cluster: west}}\n"
-                f"addressType: IPv4\nendpoints:\n{endpoints}"
-                f"ports: [{{name: web, port: 80, protocol: TCP}}]\n"
-            )
+        remote = [(pod, remote_ip_of(ip)) for pod, ip in members]
+        labels = (f"multicluster.kubernetes.io/service-name: {svc}, "
+                  "multicluster.kubernetes.io/source-cluster: west")
+        docs.extend(slice_docs(f"{svc}-west", ns, labels, remote))
+    return docs
+
+
+def slice_docs(name, ns, labels, members):
+    """EndpointSlices `<name>-0`, `<name>-1`, ... of at most 100 of `members` each."""
+    docs = []
+    for s in range(0, len(members), 100):
+        chunk = members[s : s + 100]
+        endpoints = "".join(
+            f"- addresses: [\"{ip}\"]\n  hostname: {pod}\n  conditions: {{ready: true}}\n"
+            for pod, ip in chunk
+        )
+        docs.append(
+            f"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+            f"metadata:\n  name: {name}-{s // 100}\n  namespace: {ns}\n"
+            f"  labels: {{{labels}}}\n"
+            f"addressType: IPv4\nendpoints:\n{endpoints}"
+            f"ports: [{{name: web, port: 80, protocol: TCP}}]\n"
+        )
     return docs
 
 
@@ -98,19 +107,7 @@ def write_manifests(out, namespaces, clusterset=False):
                 f"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {svc}, namespace: {ns}}}\n"
                 f"spec: {{serviceName: {svc}, replicas: {len(members)}, selector: {{}}, template: {{}}}}\n"
             )
-            for s in range(0, len(members), 100):
-                chunk = members[s : s + 100]
-                endpoints = "".join(
-                    f"- addresses: [\"{ip}\"]\n  hostname: {pod}\n  conditions: {{ready: true}}\n"
-                    for pod, ip in chunk
-                )
-                docs.append(
-                    f"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-                    f"metadata:\n  name: {svc}-{s // 100}\n  namespace: {ns}\n"
-                    f"  labels: {{kubernetes.io/service-name: {svc}}}\n"
-                    f"addressType: IPv4\nendpoints:\n{endpoints}"
-                    f"ports: [{{name: web, port: 80, protocol: TCP}}]\n"
-                )
+            docs.extend(slice_docs(svc, ns, f"kubernetes.io/service-name: {svc}", members))
         with open(os.path.join(out, f"{ns}.yaml"), "w") as f:
             f.write("---\n".join(docs))
 

@@ -170,6 +170,13 @@ fn put_ip(out: &mut Vec<u8>, ip: &IpAddr) {
     }
 }
 
+fn put_ips(out: &mut Vec<u8>, ips: &[IpAddr]) {
+    out.extend_from_slice(&count(ips.len()).to_be_bytes());
+    for ip in ips {
+        put_ip(out, ip);
+    }
+}
+
 fn put_ports(out: &mut Vec<u8>, ports: &[Port]) {
     out.extend_from_slice(&count(ports.len()).to_be_bytes());
     for port in ports {
@@ -217,10 +224,7 @@ fn encode_object(out: &mut Vec<u8>, object: &Object) {
                 ServiceKind::Headless => out.push(HEADLESS),
                 ServiceKind::ClusterIp(ips) => {
                     out.push(CLUSTER_IP);
-                    out.extend_from_slice(&count(ips.len()).to_be_bytes());
-                    for ip in ips {
-                        put_ip(out, ip);
-                    }
+                    put_ips(out, ips);
                 }
                 ServiceKind::ExternalName(name) => {
                     out.push(EXTERNAL_NAME);
@@ -249,10 +253,7 @@ fn encode_object(out: &mut Vec<u8>, object: &Object) {
                 ImportKind::Headless => out.push(HEADLESS),
                 ImportKind::ClusterSetIp(ips) => {
                     out.push(CLUSTER_IP);
-                    out.extend_from_slice(&count(ips.len()).to_be_bytes());
-                    for ip in ips {
-                        put_ip(out, ip);
-                    }
+                    put_ips(out, ips);
                 }
             }
             put_ports(out, &import.ports);

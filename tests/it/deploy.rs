@@ -982,16 +982,7 @@ fn the_transfer_lease_component_may_renew_the_lease_and_label_the_primary_it_sel
             _ => None,
         })
         .expect("a Role");
-    let mut granted = BTreeSet::new();
-    for rule in role.rules.as_deref().unwrap_or_default() {
-        for group in rule.api_groups.as_deref().unwrap_or_default() {
-            for resource in rule.resources.as_deref().unwrap_or_default() {
-                for verb in &rule.verbs {
-                    granted.insert(format!("{group}/{resource}/{verb}"));
-                }
-            }
-        }
-    }
+    let granted = granted(role.rules.as_deref().unwrap_or_default());
     let expected: BTreeSet<String> = [
         "coordination.k8s.io/leases/get",
         "coordination.k8s.io/leases/create",
@@ -1092,16 +1083,7 @@ fn the_multicluster_component_reads_imports_and_serves_the_clusterset_zone() {
             _ => None,
         })
         .expect("a ClusterRole");
-    let mut granted = BTreeSet::new();
-    for rule in role.rules.as_deref().unwrap_or_default() {
-        for group in rule.api_groups.as_deref().unwrap_or_default() {
-            for resource in rule.resources.as_deref().unwrap_or_default() {
-                for verb in &rule.verbs {
-                    granted.insert(format!("{group}/{resource}/{verb}"));
-                }
-            }
-        }
-    }
+    let granted = granted(role.rules.as_deref().unwrap_or_default());
     let expected: BTreeSet<String> = [
         "multicluster.x-k8s.io/serviceimports",
         "about.k8s.io/clusterproperties",
@@ -1154,6 +1136,21 @@ fn the_multicluster_component_reads_imports_and_serves_the_clusterset_zone() {
         block.iter().any(|l| l.starts_with("forward . ")),
         "{block:?}"
     );
+}
+
+/// What `rules` allow, as `group/resource/verb`.
+fn granted(rules: &[k8s_openapi::api::rbac::v1::PolicyRule]) -> BTreeSet<String> {
+    let mut granted = BTreeSet::new();
+    for rule in rules {
+        for group in rule.api_groups.as_deref().unwrap_or_default() {
+            for resource in rule.resources.as_deref().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    granted.insert(format!("{group}/{resource}/{verb}"));
+                }
+            }
+        }
+    }
+    granted
 }
 
 /// The labels of the base Deployment's pods.
