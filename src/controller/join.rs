@@ -5,7 +5,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::controller::Controller;
-use crate::controller::publish::{Owner, Published};
+use crate::controller::owner::Owner;
+use crate::controller::publish::Published;
 use crate::model::{EndpointSlice, Kind, Object, ObjectKey, SliceOf, StatefulSet};
 
 /// What a batch's changes touched: the Services and the ServiceImports to republish.

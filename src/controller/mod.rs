@@ -24,6 +24,7 @@ mod imports;
 mod join;
 pub mod keyed;
 mod names;
+mod owner;
 pub mod persist;
 mod publish;
 pub mod records;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::controller::Controller;
-use crate::controller::publish::Owner;
+use crate::controller::owner::Owner;
 use crate::controller::records::{self, PtrSource};
 use crate::dns::name::{RelativeName, reverse_name};
 use crate::dns::rdata::{NameRecords, RData, RrSet, Target};
