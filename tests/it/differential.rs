@@ -4,8 +4,9 @@
 //! hickory-proto, must say what a plain hickory-proto-built response says: same RCODE,
 //! flags, sections, TTLs, EDNS.
 //!
-//! The reference shares only the record model with the server (the `records` functions:
-//! which records a Service has is the specification, tested on its own); it joins objects,
+//! The reference shares only the record model with the server (the `records` and
+//! `clusterset_records` functions: which records a Service or a ServiceImport has is the
+//! specification, tested on its own); it joins objects,
 //! indexes names, picks the answer, builds the message and sizes it with hickory-proto, with
 //! none of the server's encoding, compression, store, zone matching or truncation code.
 
@@ -14,13 +15,16 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use headless_dns::Config;
+use headless_dns::controller::clusterset_records::{self, ClusterSlices, LocalCluster};
 use headless_dns::controller::records::{self, PtrSource, RecordOptions};
 use headless_dns::controller::zone_records;
 use headless_dns::dns::name::RelativeName;
 use headless_dns::dns::rdata::{NameRecords, RData, RrSet, Target};
 use headless_dns::dns::wire::rtype;
 use headless_dns::embed::Core;
-use headless_dns::model::{Change, EndpointSlice, Object, ObjectKey, Service, StatefulSet};
+use headless_dns::model::{
+    Change, EndpointSlice, Object, ObjectKey, Service, ServiceImport, SliceOf, StatefulSet,
+};
 use headless_dns::serve::answer::{Transport, UdpTruncation};
 use headless_dns::source::manifests::ManifestSet;
 use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -32,6 +36,7 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use crate::support::demo_manifests;
 
 const ZONES: [&str; 2] = ["cluster.local", "sts.example.internal"];
+const CLUSTERSET_ZONE: &str = "clusterset.local";
 // Three different TTLs, so that using one where another belongs shows.
 const TTL: u32 = 30;
 const NEGATIVE_TTL: u32 = 7;
@@ -50,6 +55,7 @@ enum Table {
     Forward,
     ReverseV4,
     ReverseV6,
+    ClusterSet,
 }
 
 struct Reference {
@@ -80,6 +86,11 @@ impl Reference {
         let mut slices: BTreeMap<ObjectKey, Vec<&EndpointSlice>> = BTreeMap::new();
         let mut legacy: BTreeMap<ObjectKey, Vec<&EndpointSlice>> = BTreeMap::new();
         let mut sets: BTreeMap<ObjectKey, Vec<&StatefulSet>> = BTreeMap::new();
+        let mut imports: BTreeMap<ObjectKey, &ServiceImport> = BTreeMap::new();
+        // By import, then cluster (`None`: this cluster's own), in slice-name order.
+        let mut imported: BTreeMap<ObjectKey, BTreeMap<Option<String>, Vec<&EndpointSlice>>> =
+            BTreeMap::new();
+        let mut local_id: Option<String> = None;
         let mut sorted: Vec<&Object> = objects.iter().collect();
         sorted.sort_by(|a, b| a.key().cmp(b.key()));
         for object in sorted {
@@ -87,7 +98,15 @@ impl Reference {
                 Object::Service(s) => {
                     services.insert(s.key.clone(), s);
                 }
-                Object::EndpointSlice(s) => slices.entry(s.service.clone()).or_default().push(s),
+                Object::EndpointSlice(s) => match &s.of {
+                    SliceOf::Service => slices.entry(s.service.clone()).or_default().push(s),
+                    SliceOf::Import { cluster } => imported
+                        .entry(s.service.clone())
+                        .or_default()
+                        .entry(cluster.as_deref().map(str::to_owned))
+                        .or_default()
+                        .push(s),
+                },
                 Object::Endpoints { service, subsets } => {
                     legacy.insert(service.clone(), subsets.iter().collect());
                 }
@@ -95,9 +114,10 @@ impl Reference {
                     .entry(ObjectKey::new(&s.key.namespace, &s.service_name))
                     .or_default()
                     .push(s),
-                Object::ServiceImport(_) | Object::ClusterProperty(_) => {
-                    unreachable!("this model serves no clusterset zone")
+                Object::ServiceImport(i) => {
+                    imports.insert(i.key.clone(), i);
                 }
+                Object::ClusterProperty(p) => local_id = Some(p.value.to_string()),
             }
         }
         let mut names = HashMap::new();
@@ -125,8 +145,42 @@ impl Reference {
                 );
             }
         }
+        for (key, import) in &imports {
+            // Clusters by id: this cluster's own slices under its id.
+            let mut by_cluster: BTreeMap<String, Vec<&EndpointSlice>> = BTreeMap::new();
+            for (cluster, list) in imported.get(key).into_iter().flatten() {
+                let Some(id) = cluster.clone().or_else(|| local_id.clone()) else {
+                    continue;
+                };
+                let slot = by_cluster.entry(id).or_default();
+                slot.extend(list.iter().copied());
+                slot.sort_by(|a, b| a.key.cmp(&b.key));
+            }
+            let clusters: Vec<ClusterSlices> = by_cluster
+                .iter()
+                .map(|(cluster, slices)| ClusterSlices { cluster, slices })
+                .collect();
+            let local_sets = sets.get(key).cloned().unwrap_or_default();
+            let local = local_id.as_deref().map(|cluster| LocalCluster {
+                cluster,
+                stateful_sets: &local_sets,
+            });
+            let Ok(built) = clusterset_records::import_records(import, &clusters, local, options)
+            else {
+                continue;
+            };
+            for (ip, source) in built.reverse {
+                reverse.entry(ip).or_default().push(source);
+            }
+            for name in built.names {
+                names.insert(
+                    (Table::ClusterSet, relative_text(&name.name)),
+                    Node::Records(name),
+                );
+            }
+        }
         for (ip, sources) in reverse {
-            let (_, targets) = records::ptr_answer(sources.iter());
+            let (clusterset, targets) = records::ptr_answer(sources.iter());
             let table = if ip.is_ipv4() {
                 Table::ReverseV4
             } else {
@@ -145,7 +199,13 @@ impl Reference {
                 rtype: rtype::PTR,
                 records: targets
                     .into_iter()
-                    .map(|t| RData::Ptr(Target::Primary(t)))
+                    .map(|t| {
+                        RData::Ptr(if clusterset {
+                            Target::ClusterSet(t)
+                        } else {
+                            Target::Primary(t)
+                        })
+                    })
                     .collect(),
                 additional: vec![],
             };
@@ -161,6 +221,12 @@ impl Reference {
         for records in zone_records::forward_static_records(NEGATIVE_TTL, &[], serial) {
             names.insert(
                 (Table::Forward, relative_text(&records.name)),
+                Node::Records(records),
+            );
+        }
+        for records in zone_records::clusterset_static_records(NEGATIVE_TTL, &[], serial) {
+            names.insert(
+                (Table::ClusterSet, relative_text(&records.name)),
                 Node::Records(records),
             );
         }
@@ -202,6 +268,10 @@ impl Reference {
             Name::from_ascii("ip6.arpa.").expect("zone"),
             Table::ReverseV6,
         ));
+        zones.push((
+            Name::from_ascii(format!("{CLUSTERSET_ZONE}.")).expect("zone"),
+            Table::ClusterSet,
+        ));
         Self { names, zones }
     }
 
@@ -229,7 +299,7 @@ impl Reference {
         let target = |t: &Target| match t {
             Target::InZone(n) => name_in(n, zone),
             Target::Primary(n) => name_in(n, primary),
-            Target::ClusterSet(_) => unreachable!("this model serves no clusterset zone"),
+            Target::ClusterSet(n) => name_in(n, &self.zone_of_table(Table::ClusterSet)),
         };
         match data {
             RData::A(ip) => rr::RData::A(A(*ip)),
@@ -264,6 +334,15 @@ impl Reference {
                 *minimum,
             )),
         }
+    }
+
+    /// The (first) zone of `table`.
+    fn zone_of_table(&self, table: Table) -> Name {
+        self.zones
+            .iter()
+            .find(|(_, t)| *t == table)
+            .map(|(zone, _)| zone.clone())
+            .expect("every table has a zone")
     }
 
     /// The zone's SOA for a negative answer: TTL and MINIMUM are the negative TTL.
@@ -797,6 +876,32 @@ fn edge_objects() -> Vec<Object> {
     // Aliases (ExternalName Services) into the served zones, followed for A and AAAA: to a
     // pod, to a Service's addresses, through another alias, to nothing, to an ordinal slot
     // without its pod, into the other zone, to themselves, and out of every zone.
+    // A headless import over two clusters, 20 endpoints each (some named by address):
+    // clusterset answers between 512 and 1232 bytes, SRV targets two labels down.
+    let wide = ObjectKey::new("edge", "wide");
+    out.push(Object::ServiceImport(ServiceImport {
+        key: wide.clone(),
+        kind: headless_dns::model::ImportKind::Headless,
+        ports: vec![],
+    }));
+    for (n, cluster) in ["east", "west"].into_iter().enumerate() {
+        out.push(Object::EndpointSlice(EndpointSlice {
+            key: ObjectKey::new("edge", format!("wide-{cluster}")),
+            service: wide.clone(),
+            of: SliceOf::Import {
+                cluster: Some(cluster.into()),
+            },
+            endpoints: (0..20u32)
+                .map(|i| Endpoint {
+                    ip: IpAddr::V4(std::net::Ipv4Addr::from(0x0a62_0000 + (n as u32) * 256 + i)),
+                    hostname: (i % 5 != 4).then(|| format!("wide-{i}")),
+                    ready: i != 7,
+                    terminating: false,
+                })
+                .collect(),
+            ports: vec![port.clone()],
+        }));
+    }
     for (name, target) in [
         ("alias-pod", "mid-0.mid.edge.svc.cluster.local."),
         ("alias-svc", "srv12.edge.svc.cluster.local."),
@@ -819,9 +924,15 @@ fn edge_objects() -> Vec<Object> {
 
 #[test]
 fn the_fast_path_answers_what_hickory_would() {
-    let (_, mut objects) = ManifestSet::load(demo_manifests()).expect("demo manifests load");
+    let options = headless_dns::source::convert::ConvertOptions {
+        multicluster: true,
+        ..Default::default()
+    };
+    let (_, mut objects) =
+        ManifestSet::load_with(demo_manifests(), options).expect("demo manifests load");
     objects.extend(edge_objects());
     let config = Config {
+        clusterset_zone: Some(headless_dns::config::parse_zone(CLUSTERSET_ZONE).expect("zone")),
         zones: ZONES
             .iter()
             .map(|z| headless_dns::config::parse_zone(z).expect("zone"))
@@ -841,6 +952,11 @@ fn the_fast_path_answers_what_hickory_would() {
         "the demo has names to ask: {}",
         known.len()
     );
+    let clusterset = known
+        .iter()
+        .filter(|n| n.ends_with(".clusterset.local."))
+        .count();
+    assert!(clusterset > 50, "clusterset names to ask: {clusterset}");
 
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 4000,
