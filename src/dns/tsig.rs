@@ -197,7 +197,9 @@ pub enum Checked<'k> {
     },
 }
 
-/// Reads a name at `at` in `msg` (compression pointers followed), lowercased, uncompressed.
+/// Reads a name at `at` in `msg` (compression pointers followed), lowercased, uncompressed;
+/// `None` when it runs past the message, loops, or is longer than the 255 octets a name may
+/// have with its root label (RFC 1035 3.1): a response echoes the key name, and must parse.
 fn read_name(msg: &[u8], mut at: usize, out: &mut Vec<u8>) -> Option<usize> {
     let mut end = None;
     for _ in 0..128 {
@@ -220,7 +222,8 @@ fn read_name(msg: &[u8], mut at: usize, out: &mut Vec<u8>) -> Option<usize> {
             }
             _ => return None,
         }
-        if out.len() > 255 {
+        // The root label still to come makes it one octet longer.
+        if out.len() >= 255 {
             return None;
         }
     }
@@ -562,6 +565,27 @@ mod tests {
         let record = record(&first, at).expect("our TSIG reads back");
         assert_eq!(record.key_name, ours.name());
         assert_eq!((record.time, record.error, record.mac.len()), (now, 0, 32));
+    }
+
+    #[test]
+    fn a_name_is_at_most_255_octets_with_its_root_label() {
+        // 3 labels of 63 and one of 61: 4 + 63 * 3 + 61 = 254 octets, 255 with the root.
+        let longest: Vec<u8> = [63u8, 63, 63, 61]
+            .iter()
+            .flat_map(|&n| std::iter::once(n).chain(std::iter::repeat_n(b'a', usize::from(n))))
+            .chain([0])
+            .collect();
+        assert_eq!(longest.len(), 255);
+        let mut out = Vec::new();
+        assert_eq!(read_name(&longest, 0, &mut out), Some(255));
+        assert_eq!(out.len(), 255);
+        // One octet more (the fuzzer's find: a BADKEY answer echoed it, and it did not
+        // parse).
+        let mut over = longest.clone();
+        over[192] = 62;
+        over.insert(193, b'a');
+        assert_eq!(over.len(), 256);
+        assert_eq!(read_name(&over, 0, &mut Vec::new()), None);
     }
 
     #[test]
