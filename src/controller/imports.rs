@@ -33,8 +33,9 @@ pub struct ClusterSetSettings {
 }
 
 /// What the controller keeps per ServiceImport key besides the import: its imported slices
-/// in name order, and what it published: its own names, and each cluster's
-/// (`Owner::ImportCluster`).
+/// in name order, and what it published: each cluster's names (`Owner::ImportCluster`, the
+/// first cluster's with the import's own), or the import's own names alone
+/// (`Owner::Import`) when it has no cluster names.
 #[derive(Debug, Default)]
 pub(super) struct ImportEntry {
     pub(super) slices: SortedKeys,
@@ -162,8 +163,14 @@ impl Controller {
     }
 
     /// Recomputes one ServiceImport's records and publishes them: each cluster's names
-    /// (`<cluster>.<svc>.<ns>.svc` and below) whole into that cluster's slot, first, then the
-    /// import's own names (its addresses, SRV records naming the clusters' names) whole.
+    /// (`<cluster>.<svc>.<ns>.svc` and below) whole into that cluster's slot, and the
+    /// import's own names (its addresses, SRV records naming the clusters' names) whole with
+    /// the first cluster's, so a headless import takes one slot per cluster and no more. An
+    /// import without cluster names (a ClusterSetIP import, one with no endpoint) keeps its
+    /// own names in a slot of its own.
+    ///
+    /// The slot that receives the import's own names publishes first: a name moving there
+    /// from another slot is routed to it before the other drops it, and never goes missing.
     pub(super) fn republish_import(&mut self, key: &ObjectKey) {
         if self.clusterset.is_none() {
             return;
@@ -175,20 +182,39 @@ impl Controller {
                 ServiceRecords::default()
             }),
         };
-        let (own, mut clusters) = split_by_cluster(key, records);
+        let (own, clusters) = split_by_cluster(key, records);
+        let mut publishes: Vec<(Owner, ServiceRecords)> = clusters
+            .into_iter()
+            .map(|(cluster, records)| (Owner::ImportCluster(key.clone(), cluster), records))
+            .collect();
         // A cluster that published before and has no name now is emptied.
-        let before: Vec<Arc<str>> = self
-            .per_import
-            .get(key)
-            .map(|entry| entry.clusters.keys().cloned().collect())
-            .unwrap_or_default();
-        for cluster in before {
-            clusters.entry(cluster).or_default();
+        if let Some(entry) = self.per_import.get(key) {
+            for cluster in entry.clusters.keys() {
+                if !publishes
+                    .iter()
+                    .any(|(owner, _)| matches!(owner, Owner::ImportCluster(_, c) if c == cluster))
+                {
+                    publishes.push((
+                        Owner::ImportCluster(key.clone(), cluster.clone()),
+                        ServiceRecords::default(),
+                    ));
+                }
+            }
         }
-        for (cluster, records) in clusters {
-            self.publish(&Owner::ImportCluster(key.clone(), cluster), records);
+        publishes.push((Owner::Import(key.clone()), ServiceRecords::default()));
+        // The receiver: the first cluster with names (clusters are in id order), else the
+        // import's own slot (the last entry).
+        let receiver = publishes
+            .iter()
+            .position(|(_, records)| !records.names.is_empty())
+            .unwrap_or(publishes.len() - 1);
+        let (owner, mut records) = publishes.remove(receiver);
+        records.names.extend(own.names);
+        records.reverse.extend(own.reverse);
+        self.publish(&owner, records);
+        for (owner, records) in publishes {
+            self.publish(&owner, records);
         }
-        self.publish(&Owner::Import(key.clone()), own);
     }
 
     fn import_records(

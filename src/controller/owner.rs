@@ -15,7 +15,8 @@ use crate::store::ZoneKind;
 /// An import's names below one cluster's (`<host>.<cluster>.<svc>.<ns>.svc`) have an owner
 /// of their own, [`Owner::ImportCluster`], whose slot holds that cluster's endpoints in a pod
 /// table, as a Service's slot holds its pods: found through their parent, their reverse
-/// names through the address map, no index entry each.
+/// names through the address map, no index entry each. The first cluster's slot holds the
+/// import's own names too; [`Owner::Import`] holds them only when no cluster has a name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Owner {
     Service(ObjectKey),

@@ -124,6 +124,11 @@ impl Controller {
     pub(super) fn publish(&mut self, owner: &Owner, records: ServiceRecords) {
         let key = owner.key();
         let kind = owner.zone_kind();
+        let published = self.published_mut(owner).is_some_and(|p| p.is_some());
+        if !published && records.names.is_empty() && records.reverse.is_empty() {
+            // Nothing before, nothing now: no slot to take and give back.
+            return;
+        }
         let Some((compile, longest_zone)) = self.encoding(kind) else {
             return;
         };
@@ -215,10 +220,21 @@ impl Controller {
             self.touch_snapshot(service_key, names.into_iter(), &snapshot.pods);
         }
         // Route new names first (they answer NXDOMAIN from the old snapshot, as before),
-        // swap the snapshot, then drop routes of names that are gone.
+        // swap the snapshot, then drop routes of names that are gone. A new name another
+        // slot routes now (an import's own names, moving to another cluster's slot) is
+        // routed here after the swap, when this snapshot has it.
+        let route = |k: &[u8]| match base.as_deref() == Some(k) {
+            true => Route::Service(slot.clone()),
+            false => Route::SlotName(slot.clone()),
+        };
+        let mut moved_here = Vec::new();
         for k in snapshot.names.iter().map(SnapshotEntry::key) {
             if !old_keys.contains(k) && indexed(k) {
-                self.store.set_route(k, Route::Service(slot.clone()));
+                if self.store.has_route(k) {
+                    moved_here.push(k.to_vec());
+                } else {
+                    self.store.set_route(k, route(k));
+                }
             }
         }
         let had_names = old_snapshot
@@ -230,8 +246,11 @@ impl Controller {
             .filter(|k| !snapshot.names.contains(k) && indexed(k))
             .collect();
         slot.publish(snapshot);
+        for k in &moved_here {
+            self.store.set_route(k, route(k));
+        }
         for k in gone {
-            self.store.remove(k);
+            self.store.remove_if_routed_to(k, &slot);
         }
         let namespace_ent = RelativeName::from_labels([&*key.namespace, "svc"]);
         if let Ok(ent) = namespace_ent {

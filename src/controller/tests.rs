@@ -551,3 +551,68 @@ fn an_imports_endpoints_are_found_through_their_clusters_pod_table() {
         "the namespace's empty non-terminal went too"
     );
 }
+
+/// How many records of `rtype` a name of the clusterset zone answers.
+fn count_at(store: &Store, name: &str, rtype: u16) -> Option<u16> {
+    let name = RelativeName::from_labels(name.split('.')).unwrap();
+    store.lookup(&store::key(ZoneKind::ClusterSet, &name), |l| match l {
+        Lookup::Name(a) => Some(
+            a.rrsets()
+                .find(|r| r.rtype == rtype)
+                .map_or(0, |r| r.ancount),
+        ),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_imports_own_names_live_with_its_first_cluster_and_follow_it() {
+    let (store, mut controller) = clusterset_controller();
+    let cs = |name: &str| types_at(&store, ZoneKind::ClusterSet, name);
+    controller.apply(import("west", &[("db-0", "10.9.0.1")]));
+    assert_eq!(count_at(&store, "db.demo.svc", rtype::A), Some(1));
+    assert_eq!(count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV), Some(1));
+    assert_eq!(cs("_tcp.db.demo.svc"), Some(vec![]), "NODATA");
+    // The import's own names share west's slot; a name below `_tcp` is not looked up in
+    // west's pod table, whose labels are west's endpoints.
+    assert_eq!(cs("db-0._tcp.db.demo.svc"), None);
+    assert_eq!(cs("db-0.db.demo.svc"), None);
+    assert_eq!(cs("db-0.west.db.demo.svc"), Some(vec![rtype::A]));
+
+    // A cluster sorting first: the own names move to its slot, whole.
+    controller.apply(import("central", &[("db-5", "10.9.0.5")]));
+    assert_eq!(count_at(&store, "db.demo.svc", rtype::A), Some(2));
+    assert_eq!(count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV), Some(2));
+    assert_eq!(cs("_tcp.db.demo.svc"), Some(vec![]));
+    assert_eq!(cs("db-5._tcp.db.demo.svc"), None);
+    assert_eq!(cs("db-5.central.db.demo.svc"), Some(vec![rtype::A]));
+    assert_eq!(cs("db-0.west.db.demo.svc"), Some(vec![rtype::A]));
+
+    // It goes: they move back to west, and west's names stay.
+    controller.apply([Change::Delete(
+        crate::model::Kind::EndpointSlice,
+        ObjectKey::new("demo", "db-central"),
+    )]);
+    assert_eq!(count_at(&store, "db.demo.svc", rtype::A), Some(1));
+    assert_eq!(count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV), Some(1));
+    assert_eq!(cs("central.db.demo.svc"), None);
+    assert_eq!(cs("db-0.west.db.demo.svc"), Some(vec![rtype::A]));
+
+    // West's slice gone too: no cluster has names, the import has none either (NXDOMAIN,
+    // specification 2.4.1), and nothing is left routed to a slot.
+    controller.apply([Change::Delete(
+        crate::model::Kind::EndpointSlice,
+        ObjectKey::new("demo", "db-west"),
+    )]);
+    assert_eq!(cs("db.demo.svc"), None);
+    assert_eq!(cs("_web._tcp.db.demo.svc"), None);
+    assert_eq!(cs("_tcp.db.demo.svc"), None);
+    assert_eq!(cs("db-0.west.db.demo.svc"), None);
+    let names = store.names(ZoneKind::ClusterSet);
+    assert!(
+        names
+            .iter()
+            .all(|name| !name.ends_with(b"\x02db\x04demo\x03svc")),
+        "no route of the import is left: {names:?}"
+    );
+}

@@ -53,8 +53,23 @@ pub enum Route {
     EmptyNonTerminal,
     /// A name with answers of its own (the apex, a reverse name).
     Name(NameAnswers),
-    /// A name of a Service: look it up in the Service's current snapshot.
+    /// A slot's own name (a Service's, one cluster's of an import): look it up in the slot's
+    /// current snapshot, and look up the names one label below it in its pod table.
     Service(Arc<ServiceSlot>),
+    /// Any other name of a slot (a Service's SRV names; an import's own names, published
+    /// with its first cluster's): look it up in the slot's current snapshot. Names below it
+    /// are not in the slot's pod table, so a lookup never asks it about them.
+    SlotName(Arc<ServiceSlot>),
+}
+
+impl Route {
+    /// The slot it sends lookups to, if any.
+    pub fn slot(&self) -> Option<&Arc<ServiceSlot>> {
+        match self {
+            Route::Service(slot) | Route::SlotName(slot) => Some(slot),
+            Route::EmptyNonTerminal | Route::Name(_) => None,
+        }
+    }
 }
 
 /// A name of a [`PodTable`]: addresses, written as records per query.
@@ -271,7 +286,7 @@ impl Store {
         match route {
             Route::EmptyNonTerminal => f(Lookup::EmptyNonTerminal),
             Route::Name(answers) => f(Lookup::Name(answers.view())),
-            Route::Service(slot) => {
+            Route::Service(slot) | Route::SlotName(slot) => {
                 let snapshot = slot.answers.load();
                 match snapshot.names.get(key) {
                     Some(entry) => f(Lookup::Name(entry.answers())),
@@ -292,6 +307,23 @@ impl Store {
     pub fn remove(&self, key: &[u8]) {
         if let Some((_, index, name)) = self.split(key) {
             index.remove(name);
+        }
+    }
+
+    /// Whether `key` has a route.
+    pub fn has_route(&self, key: &[u8]) -> bool {
+        self.split(key)
+            .is_some_and(|(_, index, name)| index.contains_key(name))
+    }
+
+    /// Removes `key`'s route if it still sends lookups to `slot`: a name that moved to
+    /// another slot (an import's own names, when its first cluster changes) keeps the
+    /// route the other slot set.
+    pub fn remove_if_routed_to(&self, key: &[u8], slot: &ServiceSlot) {
+        if let Some((_, index, name)) = self.split(key) {
+            index.remove_if(name, |_, route| {
+                route.slot().is_some_and(|s| std::ptr::eq(&**s, slot))
+            });
         }
     }
 

@@ -32,8 +32,9 @@ enum Pinned {
     /// The name's own answers (copied: these names are few: apexes, names several Services
     /// claim).
     Name(NameAnswers),
-    /// Its Service's snapshot at the pin.
-    Service(Arc<ServiceSnapshot>),
+    /// Its slot's snapshot at the pin; `true` for the slot's own name (the names found
+    /// through it follow it in a transfer).
+    Service(Arc<ServiceSnapshot>, bool),
 }
 
 /// A zone kind's names and answers as of one version of the store.
@@ -116,7 +117,8 @@ impl Store {
                 let pinned = match entry.value() {
                     Route::EmptyNonTerminal => Pinned::EmptyNonTerminal,
                     Route::Name(answers) => Pinned::Name(answers.clone()),
-                    Route::Service(slot) => Pinned::Service(slot.answers.load_full()),
+                    Route::Service(slot) => Pinned::Service(slot.answers.load_full(), true),
+                    Route::SlotName(slot) => Pinned::Service(slot.answers.load_full(), false),
                 };
                 (entry.key().as_bytes().into(), pinned)
             })
@@ -175,12 +177,14 @@ impl PinnedZone {
         match pinned {
             Pinned::EmptyNonTerminal => f(&key, Lookup::EmptyNonTerminal),
             Pinned::Name(answers) => f(&key, Lookup::Name(answers.view())),
-            Pinned::Service(snapshot) => {
+            Pinned::Service(snapshot, own_name) => {
                 match snapshot.names.get(&key) {
                     Some(entry) => f(&key, Lookup::Name(entry.answers())),
                     None => f(&key, Lookup::NoName),
                 }
-                children(&key, snapshot, &mut f);
+                if *own_name {
+                    children(&key, snapshot, &mut f);
+                }
             }
         }
     }
@@ -214,8 +218,8 @@ fn children(service: &[u8], snapshot: &ServiceSnapshot, f: &mut impl FnMut(&[u8]
     let Some((&kind, name)) = service.split_first() else {
         return;
     };
-    // Only a Service's own name (an import cluster's) has names one label below it in its
-    // snapshot.
+    // Only names of the depth whose children are found through them (a Service's name, an
+    // import cluster's) have names one label below them in the snapshot.
     if !has_unindexed_children(service) {
         return;
     }
