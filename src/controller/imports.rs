@@ -185,7 +185,10 @@ impl Controller {
         let (own, clusters) = split_by_cluster(key, records);
         let mut publishes: Vec<(Owner, ServiceRecords)> = clusters
             .into_iter()
-            .map(|(cluster, records)| (Owner::ImportCluster(key.clone(), cluster), records))
+            .map(|(cluster, records)| {
+                let cluster = self.cluster_ids.intern(&cluster);
+                (Owner::ImportCluster(key.clone(), cluster), records)
+            })
             .collect();
         // A cluster that published before and has no name now is emptied.
         if let Some(entry) = self.per_import.get(key) {

@@ -146,7 +146,13 @@ impl Controller {
                     self.services.insert(service);
                 }
             }
-            Object::EndpointSlice(slice) => {
+            Object::EndpointSlice(mut slice) => {
+                if let SliceOf::Import {
+                    cluster: Some(cluster),
+                } = &mut slice.of
+                {
+                    *cluster = self.cluster_ids.intern(cluster);
+                }
                 if self.slices.get(&slice.key) == Some(&slice) {
                     return;
                 }

@@ -19,6 +19,7 @@
 //! May import [`crate::model`], [`crate::store`], [`crate::dns`], [`crate::hash`] and
 //! [`crate::metrics`]; never a source or the query path.
 
+mod cluster_ids;
 pub mod clusterset_records;
 mod imports;
 mod join;
@@ -47,6 +48,7 @@ use crate::model::{
 };
 use crate::store::compile::{self, CompileContext, compile_name};
 use crate::store::{self, Route, Store, ZoneKind};
+use cluster_ids::ClusterIds;
 pub use imports::ClusterSetSettings;
 use imports::ImportEntry;
 use join::{Dirty, ServiceEntry};
@@ -81,6 +83,8 @@ pub struct Controller {
     imports: KeyedSet<ServiceImport>,
     /// The imported slices of each ServiceImport, and what it published.
     per_import: BTreeMap<ObjectKey, ImportEntry>,
+    /// The cluster ids of imported slices and of import slots, shared.
+    cluster_ids: ClusterIds,
     /// The `cluster.clusterset.k8s.io` ClusterProperty: this cluster's id, over the flag's.
     cluster_property: Option<ClusterProperty>,
     /// The clusterset zone's encoding and this cluster's id by flag (`--clusterset-zone`);
@@ -138,6 +142,7 @@ impl Controller {
             stateful_sets: KeyedSet::default(),
             imports: KeyedSet::default(),
             per_import: BTreeMap::new(),
+            cluster_ids: ClusterIds::default(),
             cluster_property: None,
             clusterset: None,
             options,

@@ -571,7 +571,10 @@ fn an_imports_own_names_live_with_its_first_cluster_and_follow_it() {
     let cs = |name: &str| types_at(&store, ZoneKind::ClusterSet, name);
     controller.apply(import("west", &[("db-0", "10.9.0.1")]));
     assert_eq!(count_at(&store, "db.demo.svc", rtype::A), Some(1));
-    assert_eq!(count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV), Some(1));
+    assert_eq!(
+        count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV),
+        Some(1)
+    );
     assert_eq!(cs("_tcp.db.demo.svc"), Some(vec![]), "NODATA");
     // The import's own names share west's slot; a name below `_tcp` is not looked up in
     // west's pod table, whose labels are west's endpoints.
@@ -582,7 +585,10 @@ fn an_imports_own_names_live_with_its_first_cluster_and_follow_it() {
     // A cluster sorting first: the own names move to its slot, whole.
     controller.apply(import("central", &[("db-5", "10.9.0.5")]));
     assert_eq!(count_at(&store, "db.demo.svc", rtype::A), Some(2));
-    assert_eq!(count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV), Some(2));
+    assert_eq!(
+        count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV),
+        Some(2)
+    );
     assert_eq!(cs("_tcp.db.demo.svc"), Some(vec![]));
     assert_eq!(cs("db-5._tcp.db.demo.svc"), None);
     assert_eq!(cs("db-5.central.db.demo.svc"), Some(vec![rtype::A]));
@@ -594,7 +600,10 @@ fn an_imports_own_names_live_with_its_first_cluster_and_follow_it() {
         ObjectKey::new("demo", "db-central"),
     )]);
     assert_eq!(count_at(&store, "db.demo.svc", rtype::A), Some(1));
-    assert_eq!(count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV), Some(1));
+    assert_eq!(
+        count_at(&store, "_web._tcp.db.demo.svc", rtype::SRV),
+        Some(1)
+    );
     assert_eq!(cs("central.db.demo.svc"), None);
     assert_eq!(cs("db-0.west.db.demo.svc"), Some(vec![rtype::A]));
 

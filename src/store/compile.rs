@@ -437,9 +437,23 @@ mod tests {
                 .collect(),
         };
         let size = check_compact_srv(&owner, &set);
-        // Per record: both labels (5 + 5, length bytes included) and the address (1 + 4),
-        // after the 14-byte head and the shared fields.
-        assert_eq!(size, 14 + 6 + 3 * (5 + 5 + 5));
+        // After the 14-byte head and the shared fields, a run per cluster (its record count,
+        // 2, and its label, 5) and per record its first label (5) and address (1 + 4).
+        assert_eq!(size, 14 + 6 + 2 * (2 + 5) + 3 * (5 + 5));
+        // Targets that share nothing after their first label are stored whole, without runs.
+        let lone_hosts = ["db-0.east", "db-0.west", "db-0.zone"];
+        let mut lone = set.clone();
+        lone.records = lone_hosts.iter().map(|h| srv(h)).collect();
+        for (n, (target_name, _)) in lone.additional.iter_mut().enumerate() {
+            *target_name = target(lone_hosts[n]);
+        }
+        assert_eq!(check_compact_srv(&owner, &lone), 14 + 6 + 3 * (5 + 5 + 5));
+        // Per-record fields with runs: each record's fields follow its run's head.
+        let mut ports = set.clone();
+        if let RData::Srv { port, .. } = &mut ports.records[1] {
+            *port = 26258;
+        }
+        check_compact_srv(&owner, &ports);
         let mut unpaired = set.clone();
         unpaired.additional.swap(0, 1);
         check_compact_srv(&owner, &unpaired);

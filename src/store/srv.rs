@@ -23,7 +23,10 @@
 //! A headless ServiceImport's targets are two labels below its name
 //! (`<host>.<cluster>.<svc>.<ns>.svc`): the layout byte's high bits hold that depth, and a
 //! record's "label" is then that many length-prefixed labels, written as they are stored
-//! (for one label, the `[label length][label]` above).
+//! (for one label, the `[label length][label]` above). Targets in cluster order share
+//! their labels after the first in runs ([`RUNS`]): each run is `[records in it u16][the
+//! shared labels]` before its records, which keep their first label only, so a remote
+//! endpoint's SRV record costs what a local one's does.
 
 use crate::dns::name::{Labels, RelativeName};
 use crate::dns::rdata::{RData, RrSet};
@@ -39,6 +42,9 @@ const SHARED_FIELDS: u8 = 1;
 /// Layout bit: the additional records are the targets' addresses, one per record in record
 /// order, each stored after its record's label.
 const PAIRED: u8 = 2;
+/// Layout bit (targets more than one label down): records come in runs that share the
+/// labels after the first, stored once per run.
+const RUNS: u8 = 4;
 /// The layout byte's bits from here: how many labels each target has below the name the
 /// question ends with, less one.
 const DEPTH_SHIFT: u8 = 4;
@@ -109,12 +115,36 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
             .all(|((_, target), (owner, record))| {
                 *target == owner && matches!(record, RData::A(_) | RData::Aaaa(_))
             });
+    let labels_of = records
+        .iter()
+        .map(|(_, target)| label_of(target))
+        .collect::<Option<Vec<_>>>()?;
+    // Runs of records whose targets share the labels after the first: (first record, how
+    // many), when targets have more than one label and some share them.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    if depth > 1 {
+        for (n, label) in labels_of.iter().enumerate() {
+            match runs.last_mut() {
+                Some((first, count))
+                    if *count < usize::from(u16::MAX)
+                        && upper_labels(&labels_of[*first]) == upper_labels(label) =>
+                {
+                    *count += 1
+                }
+                _ => runs.push((n, 1)),
+            }
+        }
+    }
+    let use_runs = depth > 1 && runs.len() < records.len();
     let mut layout = u8::try_from(depth - 1).ok()? << DEPTH_SHIFT;
     if shared {
         layout |= SHARED_FIELDS;
     }
     if paired {
         layout |= PAIRED;
+    }
+    if use_runs {
+        layout |= RUNS;
     }
     let mut answer = vec![u8::try_from(prefix).ok()?];
     answer.extend_from_slice(&ttl.to_be_bytes());
@@ -126,15 +156,21 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
         answer.extend_from_slice(&records.first()?.0);
     }
     let (mut labels, mut extra) = (0usize, 0usize);
-    for (n, (fields, target)) in records.iter().enumerate() {
+    let mut run_starts = runs.iter().peekable();
+    for (n, ((fields, _), label)) in records.iter().zip(&labels_of).enumerate() {
+        if use_runs && let Some(&(_, count)) = run_starts.next_if(|(first, _)| *first == n) {
+            answer.extend_from_slice(&u16::try_from(count).ok()?.to_be_bytes());
+            answer.extend_from_slice(upper_labels(label));
+        }
         if !shared {
             answer.extend_from_slice(fields);
         }
-        let label = label_of(target)?;
-        // Stored sizes count one length byte fewer per label run: the writer adds one per
-        // record with the fixed part.
+        // Stored sizes count one length byte fewer per target: the writer adds one per
+        // record with the fixed part. They count every label a target is written with,
+        // shared in a run or not.
         labels += label.len() - 1;
-        answer.extend_from_slice(&label);
+        let stored = if use_runs { first_label(label) } else { label };
+        answer.extend_from_slice(stored);
         if paired {
             let address_len = push_address(&mut answer, &rrset.additional.get(n)?.1)?;
             extra += label.len() - 1 + address_len;
@@ -159,6 +195,17 @@ pub fn compact(owner: &RelativeName, rrset: &RrSet, ttl: u32) -> Option<Compiled
         answer,
         additional,
     })
+}
+
+/// The first length-prefixed label of `labels`, length byte included.
+fn first_label(labels: &[u8]) -> &[u8] {
+    let end = labels.first().map_or(0, |&len| 1 + usize::from(len));
+    labels.get(..end).unwrap_or(labels)
+}
+
+/// The labels of `labels` after its first.
+fn upper_labels(labels: &[u8]) -> &[u8] {
+    labels.get(first_label(labels).len()..).unwrap_or_default()
 }
 
 /// Whether `base` is `name`'s suffix on a label boundary.
@@ -210,11 +257,13 @@ fn depth_of(layout: u8) -> usize {
 }
 
 /// One record of a compact record set: priority, weight and port, the target's labels
-/// above the Service's name (length bytes included, as written), and the target's address
-/// when the set is [`PAIRED`].
+/// above the Service's name (length bytes included, as written: `label`, then `upper`, the
+/// labels its run shares, empty without [`RUNS`]), and the target's address when the set
+/// is [`PAIRED`].
 struct Record<'a> {
     fields: [u8; 6],
     label: &'a [u8],
+    upper: &'a [u8],
     address: Option<&'a [u8]>,
 }
 
@@ -235,7 +284,16 @@ fn records(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = Record<'_>> {
     } else {
         None
     };
+    let runs = layout & RUNS != 0;
+    // With runs, the records left in the current run and the labels they share.
+    let (mut left_in_run, mut upper): (u16, &[u8]) = (0, &[]);
     std::iter::from_fn(move || {
+        if runs && left_in_run == 0 {
+            let (count, rest) = bytes.split_first_chunk::<2>()?;
+            let (shared_labels, rest) = split_labels(rest, depth - 1)?;
+            (left_in_run, upper, bytes) = (u16::from_be_bytes(*count), shared_labels, rest);
+        }
+        left_in_run = left_in_run.saturating_sub(1);
         let fields = match shared {
             Some(fields) => fields,
             None => {
@@ -244,7 +302,7 @@ fn records(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = Record<'_>> {
                 *fields
             }
         };
-        let (label, rest) = split_labels(bytes, depth)?;
+        let (label, rest) = split_labels(bytes, if runs { 1 } else { depth })?;
         bytes = rest;
         let address = if layout & PAIRED != 0 {
             let (address, rest) = split_label(bytes)?;
@@ -256,6 +314,7 @@ fn records(layout: u8, mut bytes: &[u8]) -> impl Iterator<Item = Record<'_>> {
         Some(Record {
             fields,
             label,
+            upper,
             address,
         })
     })
@@ -283,7 +342,7 @@ fn write_record(
     zone: &[u8],
     suffix_len: usize,
 ) {
-    let rdata_len = 6 + record.label.len() + suffix_len;
+    let rdata_len = 6 + record.label.len() + record.upper.len() + suffix_len;
     out.extend_from_slice(&wire::record_head(
         QUESTION_POINTER,
         rtype::SRV,
@@ -292,19 +351,27 @@ fn write_record(
     ));
     out.extend_from_slice(&record.fields);
     out.extend_from_slice(record.label);
+    out.extend_from_slice(record.upper);
     out.extend_from_slice(base);
     out.extend_from_slice(zone);
 }
 
-/// Writes one additional address record: the target's labels, a pointer to the Service's
-/// name, and the address.
-fn write_address(out: &mut Vec<u8>, label: &[u8], base_pointer: u16, ttl: u32, address: &[u8]) {
+/// Writes one additional address record: the target's labels (`label`, then `upper`), a
+/// pointer to the Service's name, and the address.
+fn write_address(
+    out: &mut Vec<u8>,
+    (label, upper): (&[u8], &[u8]),
+    base_pointer: u16,
+    ttl: u32,
+    address: &[u8],
+) {
     let rtype = if address.len() == 4 {
         rtype::A
     } else {
         rtype::AAAA
     };
     out.extend_from_slice(label);
+    out.extend_from_slice(upper);
     out.extend_from_slice(&wire::record_head(base_pointer, rtype, ttl, address.len()));
     out.extend_from_slice(address);
 }
@@ -351,7 +418,8 @@ pub fn write(
         let mut ancount = 0;
         for record in records(layout, body) {
             // `fixed_len` counts one length byte, `record.label` holds them all.
-            if out.len() + fixed_len - 1 + record.label.len() + reserve > limit {
+            if out.len() + fixed_len - 1 + record.label.len() + record.upper.len() + reserve > limit
+            {
                 break;
             }
             write_record(out, &record, ttl, base, zone, suffix_len);
@@ -377,12 +445,18 @@ pub fn write(
         if layout & PAIRED != 0 {
             for record in records(layout, body) {
                 if let Some(address) = record.address {
-                    write_address(out, record.label, base_pointer, ttl, address);
+                    write_address(
+                        out,
+                        (record.label, record.upper),
+                        base_pointer,
+                        ttl,
+                        address,
+                    );
                 }
             }
         } else {
             for (label, address) in additional(layout, rrset.additional) {
-                write_address(out, label, base_pointer, ttl, address);
+                write_address(out, (label, &[]), base_pointer, ttl, address);
             }
         }
         arcount = rrset.arcount;
