@@ -98,3 +98,24 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
         .then(|| raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
         .flatten()
 }
+
+/// Waits until the server on `port` says `/readyz` 200; panics after 300 s.
+pub async fn wait_ready(port: u16) {
+    let started = std::time::Instant::now();
+    while http_get(port, "/readyz").await.is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "not ready in 300 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// How many watch lists have completed (`init_done` events), from a /metrics text.
+pub fn init_done(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("headless_dns_watch_events_total") && l.contains("init_done"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

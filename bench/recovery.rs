@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use api_double::ApiDouble;
-use common::{a_query, arg, free_port, http_get as get};
+use common::{a_query, arg, free_port, http_get as get, init_done};
 
 fn ips(s: usize, pods: usize, first: usize) -> Vec<String> {
     (first..pods)
@@ -33,14 +33,6 @@ fn ips(s: usize, pods: usize, first: usize) -> Vec<String> {
             format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
         })
         .collect()
-}
-
-fn init_done(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("headless_dns_watch_events_total") && l.contains("init_done"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Whether `name` has an A record at `dns` now.
@@ -82,13 +74,7 @@ async fn main() {
         .spawn()
         .expect("the binary starts");
     let started = Instant::now();
-    while get(http, "/readyz").await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "not ready in 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready(http).await;
     println!(
         "{binary}: {services} Services x {pods} pods = {} endpoints, synced in {:.2} s",
         services * pods,

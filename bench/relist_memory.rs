@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use api_double::ApiDouble;
-use common::{arg, free_port, http_get as get, status_kib};
+use common::{arg, free_port, http_get as get, init_done, status_kib};
 
 fn service_objects(s: usize, pods: usize) -> [Value; 3] {
     let ips: Vec<String> = (0..pods)
@@ -34,14 +34,6 @@ fn service_objects(s: usize, pods: usize) -> [Value; 3] {
         })
         .collect();
     common::headless(&format!("ns{}", s % 100), &format!("s{s}"), &ips)
-}
-
-fn init_done(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("headless_dns_watch_events_total") && l.contains("init_done"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -68,13 +60,7 @@ async fn main() {
         .expect("the release binary starts");
     let pid = child.id().expect("running");
     let started = Instant::now();
-    while get(http, "/readyz").await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "not ready in 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready(http).await;
     let synced = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let steady = status_kib(pid, "VmRSS:");

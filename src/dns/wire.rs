@@ -494,22 +494,8 @@ pub fn whole_records(section: &[u8], room: usize) -> (usize, u16) {
 
 /// Where the record starting at `at` in `section` ends: past its owner (labels ending in
 /// the root or a pointer), type, class, TTL, RDLENGTH and RDATA.
-fn record_end(section: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let len = *section.get(at)?;
-        match len {
-            0 => {
-                at += 1;
-                break;
-            }
-            1..=63 => at += 1 + usize::from(len),
-            0xC0..=0xFF => {
-                at += 2;
-                break;
-            }
-            _ => return None,
-        }
-    }
+fn record_end(section: &[u8], at: usize) -> Option<usize> {
+    let at = skip_name(section, at)?;
     let rdata_len = u16_at(section, at + 8)?;
     let end = at + 10 + usize::from(rdata_len);
     (end <= section.len()).then_some(end)

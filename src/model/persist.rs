@@ -193,20 +193,10 @@ fn put_ports(out: &mut Vec<u8>, ports: &[Port]) {
 fn put_slice(out: &mut Vec<u8>, slice: &EndpointSlice) {
     put_key(out, &slice.key);
     put_key(out, &slice.service);
-    let endpoints: Vec<Endpoint> = slice
-        .endpoints
-        .iter()
-        .map(|e| Endpoint {
-            ip: e.ip,
-            hostname: e.hostname.map(str::to_owned),
-            ready: e.ready,
-            terminating: e.terminating,
-        })
-        .collect();
-    out.extend_from_slice(&count(endpoints.len()).to_be_bytes());
-    for endpoint in &endpoints {
+    out.extend_from_slice(&count(slice.endpoints.len()).to_be_bytes());
+    for endpoint in &slice.endpoints {
         put_ip(out, &endpoint.ip);
-        put_str(out, endpoint.hostname.as_deref().unwrap_or(""));
+        put_str(out, endpoint.hostname.unwrap_or(""));
         let flags = u8::from(endpoint.hostname.is_some()) << 2
             | u8::from(endpoint.terminating) << 1
             | u8::from(endpoint.ready);

@@ -459,12 +459,7 @@ mod tests {
         check_compact_srv(&owner, &unpaired);
         // Targets at different depths keep the encoded form.
         let mut mixed = set.clone();
-        mixed.records.push(RData::Srv {
-            priority: 0,
-            weight: 33,
-            port: 26257,
-            target: name("db-9.db.demo.svc"),
-        });
+        mixed.records.push(srv("db-9"));
         assert!(crate::store::srv::compact(&owner, &mixed, 5).is_none());
     }
 

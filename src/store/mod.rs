@@ -40,7 +40,7 @@ use crate::dns::name;
 use crate::hash::FastHash;
 use answers::{Answers, NameAnswers, NegativeSoa};
 use journal::{Journal, Step};
-use key::{NameKey, has_labels, has_unindexed_children, parent_name, unindexed_labels};
+use key::{NameKey, has_labels, parent_name, unindexed_labels};
 use pod_table::PodEntry;
 
 pub use key::{Zone, ZoneKind, found_through_parent, key, reverse_key};
@@ -397,37 +397,6 @@ impl Store {
         };
         addresses.sort_unstable();
         addresses
-    }
-
-    /// Calls `f` with the key of each name found through the Service name `service` (a
-    /// key, kind byte included) rather than indexed: its pod table's names in table order,
-    /// then the rest one label below it.
-    pub fn children(&self, service: &[u8], mut f: impl FnMut(&[u8])) {
-        let Some((kind, index, name)) = self.split(service) else {
-            return;
-        };
-        if !has_unindexed_children(service) {
-            return;
-        }
-        let slot = match index.get(name).as_deref() {
-            Some(Route::Service(slot)) => slot.clone(),
-            _ => return,
-        };
-        let snapshot = slot.answers.load();
-        let mut key = Vec::with_capacity(1 + 64 + name.len());
-        for (label, _) in snapshot.pods.entries() {
-            key.clear();
-            key.push(kind);
-            key.push(label.len() as u8);
-            key.extend_from_slice(label);
-            key.extend_from_slice(name);
-            f(&key);
-        }
-        for entry in snapshot.names.iter() {
-            if found_through_parent(entry.key(), service) {
-                f(entry.key());
-            }
-        }
     }
 
     /// Makes `soa` the authority record of negative answers in the zones of `kind`.

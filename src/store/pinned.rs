@@ -212,8 +212,8 @@ impl PinnedZone {
     }
 }
 
-/// The names one label below a Service's name `service` (a key) that its snapshot answers:
-/// its pod table's, then the rest, as `Store::children` lists them.
+/// The names one label below a slot's own name `service` (a key) that its snapshot answers,
+/// found through it rather than indexed: its pod table's in table order, then the rest.
 fn children(service: &[u8], snapshot: &ServiceSnapshot, f: &mut impl FnMut(&[u8], Lookup<'_>)) {
     let Some((&kind, name)) = service.split_first() else {
         return;
